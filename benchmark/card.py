@@ -1,0 +1,357 @@
+"""The data card: rendered from data_cards/template.md and a release's manifest, never hand-edited.
+
+The card opens with Hugging Face dataset-card YAML front matter (configs → data_files per task and split, license,
+task_categories, language, pretty_name) and then fixed sections. Its figures are PNGs drawn with matplotlib's
+Agg canvas (no pyplot, no global state) without timestamps or software metadata, so a rebuilt release is
+byte-identical.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import InputError
+from benchmark.schema import SPLITS
+
+__all__ = ["render_card", "write_figures", "plot_gap_histogram", "plot_agreement", "TEMPLATE_PATH", "HF_LICENSES"]
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "data_cards" / "template.md"
+STAGE_ORDER = ("read", "extract", "measure", "split", "pairs", "write", "filter")
+HF_LICENSES = {"cc0": "cc0-1.0", "cc-by": "cc-by-4.0", "cc-by-nc": "cc-by-nc-4.0", "sampling+": "other",
+               "non-cc": "other", "unknown": "unknown"}
+_PNG_METADATA = {"Software": None}
+
+
+# ------------------------------------------------------------------------------------------------------ figures
+
+
+def _new_figure(width_in: float = 6.0, height_in: float = 3.4):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_png(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", metadata=_PNG_METADATA)
+
+
+def _gaps_semitones(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    return np.abs(12.0 * np.log2(a[ok] / b[ok]))
+
+
+def plot_gap_histogram(gaps_by_basis: dict[str, np.ndarray], path: Path) -> dict:
+    """Histogram of the measured gap of each compared pair, in semitones (12·log2 of the ratio), one series per
+    basis (f0, centroid ...). Returns figures: n and median gap per basis."""
+    fig = _new_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    finite = [g for g in gaps_by_basis.values() if len(g)]
+    top = max(24.0, float(np.ceil(max(float(np.max(g)) for g in finite)))) if finite else 24.0
+    bins = np.linspace(0.0, min(top, 60.0), 31)
+    stats = {}
+    for basis in sorted(gaps_by_basis):
+        g = np.clip(gaps_by_basis[basis], 0, bins[-1])
+        ax.hist(g, bins=bins, alpha=0.6, label=f"{basis} (n={len(g)})")
+        stats[basis] = {"n": int(len(g)), "median_semitones": round(float(np.median(g)), 3) if len(g) else None}
+    ax.set_xlabel("gap between the two sounds (semitones)")
+    ax.set_ylabel("pairs")
+    ax.set_title("Measured gap of compared pairs")
+    if gaps_by_basis:
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    _save_png(fig, path)
+    return stats
+
+
+def plot_agreement(sentences: pd.DataFrame, path: Path) -> dict:
+    """Bars per answer: the LLM's blind guess agrees with the measured answer, disagrees, or gave none.
+    sentences: columns answer, llm_guess ("" or NaN when no guess). Returns the agreement figures."""
+    df = sentences[["answer", "llm_guess"]].copy()
+    df["answer"] = df["answer"].astype(str)
+    guess = df["llm_guess"].fillna("").astype(str).str.strip().str.lower()
+    ans = df["answer"].str.strip().str.lower()
+    df["outcome"] = np.where(guess == "", "no guess", np.where(guess == ans, "agree", "disagree"))
+    answers = sorted(set(df["answer"]))
+    outcomes = ["agree", "disagree", "no guess"]
+    fig = _new_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    bottom = np.zeros(len(answers))
+    for outcome in outcomes:
+        vals = np.array([int(((df["answer"] == a) & (df["outcome"] == outcome)).sum()) for a in answers], dtype=float)
+        ax.bar(answers, vals, bottom=bottom, label=outcome)
+        bottom += vals
+    ax.set_ylabel("sentences")
+    ax.set_title("LLM blind guess vs measured answer")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    _save_png(fig, path)
+    guessed = df[df["outcome"] != "no guess"]
+    return {
+        "n": int(len(df)),
+        "guessed": int(len(guessed)),
+        "agreement": round(float((guessed["outcome"] == "agree").mean()), 4) if len(guessed) else None,
+    }
+
+
+def write_figures(release_dir: Path, items: pd.DataFrame, plot_tables: dict[str, pd.DataFrame]) -> dict[str, dict]:
+    """Draw the card's figures into release_dir/figures/; returns {name: {"path", "caption", "stats"}}.
+
+    The gap histogram uses plot_tables["pairs"] (task, basis, value_a, value_b, label) when given, else the
+    released comparison items' value1/value2; the agreement plot needs plot_tables["sentences"] (answer, llm_guess).
+    """
+    out: dict[str, dict] = {}
+    gaps: dict[str, np.ndarray] = {}
+    pairs = plot_tables.get("pairs")
+    if pairs is not None and len(pairs) and {"basis", "value_a", "value_b"} <= set(pairs.columns):
+        for basis, g in pairs.groupby("basis", sort=True):
+            gaps[str(basis) or "unknown"] = _gaps_semitones(g["value_a"], g["value_b"])
+        source = "candidate pairs (pairs stage)"
+    else:
+        comp = items[(items["span1"] != "") & (items["span2"] != "")]
+        for basis, g in comp.groupby("basis", sort=True):
+            if basis:
+                gaps[str(basis)] = _gaps_semitones(g["value1"], g["value2"])
+        source = "released comparison items"
+    gaps = {k: v for k, v in gaps.items() if len(v)}
+    if gaps:
+        rel = "figures/gap_histogram.png"
+        stats = plot_gap_histogram(gaps, release_dir / rel)
+        out["gap_histogram"] = {"path": rel, "caption": f"Gap between the compared sounds, in semitones, of the {source}.",
+                                "stats": stats}
+    sentences = plot_tables.get("sentences")
+    if sentences is not None and len(sentences) and {"answer", "llm_guess"} <= set(sentences.columns):
+        rel = "figures/agreement.png"
+        stats = plot_agreement(sentences, release_dir / rel)
+        out["agreement"] = {"path": rel, "caption": "How often the LLM's blind guess agreed with the measured answer.",
+                            "stats": stats}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------- card
+
+
+def _front_matter(manifest: dict) -> str:
+    lines = ["---", "configs:"]
+    for task in sorted(manifest.get("tasks", {})):
+        counts = manifest["tasks"][task].get("counts", {})
+        lines += [f"- config_name: {task}", "  data_files:"]
+        for split in SPLITS:
+            if counts.get(split, 0) > 0:
+                lines += [f"  - split: {split}", f"    path: {task}/{split}.parquet"]
+    kind = manifest.get("license", "unknown")
+    lines += [
+        f"license: {HF_LICENSES.get(kind, 'other')}",
+        "task_categories:",
+        "- fill-mask",
+        "language:",
+        "- en",
+        f"pretty_name: AuditoryBench ({manifest.get('name', '')} {manifest.get('version', '')})",
+        "size_categories:",
+        f"- {_size_category(int(manifest.get('counts', {}).get('items', 0)))}",
+        "---",
+    ]
+    return "\n".join(lines)
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "n>1M"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _rejected_text(rejected: Any) -> str:
+    if isinstance(rejected, dict):
+        if not rejected:
+            return "0"
+        total = sum(int(v) for v in rejected.values() if isinstance(v, (int, float)))
+        return f"{total} (" + ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items())) + ")"
+    return str(rejected if rejected is not None else "–")
+
+
+def _built_section(manifest: dict, stage_manifests: dict[str, dict]) -> str:
+    stages = [s for s in STAGE_ORDER if s in stage_manifests] + sorted(set(stage_manifests) - set(STAGE_ORDER))
+    parts = []
+    if stages:
+        rows = []
+        for s in stages:
+            counts = stage_manifests[s].get("counts", {}) or {}
+            kept = counts.get("kept", "–")
+            rows.append([s, kept, _rejected_text(counts.get("rejected"))])
+        parts.append(_table(["stage", "kept", "rejected (by reason)"], rows))
+    else:
+        parts.append("No upstream stage manifests were given (e.g. an import of existing data).")
+    prov = manifest.get("provenance", {}) or {}
+    facts = []
+    for key in ("corpus", "code_version", "llm", "estimator", "source"):
+        if key in prov and prov[key] not in (None, "", {}):
+            facts.append(f"- **{key}**: `{_inline(prov[key])}`")
+    if facts:
+        parts.append("\n".join(facts))
+    return "\n\n".join(parts)
+
+
+def _inline(v: Any) -> str:
+    import json
+
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True, ensure_ascii=False)
+
+
+def _splits_section(manifest: dict) -> str:
+    rows = []
+    for task in sorted(manifest.get("tasks", {})):
+        counts = manifest["tasks"][task].get("counts", {})
+        rows.append([task] + [counts.get(s, 0) for s in SPLITS] + [sum(counts.values())])
+    return _table(["task"] + list(SPLITS) + ["total"], rows)
+
+
+def _balance_section(manifest: dict) -> str:
+    rows, notes = [], []
+    for task in sorted(manifest.get("tasks", {})):
+        t = manifest["tasks"][task]
+        balance = t.get("balance", {})
+        if t.get("kind") == "comparison":
+            for split in SPLITS:
+                if split in balance:
+                    n = sum(balance[split].values())
+                    shares = ", ".join(f"{a}: {c} ({100 * c / n:.1f} %)" for a, c in sorted(balance[split].items()))
+                    rows.append([task, split, n, shares])
+        else:
+            for split in SPLITS:
+                if split in balance:
+                    top = sorted(balance[split].items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+                    notes.append(f"- {task}/{split}: {len(balance[split])} distinct answers; most frequent: "
+                                 + ", ".join(f"{a} ({c})" for a, c in top))
+    parts = []
+    if rows:
+        parts.append(_table(["task", "split", "n", "answers"], rows))
+    if notes:
+        parts.append("\n".join(notes))
+    return "\n\n".join(parts) or "No items."
+
+
+def _mix_section(manifest: dict) -> str:
+    parts = []
+    lic = manifest.get("license_mix", {})
+    if lic:
+        parts.append("Licences of the released clips (see ATTRIBUTION.csv for each clip's author, URL and licence):\n\n"
+                     + _table(["licence", "clips"], [[k, v] for k, v in sorted(lic.items())]))
+    else:
+        parts.append("The release references no audio clips.")
+    cat = manifest.get("category_mix", {})
+    if cat:
+        parts.append("Categories of the released clips:\n\n" + _table(["category", "clips"], [[k, v] for k, v in sorted(cat.items())]))
+    basis = manifest.get("basis_mix", {})
+    if basis:
+        parts.append("Measurement basis of comparison items:\n\n"
+                     + _table(["task", "basis", "items"], [[t, b, n] for t in sorted(basis) for b, n in sorted(basis[t].items())]))
+    parts.append(f"Release licence (most restrictive among its clips): **{manifest.get('license', 'unknown')}**"
+                 + ("; non-commercial clips were excluded." if manifest.get("exclude_nc") else "."))
+    return "\n\n".join(parts)
+
+
+def _figures_section(figures: dict[str, dict]) -> str:
+    if not figures:
+        return "No figures: the release has no measured comparison pairs and no LLM agreement data."
+    parts = []
+    for name in sorted(figures):
+        f = figures[name]
+        stats = f.get("stats")
+        parts.append(f"![{name}]({f['path']})\n\n{f['caption']}" + (f" Figures: `{_inline(stats)}`." if stats else ""))
+    return "\n\n".join(parts)
+
+
+def _defects_section(manifest: dict) -> str:
+    defects = manifest.get("defects") or {}
+    lines = []
+    for v in defects.get("violations", []) or []:
+        lines.append(f"- {v}")
+    for key in sorted(k for k in defects if k != "violations"):
+        lines.append(f"- **{key}**: {_inline(defects[key])}")
+    return "\n".join(lines)
+
+
+def _limitations_section(manifest: dict) -> str:
+    lines = []
+    defects = _defects_section(manifest)
+    if defects:
+        lines.append("Known defects, reported rather than hidden:\n\n" + defects)
+    counts = manifest.get("counts", {})
+    if counts.get("review_flagged"):
+        lines.append(f"- {counts['review_flagged']} items carry review_flag = true (kept, but a person should check them).")
+    lic = manifest.get("license_mix", {})
+    flagged = sum(v for k, v in lic.items() if k in ("non-cc", "unknown"))
+    if flagged:
+        lines.append(f"- {flagged} clips have a licence that is not Creative Commons or is unknown; it is kept as given.")
+    prov = manifest.get("provenance", {}) or {}
+    if prov.get("estimator"):
+        lines.append(f"- Comparison answers come from an automatic estimator ({_inline(prov['estimator'])}); "
+                     "pitch of noisy or polyphonic sounds can be wrong.")
+    lines.append("- Sentences are templated or LLM-written from captions; captions can be wrong about the sound.")
+    return "\n".join(lines)
+
+
+def _regenerate_section(manifest: dict) -> str:
+    prov = manifest.get("provenance", {}) or {}
+    cmd = prov.get("command")
+    text = []
+    if cmd:
+        text.append(f"```\n{cmd}\n```")
+    text.append("The params, corpus identity, code version and backends used are in `manifest.json`; the same inputs "
+                "and params rebuild this release byte for byte (every file's sha256 is in the manifest). Load and "
+                "verify it with `benchmark.release.load_release(path)`, or read it with "
+                "`datasets.load_dataset(\"parquet\", data_files=...)`.")
+    return "\n\n".join(text)
+
+
+def _summary_section(manifest: dict) -> str:
+    counts = manifest.get("counts", {})
+    tasks = sorted(manifest.get("tasks", {}))
+    return (f"AuditoryBench release **{manifest.get('name')}-{manifest.get('version')}**: "
+            f"{counts.get('items', 0)} fill-mask items over {len(tasks)} tasks ({', '.join(tasks)}), "
+            f"built from {counts.get('clips', 0)} audio clips. Each `<task>/<split>.parquet` holds every item field "
+            "(id, group_id, clip_ids, licenses, review_flag ...); each `<task>/<split>.csv` holds the official "
+            "AuditoryBench columns in the official order."
+            + (f" {counts['excluded_nc_items']} items with non-commercial clips were left out." if counts.get("excluded_nc_items") else ""))
+
+
+def render_card(release_dir: Path, manifest: dict, *, stage_manifests: dict[str, dict] | None = None,
+                figures: dict[str, dict] | None = None, template_path: Path | None = None) -> str:
+    """The README.md of a release, from the template and the release's manifest (stage manifests for the
+    'how it was built' table, figures as returned by write_figures)."""
+    tpath = Path(template_path or TEMPLATE_PATH)
+    if not tpath.exists():
+        raise InputError(f"{tpath}: data card template not found")
+    template = string.Template(tpath.read_text(encoding="utf-8"))
+    values = {
+        "front_matter": _front_matter(manifest),
+        "title": f"AuditoryBench — {manifest.get('name')} {manifest.get('version')}",
+        "summary": _summary_section(manifest),
+        "built": _built_section(manifest, stage_manifests or {}),
+        "splits": _splits_section(manifest),
+        "balance": _balance_section(manifest),
+        "mix": _mix_section(manifest),
+        "figures": _figures_section(figures or {}),
+        "limitations": _limitations_section(manifest),
+        "regenerate": _regenerate_section(manifest),
+    }
+    try:
+        return template.substitute(values).rstrip("\n") + "\n"
+    except (KeyError, ValueError) as e:
+        raise InputError(f"{tpath}: template placeholder problem ({e})") from e

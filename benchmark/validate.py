@@ -1,0 +1,219 @@
+"""Benchmark rules a release must keep: no leaks across splits, no duplicates, balanced labels, valid rows.
+
+    python -m benchmark.validate releases/demo-1.0.0     # exits 1 when a rule is broken
+
+Checks, per release folder (its <task>/<split>.parquet files):
+- overlaps across splits: item id, sentence (case and spacing folded), clip id (across tasks), and the unordered
+  source pair of comparison items (its two clips, or its two spans when it has no clips). The wiki split is
+  test-only: it is exempt from the clip and source-pair checks, not from the id and sentence checks.
+- duplicates within a split: item id, sentence.
+- label balance of comparison tasks: each answer within 45–55 % on a split of ≥ 20 items, else |a − b| ≤ max(1, 0.1·n).
+- schema: every row parses as schema.Item, with the task and split of the file it is in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pydantic
+from pydantic import BaseModel, Field
+
+from benchmark.schema import SPLITS, Item
+
+__all__ = ["ValidationReport", "validate_release", "validate_items", "normalise_sentence", "source_pair", "main"]
+
+BALANCE_MIN_N = 20
+BALANCE_BAND = (0.45, 0.55)
+_EXAMPLES = 3
+
+
+class ValidationReport(BaseModel):
+    """ok is False when any rule is broken; each violation is one line naming the rule, task, split(s) and examples."""
+
+    ok: bool
+    violations: list[str] = Field(default_factory=list)
+    figures: dict[str, Any] = Field(default_factory=dict)
+
+
+def normalise_sentence(s: str) -> str:
+    return re.sub(r"\s+", " ", str(s)).strip().lower()
+
+
+def source_pair(clip_ids: list[str], span1: str, span2: str) -> tuple[str, str] | None:
+    """The unordered pair of sources a comparison item compares: its two clips, else its two spans (lower case)."""
+    if len(clip_ids) >= 2:
+        a, b = sorted(clip_ids)[:2]
+        return (a, b)
+    if span1 and span2:
+        a, b = sorted([span1.strip().lower(), span2.strip().lower()])
+        return (a, b)
+    return None
+
+
+def _examples(values) -> str:
+    vals = sorted(str(v) for v in values)
+    return ", ".join(repr(v) for v in vals[:_EXAMPLES]) + (" …" if len(vals) > _EXAMPLES else "")
+
+
+def _read_release_items(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    from benchmark.release import read_items
+
+    frames, problems = [], []
+    for task_dir in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in task_dir.glob("*.parquet") if f.stem in SPLITS)
+        for f in files:
+            df = read_items(f)
+            df["_file_task"] = task_dir.name
+            df["_file_split"] = f.stem
+            df["_row"] = range(len(df))
+            frames.append(df)
+    if not frames:
+        problems.append(f"schema: {path} holds no <task>/<split>.parquet files")
+        return pd.DataFrame(), problems
+    return pd.concat(frames, ignore_index=True), problems
+
+
+def _check_schema(df: pd.DataFrame) -> list[str]:
+    out = []
+    fields = list(Item.model_fields)
+    bad: dict[tuple[str, str], list[str]] = {}
+    for row in df.to_dict(orient="records"):
+        where = (row["_file_task"], row["_file_split"])
+        try:
+            item = Item.model_validate({k: row[k] for k in fields if k in row})
+        except pydantic.ValidationError as e:
+            first = e.errors()[0]
+            bad.setdefault(where, []).append(f"row {row['_row']} ({first.get('loc', ())}: {first['msg']})")
+            continue
+        if item.task != row["_file_task"] or item.split != row["_file_split"]:
+            bad.setdefault(where, []).append(f"row {row['_row']} (task/split {item.task}/{item.split} in the wrong file)")
+    missing = [c for c in fields if c not in df.columns]
+    if missing:
+        out.append(f"schema: columns missing: {missing}")
+    for (task, split), rows in sorted(bad.items()):
+        out.append(f"schema: {task}/{split}.parquet: {len(rows)} rows do not parse as schema.Item: " + "; ".join(rows[:_EXAMPLES]))
+    return out
+
+
+def _check_duplicates(df: pd.DataFrame) -> list[str]:
+    out = []
+    for (task, split), sub in df.groupby(["_file_task", "_file_split"], sort=True):
+        for what, col in (("item id", sub["id"]), ("sentence", sub["sentence"].map(normalise_sentence))):
+            counts = Counter(col)
+            dups = {k: n for k, n in counts.items() if n > 1}
+            if dups:
+                extra = sum(n - 1 for n in dups.values())
+                out.append(f"duplicate {what}: {task}/{split}: {extra} extra rows ({len(dups)} values), e.g. {_examples(dups)}")
+    return out
+
+
+def _overlap(kind: str, scope: str, sets: dict[str, set], exempt: tuple[str, ...] = ()) -> list[str]:
+    out = []
+    splits = [s for s in SPLITS if s in sets and s not in exempt]
+    for a, b in itertools.combinations(splits, 2):
+        common = sets[a] & sets[b]
+        if common:
+            out.append(f"overlap {kind}: {scope}: {len(common)} shared between {a} and {b}, e.g. {_examples(common)}")
+    return out
+
+
+def _check_overlaps(df: pd.DataFrame, comparison_tasks: set[str]) -> list[str]:
+    out = []
+    ids = {s: set(g["id"]) for s, g in df.groupby("_file_split")}
+    out += _overlap("item id", "all tasks", ids)
+    clips = {s: {c for cids in g["clip_ids"] for c in cids} for s, g in df.groupby("_file_split")}
+    out += _overlap("clip id", "all tasks", clips, exempt=("wiki",))
+    for task, sub in df.groupby("_file_task", sort=True):
+        sents = {s: set(g["sentence"].map(normalise_sentence)) for s, g in sub.groupby("_file_split")}
+        out += _overlap("sentence", task, sents)
+        if task in comparison_tasks:
+            pairs = {
+                s: {p for p in (source_pair(list(c), str(a), str(b)) for c, a, b in zip(g["clip_ids"], g["span1"], g["span2"])) if p}
+                for s, g in sub.groupby("_file_split")
+            }
+            out += _overlap("source pair", task, pairs, exempt=("wiki",))
+    return out
+
+
+def balance_ok(counts: dict[str, int], answers: list[str]) -> bool:
+    """The balance rule for one split of a comparison task (counts per answer; answers = the task's answer set)."""
+    n = sum(counts.values())
+    if n == 0:
+        return True
+    vals = [counts.get(a, 0) for a in answers]
+    if n >= BALANCE_MIN_N:
+        lo, hi = BALANCE_BAND
+        return all(lo <= v / n <= hi for v in vals)
+    return max(vals) - min(vals) <= max(1.0, 0.1 * n)
+
+
+def _check_balance(df: pd.DataFrame, comparison_tasks: set[str]) -> tuple[list[str], dict]:
+    out, fig = [], {}
+    for task in sorted(comparison_tasks):
+        sub = df[df["_file_task"] == task]
+        answers = sorted(set(sub["answer"]))
+        fig[task] = {}
+        for split in SPLITS:
+            part = sub[sub["_file_split"] == split]
+            if part.empty:
+                continue
+            counts = {str(k): int(v) for k, v in part["answer"].value_counts().items()}
+            n = len(part)
+            fig[task][split] = {a: round(counts.get(a, 0) / n, 4) for a in answers}
+            if not balance_ok(counts, answers):
+                shares = ", ".join(f"{a} {counts.get(a, 0)}/{n} ({100 * counts.get(a, 0) / n:.1f} %)" for a in answers)
+                rule = "each answer 45–55 %" if n >= BALANCE_MIN_N else "|a−b| ≤ max(1, 0.1·n)"
+                out.append(f"balance: {task}/{split}: {shares} breaks {rule}")
+    return out, fig
+
+
+def validate_items(df: pd.DataFrame) -> ValidationReport:
+    """Validate items that carry `_file_task`/`_file_split` (where they sit) besides the schema.Item columns."""
+    from benchmark.release import is_comparison
+
+    if df.empty:
+        return ValidationReport(ok=False, violations=["schema: no items"], figures={})
+    comparison = {t for t, g in df.groupby("_file_task") if is_comparison(g)}
+    violations = _check_schema(df) + _check_duplicates(df) + _check_overlaps(df, comparison)
+    bal_violations, balance = _check_balance(df, comparison)
+    violations += bal_violations
+    kinds = Counter(v.split(":")[0] for v in violations)
+    figures = {
+        "counts": {t: {s: int(n) for s, n in g["_file_split"].value_counts().items()} for t, g in df.groupby("_file_task")},
+        "balance": balance,
+        "violations_by_check": dict(sorted(kinds.items())),
+    }
+    return ValidationReport(ok=not violations, violations=violations, figures=figures)
+
+
+def validate_release(path: str | Path) -> ValidationReport:
+    """Check a release folder against the benchmark rules (see the module docstring)."""
+    path = Path(path)
+    df, problems = _read_release_items(path)
+    if problems:
+        return ValidationReport(ok=False, violations=problems, figures={})
+    return validate_items(df)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmark.validate", description="Validate a release folder.")
+    ap.add_argument("release", help="release folder, or a bare name under ./releases/ ($AUDITORYBENCH_RELEASES)")
+    args = ap.parse_args(argv)
+    from benchmark.release import resolve_release_path
+
+    report = validate_release(resolve_release_path(args.release))
+    for v in report.violations:
+        print(f"VIOLATION {v}")
+    print("ok" if report.ok else f"{len(report.violations)} violations", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Audio encoders: one clip in, one embedding out.
+
+Every encoder takes `audio: float32[samples]` mono at `sr` Hz, resamples once to its own rate, and returns
+`float32[dim]` per clip (`encode` stacks them to `float32[n_clips, dim]`).
+
+- `AisfxEncoder`: the aisfx sound-effects CNN (512-d). Its front end is re-implemented here faithfully
+  (96-bin HTK mel, unit-sum filters, 2048/1024 frames at 44.1 kHz, log10(1e4·x + 1), the paper's
+  min-max scale, 100-frame blocks ≈ 2.3 s with 50 % hop), since the package's own code pins old
+  librosa/numpy. Block embeddings are averaged into one clip embedding.
+- `ClapAudioEncoder`: transformers ClapModel audio tower + projection (hub id or local path).
+- `ASTEncoder`: transformers ASTModel pooled output (the published AudioBERT injection encoder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from benchmark.errors import InputError, ModelLoadError
+
+__all__ = [
+    "AudioEncoder",
+    "AisfxEncoder",
+    "ClapAudioEncoder",
+    "ASTEncoder",
+    "resample",
+    "aisfx_mel",
+    "load_audio_encoder",
+]
+
+
+class AudioEncoder(Protocol):
+    name: str
+    dim: int
+    sample_rate_hz: int
+
+    def encode(self, audios: Sequence[np.ndarray], sr: int) -> np.ndarray: ...
+
+
+def resample(audio: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    """float32[samples] mono at sr Hz -> float32 at target_sr Hz (soxr via librosa)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise InputError(f"audio must be mono float32[samples], got shape {audio.shape}")
+    if sr == target_sr:
+        return audio
+    import librosa
+
+    return librosa.resample(audio, orig_sr=sr, target_sr=target_sr).astype(np.float32)
+
+
+# ---------------------------------------------------------------- aisfx
+
+AISFX_SR_HZ = 44100
+AISFX_N_FFT = 2048
+AISFX_HOP = 1024
+AISFX_MELS = 96
+AISFX_BLOCK_FRAMES = 100  # ≈ 2.3 s
+AISFX_SPEC_MAX = 9.457798957824707  # 'original' normalisation of the ISMIR paper (min 0)
+
+
+def aisfx_mel(audio: np.ndarray, sr: int) -> np.ndarray:
+    """Log-mel spectrogram as aisfx expects it: float32[frames, 96], scaled to about [0, 1]."""
+    import librosa
+
+    y = resample(audio, sr, AISFX_SR_HZ)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    y = y / (peak if peak > 0 else 1.0)
+    if y.size < AISFX_N_FFT:
+        y = np.pad(y, (0, AISFX_N_FFT - y.size))
+    spec = librosa.feature.melspectrogram(
+        y=y, sr=AISFX_SR_HZ, n_fft=AISFX_N_FFT, hop_length=AISFX_HOP, win_length=AISFX_N_FFT,
+        n_mels=AISFX_MELS, fmin=0.0, fmax=AISFX_SR_HZ / 2, htk=True, norm=1.0, power=2.0,
+    )
+    spec = np.log10(spec * 10000.0 + 1.0).T  # [frames, mels]
+    return (spec / AISFX_SPEC_MAX).astype(np.float32)
+
+
+def _blocks(spec: np.ndarray, block: int = AISFX_BLOCK_FRAMES) -> np.ndarray:
+    """[frames, mels] -> [n_blocks, block, mels]: 50 % hop, partial last block dropped, short input zero-padded."""
+    hop = block // 2
+    n = spec.shape[0]
+    if n <= block:
+        out = np.zeros((1, block, spec.shape[1]), dtype=np.float32)
+        out[0, :n] = spec
+        return out
+    starts = range(0, n - block + 1, hop)
+    return np.stack([spec[s : s + block] for s in starts]).astype(np.float32)
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.max_pool2d(x, kernel_size=pool)
+
+
+class AisfxNet(nn.Module):
+    """aisfx EmbeddingNet (9-layer CNN, max pooling, 64 base channels): [batch, frames, mels] -> [batch, 512]."""
+
+    def __init__(self, base: int = 64):
+        super().__init__()
+        self.conv_block1 = _ConvBlock(1, base)
+        self.conv_block2 = _ConvBlock(base, base * 2)
+        self.conv_block3 = _ConvBlock(base * 2, base * 4)
+        self.conv_block4 = _ConvBlock(base * 4, base * 8)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        x = spec.unsqueeze(1)
+        x = self.conv_block1(x, (2, 2))
+        x = self.conv_block2(x, (2, 2))
+        x = self.conv_block3(x, (2, 2))
+        x = self.conv_block4(x, (1, 1))
+        return x.mean(dim=3).max(dim=2).values
+
+
+def _load_aisfx_state(path) -> dict:
+    import numpy as _np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    safe = [(scalar, "numpy.core.multiarray.scalar"), _np.dtype]
+    safe += [getattr(_np.dtypes, n) for n in dir(_np.dtypes) if n.endswith("DType")]
+    try:
+        with torch.serialization.safe_globals(safe):
+            weights, _ = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, Exception) as e:  # noqa: BLE001 - re-raised as one typed error
+        raise ModelLoadError(f"{path}: cannot load aisfx checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from e
+    prefix = "embedding_net."
+    state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    if not state:
+        raise ModelLoadError(f"{path}: no embedding_net weights in the aisfx checkpoint")
+    return state
+
+
+@dataclass
+class AisfxEncoder:
+    """The pretrained aisfx sound-effects encoder (512-d, 44.1 kHz)."""
+
+    net: AisfxNet
+    name: str = "aisfx-x-sequential-ce"
+    dim: int = 512
+    sample_rate_hz: int = AISFX_SR_HZ
+    device: str = "cpu"
+    batch_blocks: int = 64
+
+    @classmethod
+    def from_checkpoint(cls, path=None, device: str = "cpu") -> "AisfxEncoder":
+        from models.loading import aisfx_checkpoint_path
+
+        path = path or aisfx_checkpoint_path()
+        net = AisfxNet()
+        missing, unexpected = net.load_state_dict(_load_aisfx_state(path), strict=False)
+        if missing:
+            raise ModelLoadError(f"{path}: aisfx checkpoint lacks {len(missing)} weights (e.g. {missing[0]})")
+        return cls(net=net.eval().to(device), device=device)
+
+    @torch.no_grad()
+    def encode(self, audios: Sequence[np.ndarray], sr: int) -> np.ndarray:
+        blocks = [_blocks(aisfx_mel(a, sr)) for a in audios]
+        owner = np.concatenate([np.full(len(b), i) for i, b in enumerate(blocks)]) if blocks else np.zeros(0, int)
+        flat = np.concatenate(blocks) if blocks else np.zeros((0, AISFX_BLOCK_FRAMES, AISFX_MELS), np.float32)
+        outs = []
+        for s in range(0, len(flat), self.batch_blocks):
+            x = torch.from_numpy(flat[s : s + self.batch_blocks]).to(self.device)
+            outs.append(self.net(x).float().cpu().numpy())
+        emb = np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+        out = np.zeros((len(audios), self.dim), np.float32)
+        for i in range(len(audios)):
+            out[i] = emb[owner == i].mean(axis=0)
+        return out
+
+
+# ---------------------------------------------------------------- transformers encoders
+
+
+def _pooled(out) -> torch.Tensor:
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+@dataclass
+class ClapAudioEncoder:
+    """CLAP audio tower + projection (L2-normalised), from a transformers ClapModel."""
+
+    model: object  # transformers.ClapModel
+    feature_extractor: object  # transformers.ClapFeatureExtractor
+    name: str = "clap"
+    device: str = "cpu"
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: str = "cpu") -> "ClapAudioEncoder":
+        from transformers import ClapFeatureExtractor, ClapModel
+
+        from models.loading import _load  # same loud failure as the other loaders
+
+        model, _ = _load(ClapModel, name)
+        try:
+            fe = ClapFeatureExtractor.from_pretrained(name)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"{name}: cannot load CLAP feature extractor ({str(e).splitlines()[0][:120]})") from e
+        return cls(model=model.eval().to(device), feature_extractor=fe, name=name, device=device)
+
+    @torch.no_grad()
+    def encode(self, audios: Sequence[np.ndarray], sr: int) -> np.ndarray:
+        wavs = [resample(a, sr, self.sample_rate_hz) for a in audios]
+        feats = self.feature_extractor(wavs, sampling_rate=self.sample_rate_hz, return_tensors="pt")
+        feats = {k: v.to(self.device) for k, v in feats.items() if k in ("input_features", "is_longer")}
+        return _pooled(self.model.get_audio_features(**feats)).float().cpu().numpy()
+
+
+@dataclass
+class ASTEncoder:
+    """Audio Spectrogram Transformer pooled output (mean of the CLS and distillation tokens)."""
+
+    model: object  # transformers.ASTModel
+    feature_extractor: object  # transformers.ASTFeatureExtractor
+    name: str = "ast"
+    device: str = "cpu"
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: str = "cpu") -> "ASTEncoder":
+        from transformers import ASTFeatureExtractor, ASTModel
+
+        from models.loading import _load
+
+        model, _ = _load(ASTModel, name)
+        try:
+            fe = ASTFeatureExtractor.from_pretrained(name)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"{name}: cannot load AST feature extractor ({str(e).splitlines()[0][:120]})") from e
+        return cls(model=model.eval().to(device), feature_extractor=fe, name=name, device=device)
+
+    @torch.no_grad()
+    def encode(self, audios: Sequence[np.ndarray], sr: int) -> np.ndarray:
+        wavs = [resample(a, sr, self.sample_rate_hz) for a in audios]
+        feats = self.feature_extractor(wavs, sampling_rate=self.sample_rate_hz, return_tensors="pt")
+        out = self.model(input_values=feats["input_values"].to(self.device))
+        return out.pooler_output.float().cpu().numpy()
+
+
+def load_audio_encoder(name: str, device: str = "cpu") -> AudioEncoder:
+    """'aisfx' -> AisfxEncoder; 'clap:<hub id or path>' -> ClapAudioEncoder; 'ast:<hub id or path>' -> ASTEncoder."""
+    kind, _, ref = str(name).partition(":")
+    if kind == "aisfx":
+        return AisfxEncoder.from_checkpoint(ref or None, device=device)
+    if kind == "clap" and ref:
+        return ClapAudioEncoder.from_pretrained(ref, device=device)
+    if kind == "ast" and ref:
+        return ASTEncoder.from_pretrained(ref, device=device)
+    from benchmark.errors import UnknownNameError
+
+    raise UnknownNameError(f"audio encoder {name!r}: expected 'aisfx', 'clap:<id or path>' or 'ast:<id or path>'")

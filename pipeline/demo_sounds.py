@@ -1,0 +1,824 @@
+"""Sound synthesis for the demo corpus: instrument-like tones, object sounds, animal-like calls and environments.
+
+Each source has a `SourceSpec` (category, realistic f0 range, typical loudness and duration, synthesis recipe).
+`render_source(spec, rng, sr)` draws one clip's f0 and duration and returns the audio with its ground truth.
+Everything is deterministic given the `numpy.random.Generator` passed in.
+
+Audio at every boundary: float32[samples] (mono) at `sr` Hz, full scale = 1.0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy import signal
+
+from benchmark.errors import UnknownNameError
+
+__all__ = [
+    "SourceSpec",
+    "RenderedClip",
+    "SOURCES",
+    "source_spec",
+    "render_source",
+    "draw_f0_hz",
+    "draw_duration_s",
+    "set_level",
+    "measure_level_dbfs",
+    "measure_centroid_hz",
+    "note_name",
+]
+
+_MAX_HARMONICS = 24
+_FLOOR_DBFS = -72.0  # room-tone floor added to every clip (real recordings are never digital zero)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One kind of sound. f0_range_hz is the realistic range of the fundamental (None when unpitched)."""
+
+    name: str
+    category: str  # music | object | animal | environment
+    pitched: bool
+    f0_range_hz: tuple[float, float] | None
+    level_dbfs: float  # typical RMS level over the whole clip, dBFS
+    duration_s: float  # typical clip length, s
+    recipe: str  # key into the synthesis recipes
+    opts: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class RenderedClip:
+    """One synthesised clip before levelling. f0_hz is NaN when the source is unpitched."""
+
+    audio: np.ndarray  # float32[samples] at sr Hz
+    sr: int
+    f0_hz: float
+    duration_s: float
+    vibrato: bool = False
+    weak_fundamental: bool = False
+    note: str = ""
+
+
+def _instrument(name, lo, hi, level, dur, env, bright, *, odd=1.0, vib=0.2, noise=0.01, inharm=0.0, weak=0.0):
+    return SourceSpec(name, "music", True, (lo, hi), level, dur, "instrument",
+                      dict(env=env, bright=bright, odd=odd, vib=vib, noise=noise, inharm=inharm, weak=weak))
+
+
+# Ranges are the instruments' playable fundamentals (trimmed at the extremes where a synthetic tone sounds wrong).
+SOURCES: tuple[SourceSpec, ...] = (
+    _instrument("violin", 196, 1760, -20, 2.6, "bow", 0.9, vib=0.6, noise=0.02),
+    _instrument("cello", 65, 660, -20, 2.8, "bow", 0.9, vib=0.6, noise=0.015),
+    _instrument("double bass", 41, 250, -21, 2.6, "bow", 1.0, vib=0.3, noise=0.015, weak=0.35),
+    _instrument("flute", 262, 2093, -22, 2.4, "wind", 2.2, vib=0.5, noise=0.04),
+    _instrument("piccolo", 587, 3520, -21, 2.0, "wind", 2.6, vib=0.3, noise=0.03),
+    _instrument("clarinet", 147, 1568, -21, 2.4, "wind", 1.2, odd=0.12, vib=0.1),
+    _instrument("oboe", 233, 1397, -21, 2.3, "wind", 0.8, vib=0.4, noise=0.015, weak=0.3),
+    _instrument("bassoon", 58, 587, -21, 2.4, "wind", 0.9, vib=0.2, weak=0.4),
+    _instrument("saxophone", 104, 880, -19, 2.5, "wind", 0.8, vib=0.5, noise=0.02),
+    _instrument("trumpet", 165, 988, -17, 2.3, "brass", 0.7, vib=0.2),
+    _instrument("trombone", 82, 523, -18, 2.5, "brass", 0.8, vib=0.2),
+    _instrument("tuba", 44, 350, -19, 2.6, "brass", 1.1, vib=0.1),
+    _instrument("french horn", 87, 698, -20, 2.6, "brass", 1.2, vib=0.15),
+    _instrument("guitar", 82, 880, -22, 2.4, "pluck", 1.1, vib=0.05, inharm=0.00005),
+    _instrument("piano", 55, 2093, -21, 3.0, "pluck", 1.2, vib=0.0, inharm=0.0003),
+    _instrument("harp", 65, 1568, -23, 2.6, "pluck", 1.5, vib=0.0, inharm=0.00005),
+    # pitched objects
+    SourceSpec("whistle", "object", True, (900, 3000), -18, 2.0, "whistle"),
+    SourceSpec("bell", "object", True, (220, 1400), -20, 3.2, "bell"),
+    SourceSpec("kettle", "object", True, (1200, 3000), -22, 4.0, "kettle"),
+    SourceSpec("alarm", "object", True, (1800, 4000), -16, 3.2, "beeper", dict(beep_s=(0.08, 0.25), duty=0.5)),
+    SourceSpec("microwave", "object", True, (900, 2500), -24, 2.0, "beeper", dict(beep_s=(0.2, 0.45), duty=0.55, n_max=5)),
+    SourceSpec("engine", "object", True, (30, 120), -20, 4.2, "engine"),
+    SourceSpec("siren", "object", True, (550, 1500), -13, 4.6, "siren"),
+    SourceSpec("foghorn", "object", True, (70, 200), -15, 4.4, "foghorn"),
+    SourceSpec("tuning fork", "object", True, (256, 880), -26, 3.6, "tuning_fork"),
+    # unpitched object events
+    SourceSpec("door", "object", False, None, -22, 1.8, "door_slam"),
+    SourceSpec("clapping", "object", False, None, -24, 1.7, "clap"),
+    SourceSpec("knock", "object", False, None, -28, 1.6, "knock"),
+    SourceSpec("footsteps", "object", False, None, -27, 3.2, "footsteps"),
+    # animals
+    SourceSpec("dog", "animal", False, None, -19, 2.0, "bark"),
+    SourceSpec("cat", "animal", True, (420, 800), -23, 1.9, "meow"),
+    SourceSpec("bird", "animal", True, (2200, 5500), -24, 2.6, "chirp"),
+    SourceSpec("cow", "animal", True, (90, 180), -19, 3.2, "moo"),
+    SourceSpec("rooster", "animal", True, (450, 900), -17, 3.6, "crow_call"),
+    SourceSpec("owl", "animal", True, (280, 500), -25, 2.8, "hoot"),
+    SourceSpec("frog", "animal", False, None, -24, 2.6, "croak"),
+    SourceSpec("duck", "animal", True, (220, 420), -21, 2.1, "quack"),
+    SourceSpec("sheep", "animal", True, (200, 420), -21, 2.1, "bleat"),
+    SourceSpec("crow", "animal", False, None, -20, 2.3, "caw"),
+    SourceSpec("horse", "animal", True, (380, 900), -18, 3.0, "neigh"),
+    SourceSpec("lion", "animal", False, None, -15, 3.6, "roar"),
+    SourceSpec("cricket", "animal", True, (3500, 5200), -27, 3.0, "cricket"),
+    # environments (unpitched, coloured noise with different spectral centroids)
+    SourceSpec("rain", "environment", False, None, -30, 4.6, "rain"),
+    SourceSpec("wind", "environment", False, None, -26, 4.6, "wind"),
+    SourceSpec("crowd", "environment", False, None, -27, 4.2, "crowd"),
+    SourceSpec("stream", "environment", False, None, -29, 4.5, "stream"),
+    SourceSpec("fire", "environment", False, None, -30, 4.2, "fire"),
+    SourceSpec("traffic", "environment", False, None, -23, 4.6, "traffic"),
+)
+
+_BY_NAME = {s.name: s for s in SOURCES}
+
+
+def source_spec(name: str) -> SourceSpec:
+    """The spec of a source by name; an unknown name raises UnknownNameError with the closest names."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_BY_NAME), n=3)
+        raise UnknownNameError(f"unknown demo source {name!r}; did you mean {', '.join(close) or 'one of ' + ', '.join(_BY_NAME)}?") from None
+
+
+_NOTES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def note_name(f0_hz: float) -> str:
+    """Nearest equal-tempered note name, e.g. 440.0 -> "A4"."""
+    midi = int(round(69 + 12 * math.log2(f0_hz / 440.0)))
+    return f"{_NOTES[midi % 12]}{midi // 12 - 1}"
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def _t(n: int, sr: int) -> np.ndarray:
+    return np.arange(n, dtype=np.float64) / sr
+
+
+def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def _harmonics(f_track: np.ndarray, sr: int, amps: np.ndarray, rng: np.random.Generator, inharm: float = 0.0,
+               decay_per_k: np.ndarray | None = None, t: np.ndarray | None = None) -> np.ndarray:
+    """Sum of partials k*f(t) (stretched by inharmonicity) with amplitudes amps[k-1]; partials above 0.45*sr are dropped.
+    decay_per_k: optional extra exponential decay rate (1/s) per partial, for plucked strings."""
+    phase = 2 * np.pi * np.cumsum(f_track) / sr
+    fmax = float(np.max(f_track))
+    out = np.zeros_like(f_track)
+    for k, a in enumerate(amps, start=1):
+        ratio = k * math.sqrt(1.0 + inharm * k * k)
+        if a == 0.0:
+            continue
+        if ratio * fmax >= 0.45 * sr:
+            break
+        part = a * np.sin(ratio * phase + rng.uniform(0, 2 * np.pi))
+        if decay_per_k is not None and t is not None:
+            part *= np.exp(-decay_per_k[k - 1] * t)
+        out += part
+    return out
+
+
+def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.standard_normal(n)
+
+
+def _coloured(rng: np.random.Generator, n: int, sr: int, slope_db_oct: float, lo_hz: float = 20.0, hi_hz: float | None = None) -> np.ndarray:
+    """Noise with a spectral slope (dB per octave; -3 pink, -6 brown) band-limited to [lo_hz, hi_hz], unit RMS."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1.0 / sr)
+    shape = np.power(np.maximum(f, lo_hz) / 1000.0, slope_db_oct / (20 * math.log10(2)))
+    shape[f < lo_hz] *= (f[f < lo_hz] / lo_hz) ** 2
+    if hi_hz is not None:
+        shape /= 1.0 + (f / hi_hz) ** 4
+    x = np.fft.irfft(spec * shape, n)
+    return x / (np.sqrt(np.mean(x * x)) + 1e-12)
+
+
+def _band(x: np.ndarray, sr: int, lo_hz: float | None, hi_hz: float | None, order: int = 2) -> np.ndarray:
+    if lo_hz and hi_hz:
+        sos = signal.butter(order, [lo_hz, min(hi_hz, 0.45 * sr)], btype="bandpass", fs=sr, output="sos")
+    elif lo_hz:
+        sos = signal.butter(order, lo_hz, btype="highpass", fs=sr, output="sos")
+    else:
+        sos = signal.butter(order, min(hi_hz, 0.45 * sr), btype="lowpass", fs=sr, output="sos")
+    return signal.sosfilt(sos, x)
+
+
+def _ar_env(n: int, sr: int, attack_s: float, release_s: float, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Linear attack, flat, raised-cosine release, zero outside [start, stop)."""
+    stop = n if stop is None else min(stop, n)
+    env = np.zeros(n)
+    m = max(stop - start, 1)
+    seg = np.ones(m)
+    a = min(max(int(attack_s * sr), 1), m)
+    r = min(max(int(release_s * sr), 1), m - a) if m > a else 0
+    seg[:a] = np.linspace(0, 1, a, endpoint=False)
+    if r > 0:
+        seg[m - r:] = 0.5 * (1 + np.cos(np.linspace(0, np.pi, r)))
+    env[start:start + m] = seg[: n - start]
+    return env
+
+
+def _burst_env(n: int, sr: int, start: int, attack_s: float, tau_s: float) -> np.ndarray:
+    """A fast attack followed by an exponential decay with time constant tau_s, starting at sample `start`."""
+    env = np.zeros(n)
+    if start >= n:
+        return env
+    m = n - start
+    tt = np.arange(m) / sr
+    a = max(attack_s, 1e-4)
+    env[start:] = np.minimum(tt / a, 1.0) * np.exp(-np.maximum(tt - a, 0) / tau_s)
+    return env
+
+
+def _vibrato(n: int, sr: int, rng: np.random.Generator, depth_cents: float, rate_hz: float, onset_s: float = 0.25) -> np.ndarray:
+    """Multiplicative f0 factor with a sinusoidal vibrato that fades in after onset_s."""
+    t = _t(n, sr)
+    fade = np.clip((t - onset_s) / 0.3, 0, 1)
+    cents = depth_cents * fade * np.sin(2 * np.pi * rate_hz * t + rng.uniform(0, 2 * np.pi))
+    return np.power(2.0, cents / 1200.0)
+
+
+def _contour(n: int, points: list[tuple[float, float]]) -> np.ndarray:
+    """Piecewise-linear contour through (position 0..1, value) points, smoothed in log space."""
+    xs = np.array([p[0] for p in points]) * (n - 1)
+    ys = np.log(np.array([p[1] for p in points]))
+    return np.exp(np.interp(np.arange(n), xs, ys))
+
+
+def _median_voiced(f_track: np.ndarray, env: np.ndarray) -> float:
+    """Median f0 over samples where the envelope is above a quarter of its peak."""
+    mask = env > 0.25 * float(np.max(env))
+    return float(np.median(f_track[mask])) if mask.any() else float(np.median(f_track))
+
+
+# ---------------------------------------------------------------- recipes
+# Each recipe: (spec, rng, n, sr, f0_hz) -> (audio float64[n], f0_hz actually heard (NaN when unpitched), info dict)
+
+Recipe = Callable[[SourceSpec, np.random.Generator, int, int, float], tuple[np.ndarray, float, dict]]
+
+
+def _instrument_tone(spec, rng, n, sr, f0):
+    o = spec.opts
+    t = _t(n, sr)
+    onset = int(rng.uniform(0.02, 0.12) * sr)
+    vibrato = o["vib"] > 0 and rng.uniform() < o["vib"]
+    f_track = np.full(n, f0)
+    if vibrato:
+        f_track = f_track * _vibrato(n, sr, rng, rng.uniform(15, 40), rng.uniform(4.5, 6.5))
+    k = np.arange(1, _MAX_HARMONICS + 1, dtype=np.float64)
+    amps = 1.0 / np.power(k, o["bright"])
+    amps[1::2] *= o["odd"]  # even harmonics (k = 2, 4, ...) scaled: clarinet-like when small
+    weak = o["weak"] > 0 and rng.uniform() < o["weak"]
+    if weak:
+        amps[0] *= 0.08  # a weak fundamental: the pitch is heard at f0, the strongest partial is 2*f0 or 3*f0
+    amps *= np.exp(rng.normal(0, 0.15, amps.shape))  # a little timbre jitter per clip
+    env_kind = o["env"]
+    tail = max(int(rng.uniform(0.05, 0.25) * sr), 1)
+    if env_kind == "pluck":
+        tau = rng.uniform(0.5, 1.4) * (220.0 / f0) ** 0.3
+        env = _burst_env(n, sr, onset, 0.004, tau) * _ar_env(n, sr, 0.0, 0.05, 0, n - tail // 4)
+        decay = 0.6 * k / tau
+        x = _harmonics(f_track, sr, amps, rng, inharm=o["inharm"], decay_per_k=decay, t=np.maximum(t - onset / sr, 0))
+    else:
+        attack = {"bow": rng.uniform(0.08, 0.2), "wind": rng.uniform(0.04, 0.1), "brass": rng.uniform(0.03, 0.07)}[env_kind]
+        env = _ar_env(n, sr, attack, rng.uniform(0.08, 0.25), onset, n - tail)
+        if env_kind == "brass":  # brighter as it swells: add upper partials with a slower envelope
+            x = _harmonics(f_track, sr, amps, rng) + 0.5 * _ar_env(n, sr, attack * 3, 0.2, onset, n - tail) * _harmonics(
+                f_track, sr, amps * (k / 4.0) ** 0.7, rng)
+        else:
+            x = _harmonics(f_track, sr, amps, rng, inharm=o["inharm"])
+    x = x / (np.sqrt(np.mean(x * x)) + 1e-12)
+    if o["noise"] > 0:
+        x = x + o["noise"] * 4 * _band(_noise(rng, n), sr, 1000, 8000)
+    info = dict(vibrato=vibrato, weak_fundamental=weak)
+    return x * env, f0, info
+
+
+def _whistle(spec, rng, n, sr, f0):
+    vib = rng.uniform() < 0.5
+    f = np.full(n, f0)
+    if vib:
+        f = f * _vibrato(n, sr, rng, rng.uniform(20, 60), rng.uniform(5, 9), onset_s=0.1)
+    x = np.sin(2 * np.pi * np.cumsum(f) / sr) + 0.05 * np.sin(4 * np.pi * np.cumsum(f) / sr)
+    env = _ar_env(n, sr, 0.03, 0.1, int(0.05 * sr), n - int(rng.uniform(0.1, 0.4) * sr))
+    x = x + 0.03 * _band(_noise(rng, n), sr, 2000, 9000)
+    return x * env, f0, dict(vibrato=vib)
+
+
+def _bell(spec, rng, n, sr, f0):
+    t = _t(n, sr)
+    ratios = np.array([1.0, 2.0, 2.76, 4.07, 5.40])
+    amps = np.array([1.0, 0.3, 0.45, 0.2, 0.12]) * np.exp(rng.normal(0, 0.1, 5))
+    taus = rng.uniform(0.9, 1.8) / np.sqrt(ratios)
+    start = int(rng.uniform(0.02, 0.1) * sr)
+    x = np.zeros(n)
+    for r, a, tau in zip(ratios, amps, taus):
+        if r * f0 < 0.45 * sr:
+            x += a * np.sin(2 * np.pi * r * f0 * t + rng.uniform(0, 2 * np.pi)) * _burst_env(n, sr, start, 0.002, tau)
+    x += 0.2 * _band(_noise(rng, n), sr, 2000, 10000) * _burst_env(n, sr, start, 0.0005, 0.01)
+    return x, f0, {}
+
+
+def _kettle(spec, rng, n, sr, f0):
+    # the whistle sets in and grows; the pitch glides up ~3 % while the water boils
+    glide = _contour(n, [(0, 0.985), (1, 1.015)])
+    f = f0 * glide
+    x = np.sin(2 * np.pi * np.cumsum(f) / sr) + 0.1 * np.sin(4 * np.pi * np.cumsum(f) / sr)
+    env = np.clip(_t(n, sr) / (0.35 * n / sr), 0, 1) ** 1.5 * _ar_env(n, sr, 0.0, 0.15, 0, n)
+    hiss = _band(_noise(rng, n), sr, 1500, 7000)
+    boil = _coloured(rng, n, sr, -3, 100, 2000) * 0.25
+    return x * env + 0.08 * hiss * env + boil * 0.3, _median_voiced(f, env), {}
+
+
+def _beeper(spec, rng, n, sr, f0):
+    beep_s = rng.uniform(*spec.opts["beep_s"])
+    period = beep_s / spec.opts["duty"]
+    n_beeps = int((n / sr - 0.1) / period)
+    n_beeps = max(1, min(n_beeps, spec.opts.get("n_max", 99)))
+    k = np.arange(1, 8)
+    amps = np.where(k % 2 == 1, 1.0 / k, 0.0)  # square-ish: odd harmonics
+    tone = _harmonics(np.full(n, f0), sr, amps, rng)
+    env = np.zeros(n)
+    start0 = int(0.05 * sr)
+    for i in range(n_beeps):
+        s = start0 + int(i * period * sr)
+        env += _ar_env(n, sr, 0.003, 0.005, s, s + int(beep_s * sr))
+    return tone * np.minimum(env, 1), f0, {}
+
+
+def _engine(spec, rng, n, sr, f0):
+    f = f0 * (1 + 0.01 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * _t(n, sr)))
+    k = np.arange(1, _MAX_HARMONICS + 1)
+    amps = 1.0 / k ** 0.8
+    x = _harmonics(f, sr, amps, rng)
+    x = x / (np.sqrt(np.mean(x * x)) + 1e-12) + 0.5 * _coloured(rng, n, sr, -6, 30, 3000)
+    return x * _ar_env(n, sr, 0.3, 0.3), f0, {}
+
+
+def _siren(spec, rng, n, sr, f0):
+    # wail: slow sweep of +-25 % around f0 (in log), so the median heard pitch is f0
+    rate = rng.uniform(0.3, 0.9)
+    f = f0 * np.power(1.25, np.sin(2 * np.pi * rate * _t(n, sr) + rng.uniform(0, 2 * np.pi)))
+    x = _harmonics(f, sr, 1.0 / np.arange(1, 9) ** 1.2, rng)
+    return x * _ar_env(n, sr, 0.15, 0.2), float(np.median(f)), dict(vibrato=True)
+
+
+def _foghorn(spec, rng, n, sr, f0):
+    k = np.arange(1, _MAX_HARMONICS + 1)
+    x = _harmonics(np.full(n, f0), sr, 1.0 / k ** 0.9, rng)
+    tail = int(rng.uniform(0.3, 0.8) * sr)
+    env = _ar_env(n, sr, 0.35, 0.4, int(0.1 * sr), n - tail)
+    x = x / (np.sqrt(np.mean(x * x)) + 1e-12) + 0.05 * _coloured(rng, n, sr, -3, 50, 3000)
+    return x * env, f0, {}
+
+
+def _tuning_fork(spec, rng, n, sr, f0):
+    start = int(rng.uniform(0.05, 0.2) * sr)
+    t = np.maximum(_t(n, sr) - start / sr, 0)
+    x = np.sin(2 * np.pi * f0 * t) * _burst_env(n, sr, start, 0.005, rng.uniform(1.5, 3.0))
+    x += 0.3 * np.sin(2 * np.pi * 6.2 * f0 * t) * _burst_env(n, sr, start, 0.001, 0.05) if 6.2 * f0 < 0.45 * sr else 0
+    return x, f0, {}
+
+
+def _bark(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    n_barks = int(rng.integers(2, 6))
+    pos = 0.05
+    for _ in range(n_barks):
+        d = rng.uniform(0.12, 0.25)
+        s = int(pos * sr)
+        if s + int(d * sr) >= n:
+            break
+        m = int(d * sr)
+        base = rng.uniform(320, 650)
+        f = _contour(m, [(0, base * 1.25), (0.3, base), (1, base * 0.75)])
+        tone = _harmonics(f, sr, 1.0 / np.arange(1, 16) ** 0.7, rng)
+        ns = _band(_noise(rng, m), sr, 400, 3500)
+        seg = (0.5 * tone / (np.abs(tone).max() + 1e-9) + 0.7 * ns / (np.abs(ns).max() + 1e-9))
+        seg *= _burst_env(m, sr, 0, 0.01, d / 3)
+        x[s:s + m] += seg
+        pos += d + rng.uniform(0.15, 0.45)
+    return x, math.nan, {}
+
+
+def _meow(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    env_all = np.zeros(n)
+    f_all = np.full(n, f0)
+    n_calls = 1 if n / sr < 2.2 else int(rng.integers(1, 3))
+    seg_n = int((n - int(0.2 * sr)) / n_calls)
+    for i in range(n_calls):
+        d = min(rng.uniform(0.6, 1.1), seg_n / sr - 0.1)
+        m = int(d * sr)
+        s = int(0.08 * sr) + i * seg_n
+        f = f0 * _contour(m, [(0, 0.8), (0.35, 1.15), (1, 0.85)])
+        form = _contour(m, [(0, 900), (0.4, 2200), (1, 1000)])  # "mi-aow": the formant opens and closes
+        k = np.arange(1, 13)
+        phase = 2 * np.pi * np.cumsum(f) / sr
+        seg = np.zeros(m)
+        for kk in k:
+            seg += np.exp(-((kk * f - form) / 900.0) ** 2) * np.sin(kk * phase) / kk ** 0.3
+        e = _ar_env(m, sr, 0.05, 0.2)
+        x[s:s + m] += seg * e
+        env_all[s:s + m] += e
+        f_all[s:s + m] = f
+    return x + 0.01 * _band(_noise(rng, n), sr, 2000, 8000), _median_voiced(f_all, env_all), {}
+
+
+def _chirp(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    env_all = np.zeros(n)
+    f_all = np.full(n, f0)
+    pos = rng.uniform(0.03, 0.2)
+    while True:
+        d = rng.uniform(0.04, 0.12)
+        s, m = int(pos * sr), int(d * sr)
+        if s + m >= n - int(0.05 * sr):
+            break
+        up = rng.uniform() < 0.5
+        f = f0 * _contour(m, [(0, 0.8 if up else 1.25), (1, 1.25 if up else 0.8)])
+        e = np.sin(np.linspace(0, np.pi, m)) ** 2
+        ph = 2 * np.pi * np.cumsum(f) / sr
+        x[s:s + m] += (np.sin(ph) + 0.15 * np.sin(2 * ph)) * e
+        env_all[s:s + m] += e
+        f_all[s:s + m] = f
+        pos += d + (rng.uniform(0.03, 0.08) if rng.uniform() < 0.7 else rng.uniform(0.2, 0.5))
+    return x, _median_voiced(f_all, env_all), {}
+
+
+def _moo(spec, rng, n, sr, f0):
+    s = int(rng.uniform(0.05, 0.2) * sr)
+    m = n - s - int(rng.uniform(0.1, 0.4) * sr)
+    f = f0 * _contour(m, [(0, 0.9), (0.25, 1.05), (0.8, 1.0), (1, 0.85)])
+    k = np.arange(1, _MAX_HARMONICS + 1)
+    seg = _harmonics(f, sr, 1.0 / k ** 1.0, rng)
+    seg = _band(seg, sr, 80, 1500)
+    e = _ar_env(m, sr, 0.2, 0.35)
+    x = np.zeros(n)
+    x[s:s + m] = seg / (np.abs(seg).max() + 1e-9) * e
+    x[s:s + m] += 0.03 * _band(_noise(rng, m), sr, 200, 2000) * e
+    f_all = np.full(n, f0)
+    f_all[s:s + m] = f
+    env_all = np.zeros(n)
+    env_all[s:s + m] = e
+    return x, _median_voiced(f_all, env_all), {}
+
+
+def _crow_call(spec, rng, n, sr, f0):
+    # cock-a-doodle-doo: three short notes and a long one, harsh (amplitude roughness)
+    durs = np.array([0.25, 0.2, 0.3, 1.0]) * rng.uniform(0.8, 1.2)
+    total = durs.sum() + 0.3
+    durs *= min(1.0, (n / sr - 0.3) / total)
+    steps = [1.0, 1.12, 1.2, 1.05]
+    x, env_all, f_all = np.zeros(n), np.zeros(n), np.full(n, f0)
+    pos = int(0.1 * sr)
+    for d, st in zip(durs, steps):
+        m = int(d * sr)
+        if pos + m >= n:
+            break
+        f = f0 * st * _contour(m, [(0, 0.95), (0.3, 1.0), (1, 0.93)])
+        seg = _harmonics(f, sr, 1.0 / np.arange(1, 14) ** 0.6, rng)
+        rough = 1 + 0.4 * np.sin(2 * np.pi * rng.uniform(40, 70) * _t(m, sr))
+        e = _ar_env(m, sr, 0.02, min(0.08, d / 3))
+        x[pos:pos + m] += seg / (np.abs(seg).max() + 1e-9) * rough * e
+        x[pos:pos + m] += 0.15 * _band(_noise(rng, m), sr, 1000, 5000) * e
+        env_all[pos:pos + m] = e
+        f_all[pos:pos + m] = f
+        pos += m + int(0.03 * sr)
+    return x, _median_voiced(f_all, env_all), {}
+
+
+def _hoot(spec, rng, n, sr, f0):
+    x, env_all, f_all = np.zeros(n), np.zeros(n), np.full(n, f0)
+    pos = rng.uniform(0.05, 0.2)
+    while True:
+        d = rng.uniform(0.3, 0.6)
+        s, m = int(pos * sr), int(d * sr)
+        if s + m >= n:
+            break
+        f = f0 * _contour(m, [(0, 1.03), (1, 0.96)])
+        ph = 2 * np.pi * np.cumsum(f) / sr
+        e = np.sin(np.linspace(0, np.pi, m)) ** 1.5
+        x[s:s + m] += (np.sin(ph) + 0.12 * np.sin(2 * ph)) * e
+        env_all[s:s + m] = e
+        f_all[s:s + m] = f
+        pos += d + rng.uniform(0.2, 0.7)
+    return x + 0.004 * _coloured(rng, n, sr, -6, 50, 2000), _median_voiced(f_all, env_all), {}
+
+
+def _croak(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    pos = rng.uniform(0.05, 0.2)
+    res = rng.uniform(600, 1400)
+    rate = rng.uniform(30, 70)
+    while True:
+        d = rng.uniform(0.2, 0.4)
+        s, m = int(pos * sr), int(d * sr)
+        if s + m >= n:
+            break
+        for j in range(int(d * rate)):  # a croak is a train of damped resonant pulses
+            p = s + int(j / rate * sr)
+            k = int(0.012 * sr)
+            if p + k >= n:
+                break
+            tt = _t(k, sr)
+            x[p:p + k] += np.sin(2 * np.pi * res * tt) * np.exp(-tt / 0.003) * (0.6 + 0.4 * rng.uniform())
+        pos += d + rng.uniform(0.15, 0.5)
+    return x, math.nan, {}
+
+
+def _quack(spec, rng, n, sr, f0):
+    x, env_all, f_all = np.zeros(n), np.zeros(n), np.full(n, f0)
+    pos = rng.uniform(0.05, 0.15)
+    for _ in range(int(rng.integers(2, 6))):
+        d = rng.uniform(0.15, 0.26)
+        s, m = int(pos * sr), int(d * sr)
+        if s + m >= n:
+            break
+        f = f0 * _contour(m, [(0, 1.05), (0.5, 1.0), (1, 0.9)])
+        seg = _harmonics(f, sr, np.ones(20) / np.arange(1, 21) ** 0.3, rng)
+        seg = _band(seg, sr, 600, 2500)  # nasal
+        e = _ar_env(m, sr, 0.01, 0.05)
+        x[s:s + m] += seg / (np.abs(seg).max() + 1e-9) * e + 0.1 * _band(_noise(rng, m), sr, 800, 3000) * e
+        env_all[s:s + m] = e
+        f_all[s:s + m] = f
+        pos += d + rng.uniform(0.1, 0.35)
+    return x, _median_voiced(f_all, env_all), {}
+
+
+def _bleat(spec, rng, n, sr, f0):
+    x, env_all, f_all = np.zeros(n), np.zeros(n), np.full(n, f0)
+    n_calls = int(rng.integers(1, 3))
+    seg_n = int((n - int(0.15 * sr)) / n_calls)
+    for i in range(n_calls):
+        d = min(rng.uniform(0.6, 1.1), seg_n / sr - 0.08)
+        s, m = int(0.08 * sr) + i * seg_n, int(d * sr)
+        f = f0 * _vibrato(m, sr, rng, 60, rng.uniform(6, 9), onset_s=0.05) * _contour(m, [(0, 0.95), (0.3, 1.02), (1, 0.97)])
+        seg = _harmonics(f, sr, 1.0 / np.arange(1, 18) ** 0.7, rng)
+        trem = 1 - 0.5 * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(6, 9) * _t(m, sr)))
+        e = _ar_env(m, sr, 0.04, 0.15)
+        x[s:s + m] += seg / (np.abs(seg).max() + 1e-9) * trem * e
+        env_all[s:s + m] = e
+        f_all[s:s + m] = f
+    return x + 0.01 * _band(_noise(rng, n), sr, 1000, 6000), _median_voiced(f_all, env_all), dict(vibrato=True)
+
+
+def _caw(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    pos = rng.uniform(0.05, 0.2)
+    for _ in range(int(rng.integers(2, 5))):
+        d = rng.uniform(0.25, 0.4)
+        s, m = int(pos * sr), int(d * sr)
+        if s + m >= n:
+            break
+        base = rng.uniform(450, 700)
+        f = _contour(m, [(0, base * 0.95), (0.3, base), (1, base * 0.85)])
+        tone = _harmonics(f, sr, 1.0 / np.arange(1, 12) ** 0.4, rng)
+        ns = _band(_noise(rng, m), sr, 800, 3500)
+        e = _ar_env(m, sr, 0.02, 0.08)
+        x[s:s + m] += (0.35 * tone / (np.abs(tone).max() + 1e-9) + ns / (np.abs(ns).max() + 1e-9)) * e
+        pos += d + rng.uniform(0.15, 0.4)
+    return x, math.nan, {}
+
+
+def _neigh(spec, rng, n, sr, f0):
+    s = int(rng.uniform(0.05, 0.2) * sr)
+    m = min(int(rng.uniform(1.2, 2.2) * sr), n - s - int(0.1 * sr))
+    f = f0 * _contour(m, [(0, 1.4), (0.3, 1.1), (1, 0.75)]) * _vibrato(m, sr, rng, 150, rng.uniform(9, 14), onset_s=0.05)
+    seg = _harmonics(f, sr, 1.0 / np.arange(1, 14) ** 0.7, rng)
+    e = _ar_env(m, sr, 0.05, 0.4)
+    x = np.zeros(n)
+    x[s:s + m] = seg / (np.abs(seg).max() + 1e-9) * e + 0.12 * _band(_noise(rng, m), sr, 500, 4000) * e
+    f_all, env_all = np.full(n, f0), np.zeros(n)
+    f_all[s:s + m], env_all[s:s + m] = f, e
+    return x, _median_voiced(f_all, env_all), dict(vibrato=True)
+
+
+def _roar(spec, rng, n, sr, f0):
+    s = int(rng.uniform(0.05, 0.2) * sr)
+    m = n - s - int(rng.uniform(0.2, 0.5) * sr)
+    base = rng.uniform(110, 190)
+    f = base * _contour(m, [(0, 0.8), (0.3, 1.1), (1, 0.7)])
+    tone = _harmonics(f, sr, 1.0 / np.arange(1, 20) ** 0.5, rng)
+    ns = _coloured(rng, m, sr, -4, 60, 2500)
+    rough = 1 + 0.6 * np.sin(2 * np.pi * rng.uniform(25, 45) * _t(m, sr))
+    e = _contour(m, [(0, 0.05), (0.25, 1.0), (0.7, 0.8), (1, 0.02)])
+    x = np.zeros(n)
+    x[s:s + m] = (0.4 * tone / (np.abs(tone).max() + 1e-9) + 0.5 * ns / (np.abs(ns).max() + 1e-9)) * rough * e
+    return x, math.nan, {}
+
+
+def _cricket(spec, rng, n, sr, f0):
+    rate = rng.uniform(25, 45)  # pulses per second, in groups (chirps)
+    t = _t(n, sr)
+    pulse = (np.sin(np.pi * rate * t) ** 2) ** 4
+    group_rate = rng.uniform(1.5, 3.0)
+    groups = (np.sin(2 * np.pi * group_rate * t) > -0.2).astype(np.float64)
+    groups = signal.lfilter([0.01], [1, -0.99], groups)
+    x = np.sin(2 * np.pi * f0 * t) * pulse * groups
+    return x * _ar_env(n, sr, 0.05, 0.1), f0, {}
+
+
+def _rain(spec, rng, n, sr, f0):
+    x = _coloured(rng, n, sr, -1.5, 400, 12000) * 0.6
+    n_drops = int(rng.uniform(30, 80) * n / sr)
+    for p in rng.integers(0, n - int(0.01 * sr), n_drops):
+        k = int(0.008 * sr)
+        tt = _t(k, sr)
+        x[p:p + k] += rng.uniform(0.3, 1.5) * np.sin(2 * np.pi * rng.uniform(2500, 7000) * tt) * np.exp(-tt / 0.002)
+    return x * _ar_env(n, sr, 0.2, 0.2), math.nan, {}
+
+
+def _wind(spec, rng, n, sr, f0):
+    x = _coloured(rng, n, sr, -6, 30, rng.uniform(300, 700))
+    t = _t(n, sr)
+    gust = 0.55 + 0.45 * np.sin(2 * np.pi * rng.uniform(0.15, 0.4) * t + rng.uniform(0, 6.3)) * np.sin(
+        2 * np.pi * rng.uniform(0.05, 0.15) * t + rng.uniform(0, 6.3))
+    return x * gust * _ar_env(n, sr, 0.4, 0.4), math.nan, {}
+
+
+def _crowd(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    t = _t(n, sr)
+    for _ in range(int(rng.integers(6, 12))):  # voices: speech-band noise with syllabic modulation
+        lo, hi = rng.uniform(250, 500), rng.uniform(1800, 3500)
+        v = _band(_noise(rng, n), sr, lo, hi)
+        syl = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5.5) * t + rng.uniform(0, 6.3)), 0, 1) ** 0.7
+        x += v * syl * rng.uniform(0.3, 1.0)
+    return x * _ar_env(n, sr, 0.3, 0.3), math.nan, {}
+
+
+def _stream(spec, rng, n, sr, f0):
+    x = _band(_coloured(rng, n, sr, -2, 200, 8000), sr, 400, 5000)
+    for p in rng.integers(0, n - int(0.03 * sr), int(rng.uniform(10, 30) * n / sr)):
+        k = int(rng.uniform(0.01, 0.03) * sr)
+        fb = rng.uniform(400, 1600)
+        f = fb * _contour(k, [(0, 1.0), (1, 1.6)])  # bubbles ring with a rising pitch
+        x[p:p + k] += 0.8 * np.sin(2 * np.pi * np.cumsum(f) / sr) * np.exp(-_t(k, sr) / 0.008)
+    return x * _ar_env(n, sr, 0.3, 0.3), math.nan, {}
+
+
+def _fire(spec, rng, n, sr, f0):
+    x = _coloured(rng, n, sr, -6, 30, 300) * 0.5
+    for p in rng.integers(0, n - int(0.005 * sr), int(rng.uniform(8, 25) * n / sr)):
+        k = int(rng.uniform(0.001, 0.004) * sr)
+        x[p:p + k] += rng.uniform(1, 4) * _band(_noise(rng, k + 32), sr, 1500, None)[32:] * np.exp(-_t(k, sr) / 0.0008)
+    return x * _ar_env(n, sr, 0.3, 0.3), math.nan, {}
+
+
+def _traffic(spec, rng, n, sr, f0):
+    x = _coloured(rng, n, sr, -5, 30, 1200)
+    t = _t(n, sr)
+    for _ in range(int(rng.integers(1, 3))):  # cars passing by: an engine hum with a swell and a slight Doppler drop
+        tc = rng.uniform(0.2, 0.8) * n / sr
+        w = rng.uniform(0.5, 1.2)
+        swell = 1 / (1 + ((t - tc) / w) ** 2)
+        fe = rng.uniform(35, 70) * (1 + 0.04 * np.tanh(-(t - tc) / 0.4))
+        hum = _harmonics(fe, sr, 1.0 / np.arange(1, 10), rng)
+        tyre = _band(_noise(rng, n), sr, 300, 3000)
+        x += (1.2 * hum + 0.8 * tyre) * swell
+    return x * _ar_env(n, sr, 0.3, 0.3), math.nan, {}
+
+
+def _door_slam(spec, rng, n, sr, f0):
+    s = int(rng.uniform(0.1, 0.35) * sr)
+    tt = np.maximum(_t(n, sr) - s / sr, 0)
+    thump = np.sin(2 * np.pi * rng.uniform(55, 110) * tt) * _burst_env(n, sr, s, 0.002, rng.uniform(0.06, 0.14))
+    body = _band(_noise(rng, n), sr, 80, 1200) * _burst_env(n, sr, s, 0.001, rng.uniform(0.08, 0.2))
+    rattle = _band(_noise(rng, n), sr, 1500, 6000) * _burst_env(n, sr, s + int(0.01 * sr), 0.001, 0.03) * 0.4
+    return 1.5 * thump + body + rattle, math.nan, {}
+
+
+def _clap(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    period = rng.uniform(0.25, 0.5)
+    pos = rng.uniform(0.05, 0.2)
+    for _ in range(int(rng.integers(1, 7))):
+        s = int(pos * sr)
+        if s + int(0.1 * sr) >= n:
+            break
+        x += _band(_noise(rng, n), sr, rng.uniform(700, 1100), rng.uniform(2200, 3500)) * _burst_env(
+            n, sr, s, 0.0008, rng.uniform(0.008, 0.02))
+        pos += period * rng.uniform(0.9, 1.1)
+    return x, math.nan, {}
+
+
+def _knock(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    res = rng.uniform(150, 380)
+    pos = rng.uniform(0.05, 0.25)
+    for _ in range(int(rng.integers(2, 5))):
+        s = int(pos * sr)
+        if s + int(0.1 * sr) >= n:
+            break
+        tt = np.maximum(_t(n, sr) - s / sr, 0)
+        x += np.sin(2 * np.pi * res * tt) * _burst_env(n, sr, s, 0.0005, 0.02)
+        x += 0.5 * _band(_noise(rng, n), sr, 1000, 5000) * _burst_env(n, sr, s, 0.0003, 0.004)
+        pos += rng.uniform(0.14, 0.3)
+    return x, math.nan, {}
+
+
+def _footsteps(spec, rng, n, sr, f0):
+    x = np.zeros(n)
+    step = rng.uniform(0.45, 0.62)
+    pos = rng.uniform(0.05, 0.3)
+    gravel = rng.uniform() < 0.5
+    while True:
+        s = int(pos * sr)
+        if s + int(0.12 * sr) >= n:
+            break
+        tt = np.maximum(_t(n, sr) - s / sr, 0)
+        x += 0.8 * np.sin(2 * np.pi * rng.uniform(60, 100) * tt) * _burst_env(n, sr, s, 0.002, 0.03)
+        hi = (2000, 8000) if gravel else (300, 2500)
+        x += _band(_noise(rng, n), sr, *hi) * _burst_env(n, sr, s + int(0.01 * sr), 0.005, 0.04 if gravel else 0.015)
+        pos += step * rng.uniform(0.93, 1.07)
+    return x, math.nan, {}
+
+
+_RECIPES: dict[str, Recipe] = {
+    "instrument": _instrument_tone, "whistle": _whistle, "bell": _bell, "kettle": _kettle, "beeper": _beeper,
+    "engine": _engine, "siren": _siren, "foghorn": _foghorn, "tuning_fork": _tuning_fork,
+    "bark": _bark, "meow": _meow, "chirp": _chirp, "moo": _moo, "crow_call": _crow_call, "hoot": _hoot,
+    "croak": _croak, "quack": _quack, "bleat": _bleat, "caw": _caw, "neigh": _neigh, "roar": _roar, "cricket": _cricket,
+    "rain": _rain, "wind": _wind, "crowd": _crowd, "stream": _stream, "fire": _fire, "traffic": _traffic,
+    "door_slam": _door_slam, "clap": _clap, "knock": _knock, "footsteps": _footsteps,
+}
+
+
+# ---------------------------------------------------------------- public
+
+
+def draw_f0_hz(spec: SourceSpec, rng: np.random.Generator) -> float:
+    """A clip's nominal f0 (Hz): log-uniform in the source's range; instruments snap to a note, detuned by up to +-8 cents."""
+    if not spec.pitched or spec.f0_range_hz is None:
+        return math.nan
+    lo, hi = spec.f0_range_hz
+    f0 = _loguniform(rng, lo, hi)
+    if spec.category == "music":
+        midi = round(69 + 12 * math.log2(f0 / 440.0))
+        f0 = 440.0 * 2 ** ((midi - 69) / 12) * 2 ** (rng.uniform(-8, 8) / 1200)
+        f0 = min(max(f0, lo), hi)
+    return float(f0)
+
+
+def draw_duration_s(spec: SourceSpec, rng: np.random.Generator, lo_s: float = 1.5, hi_s: float = 5.0) -> float:
+    """A clip's length (s): the source's typical duration with +-~15 % log-normal jitter, clamped to [lo_s, hi_s]."""
+    return float(min(max(spec.duration_s * math.exp(rng.normal(0, 0.15)), lo_s), hi_s))
+
+
+def render_source(spec: SourceSpec, rng: np.random.Generator, sr: int, duration_s: float | None = None,
+                  f0_hz: float | None = None) -> RenderedClip:
+    """Synthesise one clip of a source: float32[samples] mono at sr Hz, peak-normalised to 0.5 (levelled later).
+
+    f0_hz in the result is what the clip sounds at (median of the f0 contour where the sound is on); NaN when unpitched.
+    """
+    if spec.recipe not in _RECIPES:
+        raise UnknownNameError(f"demo source {spec.name!r}: unknown recipe {spec.recipe!r}")
+    duration_s = draw_duration_s(spec, rng) if duration_s is None else float(duration_s)
+    f0 = draw_f0_hz(spec, rng) if f0_hz is None else float(f0_hz)
+    n = int(round(duration_s * sr))
+    x, f0_heard, info = _RECIPES[spec.recipe](spec, rng, n, sr, f0)
+    x = np.asarray(x, dtype=np.float64)
+    peak = float(np.max(np.abs(x)))
+    if peak > 0:
+        x = 0.5 * x / peak
+    if not spec.pitched:
+        f0_heard = math.nan
+    note = note_name(f0_heard) if spec.category == "music" and not math.isnan(f0_heard) else ""
+    return RenderedClip(audio=x.astype(np.float32), sr=sr, f0_hz=float(f0_heard), duration_s=n / sr,
+                        vibrato=bool(info.get("vibrato", False)), weak_fundamental=bool(info.get("weak_fundamental", False)),
+                        note=note)
+
+
+def measure_level_dbfs(audio: np.ndarray) -> float:
+    """RMS level of float audio (any shape), dBFS; -inf for silence."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def measure_centroid_hz(audio: np.ndarray, sr: int) -> float:
+    """Spectral centroid (Hz) of the whole clip's power spectrum (mono: channels averaged); NaN for silence."""
+    x = audio.mean(axis=1) if audio.ndim == 2 else audio
+    p = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+    if p.sum() <= 0:
+        return math.nan
+    f = np.fft.rfftfreq(len(x), 1.0 / sr)
+    return float((f * p).sum() / p.sum())
+
+
+def set_level(audio: np.ndarray, target_dbfs: float, rng: np.random.Generator | None = None,
+              peak_max_dbfs: float = -1.0) -> np.ndarray:
+    """Scale audio to an RMS of target_dbfs, then lower it if its peak would exceed peak_max_dbfs; add a room-tone
+    floor at -72 dBFS when rng is given. Returns float32 of the same shape."""
+    x = audio.astype(np.float64)
+    level = measure_level_dbfs(x)
+    if math.isfinite(level):
+        x *= 10 ** ((target_dbfs - level) / 20)
+        peak = float(np.max(np.abs(x)))
+        limit = 10 ** (peak_max_dbfs / 20)
+        if peak > limit:
+            x *= limit / peak
+    if rng is not None:
+        x += 10 ** (_FLOOR_DBFS / 20) * rng.standard_normal(x.shape)
+    return x.astype(np.float32)

@@ -1,0 +1,201 @@
+"""Turn extracted animal items and written comparison pairs into benchmark items, keeping or rejecting each with a reason.
+
+Comparison items are kept only when the writer's own guess (from captions and source names alone) agrees with the
+measured label (the paper's rule); sentences repeated inside a split or across splits are dropped (train wins over
+test over dev); labels are balanced per task and split by dropping the surplus of the majority label; animal answers
+with too few items are dropped; a review decisions file can drop items by id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+from pydantic import ValidationError as PydanticValidationError
+
+from benchmark.hashing import stable_hash
+from benchmark.schema import COLUMNS, Item, item_id
+from benchmark.tasks import comparison_tasks, get_task
+from pipeline.stage import StageRun, code_version
+
+__all__ = ["animal_items", "comparison_items", "drop_repeated_sentences", "balance_labels", "filter_stage"]
+
+_PRIORITY = {"train": 0, "test": 1, "dev": 2}
+
+
+def _group_id(clip_ids: list[str], groups: dict[str, str]) -> str:
+    return stable_hash(sorted({groups[c] for c in clip_ids}))
+
+
+def _licenses(clip_ids: list[str], licenses: dict[str, str]) -> list[str]:
+    return [licenses.get(c, "") for c in clip_ids]
+
+
+def _make_item(fields: dict, rejects: list[dict]) -> dict | None:
+    try:
+        return Item(**fields).model_dump()
+    except PydanticValidationError as e:
+        rejects.append({"stage": "filter", "key": fields.get("id", ""), "reason": "invalid_item",
+                        "detail": str(e.errors()[0]["msg"])[:200]})
+        return None
+
+
+def animal_items(extracted: pd.DataFrame, splits: pd.DataFrame, licenses: dict[str, str], review_threshold: float,
+                 rejects: list[dict]) -> list[dict]:
+    """One item per (split, sentence, answer), carrying every clip that produced it; ambiguous sentences are dropped."""
+    task = "animal_sound_recognition"
+    split_of = dict(zip(splits["clip_id"], splits["split"]))
+    groups = dict(zip(splits["clip_id"], splits["group_id"]))
+    df = extracted.copy()
+    missing = ~df["clip_id"].isin(split_of)
+    for cid in df.loc[missing, "clip_id"]:
+        rejects.append({"stage": "filter", "key": cid, "reason": "clip_quarantined", "detail": "clip rejected by measure"})
+    df = df[~missing]
+    df["split"] = df["clip_id"].map(split_of)
+    df["answer"] = df["answer"].str.strip().str.lower()
+    out = []
+    for (split, sentence), g in df.groupby(["split", "sentence"], sort=True):
+        answers = sorted(g["answer"].unique())
+        if len(answers) > 1:
+            rejects.append({"stage": "filter", "key": f"{split}:{sentence}", "reason": "ambiguous_sentence",
+                            "detail": f"answers {answers}"})
+            continue
+        clip_ids = sorted(g["clip_id"].unique())
+        conf = float(g["confidence"].min()) if "confidence" in g else 1.0
+        first = g.iloc[0]
+        fields = {
+            "id": item_id(task, sentence, answers[0], clip_ids), "task": task, "split": split, "sentence": sentence,
+            "answer": answers[0], "spans": list(first["spans"]), "description": first["description"],
+            "group_id": _group_id(clip_ids, groups), "clip_ids": clip_ids, "licenses": _licenses(clip_ids, licenses),
+            "review_flag": conf < review_threshold, "basis": "", "source": "corpus",
+        }
+        item = _make_item(fields, rejects)
+        if item:
+            out.append(item)
+    return out
+
+
+def comparison_items(pairs: pd.DataFrame, sentences: pd.DataFrame, splits: pd.DataFrame, licenses: dict[str, str],
+                     require_agreement: bool, review_gap: float, rejects: list[dict]) -> tuple[list[dict], dict]:
+    """Items from written pairs; keeps a pair only when the writer's guess agrees with the measured label."""
+    groups = dict(zip(splits["clip_id"], splits["group_id"]))
+    sent = sentences.set_index("pair_id")
+    agree: Counter = Counter()
+    out = []
+    for p in pairs.itertuples(index=False):
+        if p.pair_id not in sent.index:
+            rejects.append({"stage": "filter", "key": p.pair_id, "reason": "no_sentence", "detail": p.task})
+            continue
+        s = sent.loc[p.pair_id]
+        guess = str(s["llm_guess"] or "")
+        if not guess:
+            agree[(p.task, "no_guess")] += 1
+        else:
+            agree[(p.task, "agree" if guess == p.label else "disagree")] += 1
+        if require_agreement and guess != p.label:
+            reason = "no_guess" if not guess else "disagrees_with_measurement"
+            rejects.append({"stage": "filter", "key": p.pair_id, "reason": reason, "detail": f"{p.task}: guess {guess!r}, measured {p.label!r}"})
+            continue
+        clip_ids = list(p.clip_ids)
+        fields = {
+            "id": item_id(p.task, s["sentence"], p.label, clip_ids), "task": p.task, "split": p.split, "sentence": s["sentence"],
+            "answer": p.label, "spans": [s["span1"], s["span2"]], "span1": s["span1"], "span2": s["span2"],
+            "group_id": _group_id(clip_ids, groups), "clip_ids": clip_ids, "licenses": _licenses(clip_ids, licenses),
+            "review_flag": bool(p.basis == "centroid" or (p.gap < review_gap if p.basis in ("f0", "centroid") else False)),
+            "basis": p.basis, "value1": float(p.value_a), "value2": float(p.value_b), "source": "corpus",
+        }
+        item = _make_item(fields, rejects)
+        if item:
+            out.append(item)
+    figures = {}
+    for task in sorted({t for t, _ in agree}):
+        a, d, n = agree[(task, "agree")], agree[(task, "disagree")], agree[(task, "no_guess")]
+        figures[task] = {"agree": a, "disagree": d, "no_guess": n, "agreement_rate": round(a / (a + d), 4) if a + d else None}
+    return out, figures
+
+
+def drop_repeated_sentences(items: list[dict], rejects: list[dict]) -> list[dict]:
+    """One item per (task, sentence): within a split the first by id, across splits train > test > dev."""
+    best: dict[tuple, dict] = {}
+    for it in sorted(items, key=lambda i: (_PRIORITY[i["split"]], i["id"])):
+        key = (it["task"], it["sentence"].strip().lower())
+        if key in best:
+            other = best[key]
+            reason = "duplicate_sentence" if other["split"] == it["split"] else "sentence_in_other_split"
+            rejects.append({"stage": "filter", "key": it["id"], "reason": reason, "detail": f"{it['split']} repeats {other['split']} {other['id']}"})
+            continue
+        best[key] = it
+    return list(best.values())
+
+
+def balance_labels(items: list[dict], rejects: list[dict]) -> list[dict]:
+    """Per comparison task and split, drop the majority label's surplus (highest ids first) until |a - b| <= 1."""
+    comparison = {t.name for t in comparison_tasks()}
+    keep = []
+    by_key: dict[tuple, list[dict]] = {}
+    for it in items:
+        (by_key.setdefault((it["task"], it["split"]), []) if it["task"] in comparison else keep).append(it)
+    for (task, split), group in sorted(by_key.items()):
+        counts = Counter(i["answer"] for i in group)
+        labels = sorted(counts)
+        if len(labels) == 2:
+            hi, lo = sorted(labels, key=lambda label: -counts[label])
+            surplus = counts[hi] - counts[lo] - 1
+            if surplus > 0:
+                drop = set(i["id"] for i in sorted((i for i in group if i["answer"] == hi), key=lambda i: i["id"])[-surplus:])
+                for i in group:
+                    if i["id"] in drop:
+                        rejects.append({"stage": "filter", "key": i["id"], "reason": "rebalance", "detail": f"{task}/{split}: surplus {hi!r}"})
+                group = [i for i in group if i["id"] not in drop]
+        keep.extend(group)
+    return keep
+
+
+def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict:
+    build_dir = Path(build_dir)
+    params = params_all.get("filter") or {}
+    inputs = {
+        "clips": build_dir / "read" / "clips.parquet",
+        "clip_splits": build_dir / "split" / "clip_splits.parquet",
+        "animal_items": build_dir / "extract" / "animal_items.parquet",
+        "pairs": build_dir / "pairs" / "pairs.parquet",
+        "sentences": build_dir / "write" / "sentences.parquet",
+    }
+    decisions_path = params.get("review_decisions")
+    if decisions_path and Path(decisions_path).exists():
+        inputs["review_decisions"] = Path(decisions_path)
+    run = StageRun("filter", build_dir / "filter", params, inputs=inputs, code=code_version(__name__, "benchmark.schema", "benchmark.tasks"), quiet=quiet)
+    if run.fresh():
+        return run.previous()  # type: ignore[return-value]
+    clips = pd.read_parquet(inputs["clips"])
+    splits = pd.read_parquet(inputs["clip_splits"])
+    licenses = dict(zip(clips["clip_id"], clips["license"]))
+    rejects: list[dict] = []
+    animal = animal_items(pd.read_parquet(inputs["animal_items"]), splits, licenses, float(params.get("review_confidence", 0.8)), rejects)
+    comp, agreement = comparison_items(pd.read_parquet(inputs["pairs"]), pd.read_parquet(inputs["sentences"]), splits, licenses,
+                                       bool(params.get("require_agreement", True)), float(params.get("review_gap", 1.25)), rejects)
+    items = drop_repeated_sentences(animal + comp, rejects)
+    min_per_answer = int(params.get("min_per_answer", 2))
+    answer_counts = Counter(i["answer"] for i in items if i["task"] == "animal_sound_recognition")
+    rare = {a for a, n in answer_counts.items() if n < min_per_answer}
+    for i in items:
+        if i["task"] == "animal_sound_recognition" and i["answer"] in rare:
+            rejects.append({"stage": "filter", "key": i["id"], "reason": "rare_answer", "detail": f"{i['answer']!r}: {answer_counts[i['answer']]} item(s)"})
+    items = [i for i in items if not (i["task"] == "animal_sound_recognition" and i["answer"] in rare)]
+    if "review_decisions" in inputs:
+        dec = pd.read_csv(inputs["review_decisions"], dtype=str)
+        drop_ids = set(dec.loc[dec["decision"].str.lower() == "drop", "id"])
+        for i in items:
+            if i["id"] in drop_ids:
+                rejects.append({"stage": "filter", "key": i["id"], "reason": "review_drop", "detail": str(inputs["review_decisions"])})
+        items = [i for i in items if i["id"] not in drop_ids]
+    items = balance_labels(items, rejects)
+    df = pd.DataFrame(items, columns=COLUMNS["items"]).sort_values(["task", "split", "id"]).reset_index(drop=True)
+    rj = pd.DataFrame(rejects, columns=COLUMNS["rejects"]).sort_values(["reason", "key"]).reset_index(drop=True)
+    run.write_table("items.parquet", df)
+    run.write_table("rejects.parquet", rj)
+    per_task = {t: {s: int(((df["task"] == t) & (df["split"] == s)).sum()) for s in ("train", "dev", "test")} for t in sorted(df["task"].unique())}
+    counts = {"kept": len(df), "rejected": {k: int(v) for k, v in sorted(rj["reason"].value_counts().items())},
+              "per_task": per_task, "agreement": agreement, "review_flagged": int(df["review_flag"].sum())}
+    return run.finish(counts)

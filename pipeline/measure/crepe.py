@@ -1,0 +1,116 @@
+"""CREPE pitch through torchcrepe, imported without torchaudio.
+
+torchcrepe 0.0.24 does `import torchaudio` at import time, only for its file loader (`torchcrepe.load.audio`).
+torchaudio is not installed here: we import torchcrepe with a placeholder `torchaudio` module in sys.modules and
+remove it again right after, so other libraries (transformers, peft) never see it. Audio is loaded with soundfile.
+
+Inference is our own thin loop over torchcrepe's network: frames of 1024 samples at 16 kHz, batched, decoded
+with a deterministic local weighted average around the most probable bin (torchcrepe's decoders dither at random).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+import types
+from functools import lru_cache
+
+import numpy as np
+
+from pipeline.measure.pitch import PitchTrack
+
+__all__ = ["import_torchcrepe", "load_crepe", "estimate_pitch_crepe", "CREPE_SR"]
+
+CREPE_SR = 16000  # Hz: the rate the network was trained at
+_WINDOW = 1024  # samples per network frame
+_CENTS_OFFSET = 1997.3794084376191  # cents of bin 0 (re 10 Hz)
+_CENTS_PER_BIN = 20.0
+
+
+class _NoTorchaudio(types.ModuleType):
+    def __getattr__(self, name: str):
+        raise ImportError(
+            f"torchaudio.{name}: torchaudio is not installed; auditorybench loads audio with soundfile "
+            "(pipeline.measure.audio.load_audio_bytes), not torchcrepe's file loader"
+        )
+
+
+def import_torchcrepe() -> types.ModuleType:
+    """Import torchcrepe with a temporary placeholder for its unused `import torchaudio`; the placeholder is
+    removed from sys.modules before returning (a real torchaudio, if ever installed, is used as is)."""
+    if "torchcrepe" in sys.modules:
+        return sys.modules["torchcrepe"]
+    placed = False
+    if "torchaudio" not in sys.modules:
+        try:
+            import torchaudio  # noqa: F401  (a real install wins)
+        except ImportError:
+            stub = _NoTorchaudio("torchaudio", "placeholder: torchaudio is not installed")
+            stub.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
+            sys.modules["torchaudio"] = stub
+            placed = True
+    try:
+        import torchcrepe
+    finally:
+        if placed:
+            sys.modules.pop("torchaudio", None)
+    return torchcrepe
+
+
+@lru_cache(maxsize=4)
+def load_crepe(capacity: str, device: str):
+    """The CREPE network ('tiny' or 'full') with its packaged weights, in eval mode on device.
+
+    Memoised per process: the weights are read-only, so the memo changes speed, never results.
+    """
+    import os
+
+    import torch
+
+    torchcrepe = import_torchcrepe()
+    model = torchcrepe.Crepe(capacity)
+    path = os.path.join(os.path.dirname(torchcrepe.__file__), "assets", f"{capacity}.pth")
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return model.to(torch.device(device)).eval()
+
+
+def estimate_pitch_crepe(audio: np.ndarray, sr: int, params: dict, capacity: str = "tiny") -> PitchTrack:
+    """CREPE f0 track of float32[samples] at sr Hz (must be 16000) with hop params hop_s seconds.
+
+    params: fmin_hz, fmax_hz, device (cpu | cuda), crepe.batch_size (frames per forward pass),
+    crepe.voicing_threshold (periodicity, 0..1, above which a frame is voiced). confidence = periodicity.
+    """
+    import torch
+
+    if sr != CREPE_SR:
+        raise ValueError(f"CREPE needs audio at {CREPE_SR} Hz, got {sr} Hz (resample once, at load)")
+    cfg = params.get("crepe", {})
+    device = str(params.get("device", "cpu"))
+    hop = max(1, int(round(params["hop_s"] * sr)))
+    model = load_crepe(capacity, device)
+    x = np.pad(np.asarray(audio, dtype=np.float32), (_WINDOW // 2, _WINDOW // 2))
+    n = 1 + len(audio) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(x, _WINDOW)[::hop][:n]
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    std = frames.std(axis=1, keepdims=True)
+    frames = frames / np.maximum(std, 1e-10)
+    batch = int(cfg.get("batch_size", 512))
+    probs = []
+    with torch.inference_mode():
+        for i in range(0, n, batch):
+            chunk = torch.from_numpy(np.ascontiguousarray(frames[i : i + batch], dtype=np.float32)).to(device)
+            probs.append(model(chunk).float().cpu().numpy())
+    p = np.concatenate(probs, axis=0)  # [frames, 360], sigmoid outputs
+    cents = _CENTS_OFFSET + _CENTS_PER_BIN * np.arange(p.shape[1])
+    freqs = 10.0 * 2 ** (cents / 1200.0)
+    p = np.where((freqs >= params["fmin_hz"]) & (freqs <= params["fmax_hz"]), p, 0.0)
+    best = p.argmax(axis=1)
+    periodicity = p[np.arange(len(best)), best]
+    bins = np.arange(p.shape[1])
+    near = np.abs(bins[None, :] - best[:, None]) <= 4
+    w = np.where(near, p, 0.0)
+    c = (w * cents[None, :]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)
+    f0 = 10.0 * 2 ** (c / 1200.0)
+    silent = std[:, 0] < 1e-6
+    voiced = (periodicity >= float(cfg.get("voicing_threshold", 0.5))) & ~silent
+    return PitchTrack(np.where(voiced, f0, np.nan), voiced, periodicity.astype(np.float64), hop / sr)

@@ -1,0 +1,184 @@
+"""Make comparison pairs inside each split, for every registered comparison task.
+
+A pair is two sound sources of one category whose measured values differ by at least the task's gap. The label comes
+from the measurement. Pairs are made inside a split, so a clip never reaches two splits; a dev/test pair whose
+unordered source pair also occurs in train is dropped (counted), and each split holds one pair per source pair.
+Candidates are drawn from a hash-ordered window (O(n·window), deterministic), then accepted greedily in hash order
+under `max_pairs_per_clip`; orientation alternates along the pair hash so labels are balanced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.hashing import stable_hash
+from benchmark.tasks import TaskSpec, comparison_tasks
+from pipeline.stage import StageRun, code_version
+
+__all__ = ["make_pairs", "pairs_stage", "side_table", "PAIR_COLUMNS"]
+
+PAIR_COLUMNS = ["pair_id", "task", "split", "category", "basis", "clip_a", "clip_b", "clip_ids", "source_a", "source_b",
+                "caption_a", "caption_b", "value_a", "value_b", "gap", "label"]
+_SPLIT_ORDER = ("train", "dev", "test")
+
+
+def _param(params_all: dict, dotted: str | None, default=None):
+    if not dotted:
+        return default
+    section, key = dotted.split(".", 1)
+    return (params_all.get(section) or {}).get(key, default)
+
+
+def _caption(row: pd.Series, max_chars: int = 300) -> str:
+    parts = [row["title"], *list(row["captions"]), row["description"]]
+    seen, out = set(), []
+    for p in parts:
+        p = str(p).strip()
+        if p and p.lower() not in seen:
+            seen.add(p.lower())
+            out.append(p)
+    return " | ".join(out)[:max_chars]
+
+
+def side_table(task: TaskSpec, table: pd.DataFrame, params_all: dict) -> pd.DataFrame:
+    """The comparable 'sides' of one split for a task: one row per clip (clip level) or per source (source level),
+    with columns side_id, category, source, basis, value, clip_ids, caption."""
+    m = task.measurement
+    assert m is not None
+    rows = []
+    for b in m.bases:
+        if b.enabled_by and not _param(params_all, b.enabled_by, True):
+            continue
+        t = table[table["category"].isin(task.categories) & (table["source_name"] != "")]
+        if b.where == "pitched":
+            t = t[t["pitched"]]
+        elif b.where == "unpitched":
+            t = t[~t["pitched"]]
+        t = t[np.isfinite(t[b.column].astype(float))]
+        if m.level == "clip":
+            for _, r in t.iterrows():
+                rows.append({"side_id": r["clip_id"], "category": r["category"], "source": r["source_name"], "basis": b.basis,
+                             "value": float(r[b.column]), "clip_ids": [r["clip_id"]], "caption": _caption(r)})
+        else:
+            min_clips = int(_param(params_all, m.min_clips_param, 2))
+            for (cat, src), g in t.groupby(["category", "source_name"], sort=True):
+                if len(g) < min_clips:
+                    continue
+                g = g.sort_values("clip_id")
+                rows.append({"side_id": f"{cat}/{src}", "category": cat, "source": src, "basis": b.basis,
+                             "value": float(g[b.column].astype(float).mean()), "clip_ids": list(g["clip_id"]),
+                             "caption": " || ".join(_caption(r, 120) for _, r in g.head(3).iterrows())})
+    return pd.DataFrame(rows, columns=["side_id", "category", "source", "basis", "value", "clip_ids", "caption"])
+
+
+def _gap(rule_kind: str, va: float, vb: float) -> float:
+    if rule_kind == "ratio":
+        lo, hi = sorted((va, vb))
+        return hi / lo if lo > 0 else math.inf
+    return abs(va - vb)
+
+
+def make_pairs(task: TaskSpec, split: str, sides: pd.DataFrame, params_all: dict, blocked: set[frozenset],
+               seed: int | str) -> tuple[list[dict], Counter]:
+    """Pairs of one task in one split. `blocked` holds train's unordered source pairs (empty for train itself)."""
+    pp = params_all.get("pairs") or {}
+    min_gap = float(_param(params_all, task.gap_rule.param if task.gap_rule else None, 1.1))
+    window = int(pp.get("candidate_window", 64))
+    cap = int(pp.get("max_pairs_per_clip", 3))
+    dropped: Counter = Counter()
+    cands = []
+    for (cat, basis), g in sides.groupby(["category", "basis"], sort=True):
+        recs = g.assign(_h=[stable_hash([seed, s]) for s in g["side_id"]]).sort_values("_h").to_dict("records")
+        n = len(recs)
+        for i in range(n):
+            a = recs[i]
+            for j in range(i + 1, min(n, i + 1 + window)):
+                b = recs[j]
+                if a["source"] == b["source"]:
+                    continue
+                gap = _gap(task.gap_rule.kind, a["value"], b["value"])
+                if gap < min_gap:
+                    dropped["gap_below_min"] += 1
+                    continue
+                key = frozenset((a["source"], b["source"]))
+                if key in blocked:
+                    dropped["source_pair_in_train"] += 1
+                    continue
+                cands.append((stable_hash([task.name, split, sorted([a["side_id"], b["side_id"]])]), a, b, gap, key))
+    cands.sort(key=lambda c: c[0])
+    used_pairs: set[frozenset] = set()
+    per_side: Counter = Counter()
+    accepted = []
+    for h, a, b, gap, key in cands:
+        if key in used_pairs:
+            dropped["source_pair_repeat"] += 1
+            continue
+        if per_side[a["side_id"]] >= cap or per_side[b["side_id"]] >= cap:
+            dropped["max_pairs_per_clip"] += 1
+            continue
+        used_pairs.add(key)
+        per_side[a["side_id"]] += 1
+        per_side[b["side_id"]] += 1
+        accepted.append((h, a, b, gap))
+    more, less = task.answer_choices  # type: ignore[misc]
+    out = []
+    for k, (h, a, b, gap) in enumerate(accepted):
+        want = more if k % 2 == 0 else less
+        natural = more if a["value"] > b["value"] else less
+        if natural != want:
+            a, b = b, a
+        out.append({
+            "pair_id": h, "task": task.name, "split": split, "category": a["category"], "basis": a["basis"],
+            "clip_a": a["side_id"] if len(a["clip_ids"]) == 1 else "", "clip_b": b["side_id"] if len(b["clip_ids"]) == 1 else "",
+            "clip_ids": sorted(set(a["clip_ids"]) | set(b["clip_ids"])), "source_a": a["source"], "source_b": b["source"],
+            "caption_a": a["caption"], "caption_b": b["caption"], "value_a": a["value"], "value_b": b["value"],
+            "gap": gap, "label": want,
+        })
+    return out, dropped
+
+
+def pairs_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict:
+    """build_dir/pairs/pairs.parquet for every comparison task, from measurements, categories and clip splits."""
+    build_dir = Path(build_dir)
+    inputs = {
+        "clips": build_dir / "read" / "clips.parquet",
+        "categories": build_dir / "extract" / "categories.parquet",
+        "measurements": build_dir / "measure" / "measurements.parquet",
+        "clip_splits": build_dir / "split" / "clip_splits.parquet",
+    }
+    tasks = comparison_tasks()
+    stage_params = {"pairs": params_all.get("pairs") or {}, "tasks": {t.name: t.model_dump(exclude={"path"}) for t in tasks},
+                    "seed": (params_all.get("split") or {}).get("seed", 0)}
+    run = StageRun("pairs", build_dir / "pairs", stage_params, inputs=inputs, code=code_version(__name__, "benchmark.tasks"), quiet=quiet)
+    if run.fresh():
+        return run.previous()  # type: ignore[return-value]
+    clips = pd.read_parquet(inputs["clips"])
+    table = (clips.merge(pd.read_parquet(inputs["categories"])[["clip_id", "category", "source_name"]], on="clip_id")
+             .merge(pd.read_parquet(inputs["measurements"]), on=["clip_id"], suffixes=("", "_m"))
+             .merge(pd.read_parquet(inputs["clip_splits"]), on="clip_id"))
+    rows: list[dict] = []
+    counts: dict = {"per_task": {}}
+    dropped_all: Counter = Counter()
+    for task in tasks:
+        blocked: set[frozenset] = set()
+        per_split = {}
+        for split in _SPLIT_ORDER:
+            sides = side_table(task, table[table["split"] == split], params_all)
+            pairs, dropped = make_pairs(task, split, sides, params_all, blocked if split != "train" else set(), stage_params["seed"])
+            if split == "train":
+                blocked = {frozenset((p["source_a"], p["source_b"])) for p in pairs}
+            rows.extend(pairs)
+            dropped_all.update({f"{task.name}:{k}": v for k, v in dropped.items()})
+            per_split[split] = {"pairs": len(pairs), "labels": dict(Counter(p["label"] for p in pairs)),
+                                "bases": dict(Counter(p["basis"] for p in pairs)), "dropped": dict(dropped)}
+        counts["per_task"][task.name] = per_split
+    df = pd.DataFrame(rows, columns=PAIR_COLUMNS).sort_values(["task", "split", "pair_id"]).reset_index(drop=True)
+    run.write_table("pairs.parquet", df)
+    counts["kept"] = len(df)
+    counts["rejected"] = dict(sorted(dropped_all.items()))
+    return run.finish(counts)

@@ -1,0 +1,239 @@
+"""What every stage shares: atomic writes, a manifest.json sidecar, skip-if-fresh, and a resumable result store.
+
+A stage's outputs live in `build/<corpus_id>/<stage>/`. Its manifest records the params it used, the
+fingerprints of its inputs, the sha256 of its outputs, counts kept/rejected by reason and the code version.
+A stage whose inputs, params and code did not change does nothing (`StageRun.fresh()`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+
+from benchmark.hashing import sha256_file, stable_hash
+
+__all__ = [
+    "StageRun",
+    "ResultStore",
+    "atomic_path",
+    "write_parquet",
+    "write_json",
+    "fingerprint",
+    "code_version",
+    "log",
+]
+
+_BIG = 64 << 20  # files above this are fingerprinted by size + head + tail, not read whole
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it over `path` (atomic on one filesystem)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table atomically, without the index (row order is the caller's, content is deterministic)."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 of a file (or of a folder's files, by relative name); files over 64 MiB by size + first and last MiB."""
+    p = Path(path)
+    if p.is_dir():
+        parts = {str(f.relative_to(p)): fingerprint(f) for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")}
+        return stable_hash(parts, n=64)
+    size = p.stat().st_size
+    if size <= _BIG:
+        return sha256_file(p)
+    h = hashlib.sha256(str(size).encode())
+    with open(p, "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(size - (1 << 20))
+        h.update(f.read(1 << 20))
+    return "big:" + h.hexdigest()
+
+
+def code_version(*modules: str) -> str:
+    """Hash of the named modules' source files: a stage reruns when its own code changes, not on every commit."""
+    import importlib
+
+    srcs = {}
+    for name in sorted(modules):
+        mod = importlib.import_module(name)
+        f = getattr(mod, "__file__", None)
+        if f:
+            srcs[name] = hashlib.sha256(Path(f).read_bytes()).hexdigest()
+    return stable_hash(srcs)
+
+
+@dataclass
+class StageRun:
+    """One run of one stage: knows its outputs folder, params and inputs, and writes the manifest last."""
+
+    name: str
+    out_dir: Path
+    params: dict
+    inputs: dict[str, Path] = field(default_factory=dict)
+    code: str = ""
+    quiet: bool = False
+    _outputs: dict[str, str] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._input_fps: dict[str, str] | None = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / "manifest.json"
+
+    def input_fingerprints(self) -> dict[str, str]:
+        if self._input_fps is None:
+            self._input_fps = {k: fingerprint(v) for k, v in sorted(self.inputs.items())}
+        return self._input_fps
+
+    def previous(self) -> dict | None:
+        if not self.manifest_path.exists():
+            return None
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def fresh(self) -> bool:
+        """True when a manifest exists for the same code, params and inputs, and every output is intact."""
+        old = self.previous()
+        if not old:
+            return False
+        if old.get("code_version") != self.code or old.get("params") != _jsonable(self.params):
+            return False
+        if old.get("inputs") != self.input_fingerprints():
+            return False
+        for rel, digest in old.get("outputs", {}).items():
+            p = self.out_dir / rel
+            if not p.exists() or sha256_file(p) != digest:
+                return False
+        os.utime(self.manifest_path)  # so make sees the stage as up to date and does not ask again
+        if not self.quiet:
+            log(f"[{self.name}] inputs, params and code unchanged: nothing to do ({self.out_dir})")
+        return True
+
+    def path(self, rel: str) -> Path:
+        return self.out_dir / rel
+
+    def write_table(self, rel: str, df: pd.DataFrame) -> Path:
+        p = write_parquet(df, self.out_dir / rel)
+        self._outputs[rel] = sha256_file(p)
+        return p
+
+    def write_json(self, rel: str, obj: Any) -> Path:
+        p = write_json(obj, self.out_dir / rel)
+        self._outputs[rel] = sha256_file(p)
+        return p
+
+    def record_output(self, rel: str) -> None:
+        """Record a file the stage wrote itself (e.g. a folder's member) in the manifest."""
+        self._outputs[rel] = sha256_file(self.out_dir / rel)
+
+    def finish(self, counts: dict, extra: dict | None = None) -> dict:
+        manifest = {
+            "stage": self.name,
+            "code_version": self.code,
+            "params": _jsonable(self.params),
+            "inputs": self.input_fingerprints(),
+            "outputs": dict(sorted(self._outputs.items())),
+            "counts": counts,
+        }
+        if extra:
+            manifest.update(_jsonable(extra))
+        write_json(manifest, self.manifest_path)
+        if not self.quiet:
+            log(f"[{self.name}] done: {json.dumps(counts, sort_keys=True, default=str)}")
+        return manifest
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+class ResultStore:
+    """A durable key → JSON store (SQLite) for per-unit results: what a killed stage already computed.
+
+    Every put is committed at once, so after kill -9 a rerun finds every finished unit and computes only the rest.
+    Keys should be content addresses (e.g. audio hash + params hash), so the store doubles as a cache.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def get(self, key: str) -> Any | None:
+        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def __contains__(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM results WHERE key = ?", (key,)).fetchone() is not None
+
+    def put(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)",
+            (key, json.dumps(value, sort_keys=True, ensure_ascii=False, default=_nan_safe)),
+        )
+
+    def put_many(self, pairs: Iterable[tuple[str, Any]]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v, sort_keys=True, ensure_ascii=False, default=_nan_safe)) for k, v in pairs],
+            )
+
+    def keys(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT key FROM results")}
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _nan_safe(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
