@@ -464,7 +464,7 @@ def build_release(
                 for s, m in sorted((stage_manifests or {}).items())
             },
             "validation": {"ok": report.ok, "violations": report.violations, "figures": report.figures},
-            "defects": defects if defects is not None else ({"violations": report.violations} if report.violations else {}),
+            "defects": dict(defects or {}) | ({"violations": report.violations} if report.violations else {}),
         }
         manifest["basis_mix"] = {
             t: {str(b): int(n) for b, n in sorted(g["basis"].value_counts().items()) if b}

@@ -210,14 +210,14 @@ class ClapAudioEncoder:
         return int(self.feature_extractor.sampling_rate)
 
     @classmethod
-    def from_pretrained(cls, name: str, device: str = "cpu") -> "ClapAudioEncoder":
+    def from_pretrained(cls, name: str, device: str = "cpu", local_only: bool | None = None) -> "ClapAudioEncoder":
         from transformers import ClapFeatureExtractor, ClapModel
 
         from models.loading import _load  # same loud failure as the other loaders
 
-        model, _ = _load(ClapModel, name)
+        model, _ = _load(ClapModel, name, local_only=local_only)
         try:
-            fe = ClapFeatureExtractor.from_pretrained(name)
+            fe = ClapFeatureExtractor.from_pretrained(name, local_files_only=bool(local_only))
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"{name}: cannot load CLAP feature extractor ({str(e).splitlines()[0][:120]})") from e
         return cls(model=model.eval().to(device), feature_extractor=fe, name=name, device=device)
@@ -248,14 +248,14 @@ class ASTEncoder:
         return int(self.feature_extractor.sampling_rate)
 
     @classmethod
-    def from_pretrained(cls, name: str, device: str = "cpu") -> "ASTEncoder":
+    def from_pretrained(cls, name: str, device: str = "cpu", local_only: bool | None = None) -> "ASTEncoder":
         from transformers import ASTFeatureExtractor, ASTModel
 
         from models.loading import _load
 
-        model, _ = _load(ASTModel, name)
+        model, _ = _load(ASTModel, name, local_only=local_only)
         try:
-            fe = ASTFeatureExtractor.from_pretrained(name)
+            fe = ASTFeatureExtractor.from_pretrained(name, local_files_only=bool(local_only))
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"{name}: cannot load AST feature extractor ({str(e).splitlines()[0][:120]})") from e
         return cls(model=model.eval().to(device), feature_extractor=fe, name=name, device=device)
@@ -268,15 +268,16 @@ class ASTEncoder:
         return out.pooler_output.float().cpu().numpy()
 
 
-def load_audio_encoder(name: str, device: str = "cpu") -> AudioEncoder:
-    """'aisfx' -> AisfxEncoder; 'clap:<hub id or path>' -> ClapAudioEncoder; 'ast:<hub id or path>' -> ASTEncoder."""
+def load_audio_encoder(name: str, device: str = "cpu", local_only: bool | None = None) -> AudioEncoder:
+    """'aisfx' -> AisfxEncoder; 'clap:<hub id or path>' -> ClapAudioEncoder; 'ast:<hub id or path>' -> ASTEncoder.
+    `local_only` loads from a local path or the hub cache only (no network wait)."""
     kind, _, ref = str(name).partition(":")
     if kind == "aisfx":
         return AisfxEncoder.from_checkpoint(ref or None, device=device)
     if kind == "clap" and ref:
-        return ClapAudioEncoder.from_pretrained(ref, device=device)
+        return ClapAudioEncoder.from_pretrained(ref, device=device, local_only=local_only)
     if kind == "ast" and ref:
-        return ASTEncoder.from_pretrained(ref, device=device)
+        return ASTEncoder.from_pretrained(ref, device=device, local_only=local_only)
     from benchmark.errors import UnknownNameError
 
     raise UnknownNameError(f"audio encoder {name!r}: expected 'aisfx', 'clap:<id or path>' or 'ast:<id or path>'")

@@ -89,7 +89,10 @@ def resolve_model_name(name: str) -> tuple[str, str | None]:
     return str(name), None
 
 
-def _local_only(path_or_id: str) -> bool:
+def _local_only(path_or_id: str, local_only: bool | None = None) -> bool:
+    """Skip the hub for a local folder, when HF_HUB_OFFLINE is set, or when the caller asks (cache only)."""
+    if local_only:
+        return True
     return Path(path_or_id).exists() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 
 
@@ -104,14 +107,14 @@ def check_tokenizer(tok, name: str, min_vocab: int = MIN_VOCAB, need_mask: bool 
         raise ModelLoadError(f"{name}: tokenizer has no mask token; a masked LM needs one")
 
 
-def load_tokenizer(name: str, min_vocab: int = MIN_VOCAB, need_mask: bool = False):
+def load_tokenizer(name: str, min_vocab: int = MIN_VOCAB, need_mask: bool = False, local_only: bool | None = None):
     """AutoTokenizer for a hub id, local folder or short name; checked for size (and [MASK])."""
     from transformers import AutoTokenizer
 
     path, gguf = resolve_model_name(name)
     try:
         kwargs = {"gguf_file": gguf} if gguf else {}
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=_local_only(path), **kwargs)
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=_local_only(path, local_only), **kwargs)
     except (OSError, ValueError, EnvironmentError) as e:
         raise ModelLoadError(f"{name}: cannot load tokenizer ({_first_line(e)})") from e
     check_tokenizer(tok, name, min_vocab=min_vocab, need_mask=need_mask)
@@ -123,22 +126,24 @@ def _first_line(e: BaseException) -> str:
     return s[0][:200] if s else type(e).__name__
 
 
-def _load(cls, name: str, **kwargs):
+def _load(cls, name: str, local_only: bool | None = None, **kwargs):
     path, gguf = resolve_model_name(name)
     if gguf:
         kwargs["gguf_file"] = gguf
     try:
-        model, info = cls.from_pretrained(path, local_files_only=_local_only(path), output_loading_info=True, **kwargs)
+        model, info = cls.from_pretrained(
+            path, local_files_only=_local_only(path, local_only), output_loading_info=True, **kwargs
+        )
     except (OSError, ValueError, EnvironmentError) as e:
         raise ModelLoadError(f"{name}: cannot load {cls.__name__} ({_first_line(e)})") from e
     return model, info
 
 
-def load_encoder(name: str):
+def load_encoder(name: str, local_only: bool | None = None):
     """A bare transformer encoder (AutoModel); raises when most of its weights were not found."""
     from transformers import AutoModel
 
-    model, info = _load(AutoModel, name)
+    model, info = _load(AutoModel, name, local_only=local_only)
     n_params = len(model.state_dict())
     if info.get("missing_keys") and len(info["missing_keys"]) > n_params // 2:
         raise ModelLoadError(f"{name}: {len(info['missing_keys'])} of {n_params} weights missing; not a pretrained encoder")

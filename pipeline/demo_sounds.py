@@ -98,11 +98,11 @@ SOURCES: tuple[SourceSpec, ...] = (
     SourceSpec("tuning fork", "object", True, (256, 880), -26, 3.6, "tuning_fork"),
     # unpitched object events
     SourceSpec("door", "object", False, None, -22, 1.8, "door_slam"),
-    SourceSpec("clapping", "object", False, None, -24, 1.7, "clap"),
+    SourceSpec("clapping", "object", False, None, -26, 1.7, "clap"),
     SourceSpec("knock", "object", False, None, -28, 1.6, "knock"),
     SourceSpec("footsteps", "object", False, None, -27, 3.2, "footsteps"),
     # animals
-    SourceSpec("dog", "animal", False, None, -19, 2.0, "bark"),
+    SourceSpec("dog", "animal", False, None, -21, 2.0, "bark"),
     SourceSpec("cat", "animal", True, (420, 800), -23, 1.9, "meow"),
     SourceSpec("bird", "animal", True, (2200, 5500), -24, 2.6, "chirp"),
     SourceSpec("cow", "animal", True, (90, 180), -19, 3.2, "moo"),
@@ -113,7 +113,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     SourceSpec("sheep", "animal", True, (200, 420), -21, 2.1, "bleat"),
     SourceSpec("crow", "animal", False, None, -20, 2.3, "caw"),
     SourceSpec("horse", "animal", True, (380, 900), -18, 3.0, "neigh"),
-    SourceSpec("lion", "animal", False, None, -15, 3.6, "roar"),
+    SourceSpec("lion", "animal", False, None, -17, 3.6, "roar"),
     SourceSpec("cricket", "animal", True, (3500, 5200), -27, 3.0, "cricket"),
     # environments (unpitched, coloured noise with different spectral centroids)
     SourceSpec("rain", "environment", False, None, -30, 4.6, "rain"),

@@ -37,7 +37,7 @@ def assign_split(group_id: str, seed: int | str, fractions: dict[str, float]) ->
 def split_clips(clips: pd.DataFrame, quarantined: set[str], seed: int | str, fractions: dict[str, float]) -> pd.DataFrame:
     """clip_id, group_id, split for every clip not quarantined by the measure stage."""
     df = clips.loc[~clips["clip_id"].isin(quarantined), ["clip_id", "audio_sha256"]].copy()
-    df["group_id"] = df["audio_sha256"].str[:16]
+    df["group_id"] = df["audio_sha256"]
     df["split"] = [assign_split(g, seed, fractions) for g in df["group_id"]]
     return df[["clip_id", "group_id", "split"]].sort_values("clip_id").reset_index(drop=True)
 

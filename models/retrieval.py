@@ -1,0 +1,437 @@
+"""Text-to-audio retrieval over the corpus clips: the audio index, its query encoders, and the demo retrieval model.
+
+The index is built once from audio arrays and saved as a folder (the release's `audio_index/`):
+
+    index.json                 clip ids, captions, the models that made the embeddings, retrieval recall@k
+    retrieval_embeddings.npy   float32[n_clips, d_r], L2-normalised, in the text-audio joint space
+    inject_embeddings.npy      float32[n_clips, d_i], what AudioBERT injects (AST / aisfx / CLAP audio)
+    text_head.pt               demo retrieval model only: the text projection (its audio side is already applied)
+
+A query ("<span> sound") is encoded by the index's text side (CLAP text tower, or the demo model:
+a frozen sentence encoder + a trained projection) and ranked by cosine similarity; top-k keeps the similarity.
+
+The demo retrieval model stands in for CLAP when its weights are unreachable: a frozen MiniLM text side and a
+frozen aisfx audio side, each with a linear projection trained contrastively (symmetric InfoNCE) on the corpus
+captions. A hashed fraction of clips is held out of that training; recall@k is measured on them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from benchmark.errors import InputError, ModelLoadError, UnknownNameError
+from benchmark.hashing import unit_interval
+
+__all__ = [
+    "IndexConfig",
+    "AudioIndex",
+    "Hit",
+    "build_index",
+    "recall_at_k",
+    "encode_sentences",
+    "train_projection",
+    "query_text",
+    "DEMO_RETRIEVAL_NAME",
+]
+
+DEMO_RETRIEVAL_NAME = "demo-contrastive(minilm-text+aisfx-audio)"
+PUBLISHED_CLAP = "laion/clap-htsat-unfused"
+PUBLISHED_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
+
+
+@dataclass
+class IndexConfig:
+    """How the audio index is built. Defaults are the published models; 'auto' tries them from a local path or
+    the hub cache (no network wait) and otherwise uses the demo retrieval model / the aisfx encoder."""
+
+    retrieval: str = f"clap:{PUBLISHED_CLAP}"  # clap:<id or path> | demo | auto
+    inject: str = f"ast:{PUBLISHED_AST}"  # ast:<id> | clap:<id> | aisfx | auto | retrieval (reuse the retrieval audio embedding)
+    text_encoder: str = "minilm"  # demo model's frozen text side (hub id, path or 'minilm')
+    proj_dim: int = 256
+    epochs: int = 200  # full-batch steps of the projection training
+    lr: float = 1e-2
+    temperature: float = 0.07
+    holdout_frac: float = 0.2
+    seed: int = 0
+    ks: tuple[int, ...] = (1, 5, 10)
+    max_audio_s: float = 10.0  # audio beyond this is not encoded
+    device: str = "cpu"
+
+    @classmethod
+    def from_params(cls, params: dict) -> "IndexConfig":
+        known = {k: v for k, v in (params or {}).items() if k in cls.__dataclass_fields__}
+        if "ks" in known:
+            known["ks"] = tuple(int(k) for k in known["ks"])
+        return cls(**known)
+
+
+@dataclass
+class Hit:
+    clip_id: str
+    similarity: float
+    row: int
+
+
+def query_text(span: str) -> str:
+    """The text that queries the index for a span: '<span> sound'."""
+    span = span.strip()
+    return span if span.lower().endswith("sound") else f"{span} sound"
+
+
+# ---------------------------------------------------------------- text side
+
+
+@torch.no_grad()
+def encode_sentences(texts: Sequence[str], tokenizer, model, batch: int = 64, device: str = "cpu") -> np.ndarray:
+    """Mean-pooled last hidden states: float32[n_texts, hidden] (the sentence-transformers recipe, unnormalised)."""
+    model.eval()
+    outs = []
+    for s in range(0, len(texts), batch):
+        enc = tokenizer(list(texts[s : s + batch]), padding=True, truncation=True, max_length=64, return_tensors="pt")
+        enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        h = model(**enc).last_hidden_state
+        m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+        outs.append(((h * m).sum(1) / m.sum(1).clamp(min=1)).float().cpu().numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, model.config.hidden_size), np.float32)
+
+
+class _DemoTextSide:
+    def __init__(self, encoder_name: str, head: nn.Linear, device: str = "cpu"):
+        from models.loading import load_encoder, load_tokenizer
+
+        self.tokenizer = load_tokenizer(encoder_name)
+        self.model = load_encoder(encoder_name).to(device)
+        self.head = head.to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        x = torch.from_numpy(encode_sentences(texts, self.tokenizer, self.model, device=self.device)).to(self.device)
+        return F.normalize(self.head(x), dim=-1).cpu().numpy()
+
+
+class _ClapTextSide:
+    def __init__(self, name: str, device: str = "cpu", model=None, tokenizer=None):
+        from transformers import ClapModel
+
+        from models.loading import _load, load_tokenizer
+
+        self.model = (model if model is not None else _load(ClapModel, name)[0]).to(device).eval()
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        out = self.model.get_text_features(**enc)
+        out = out if isinstance(out, torch.Tensor) else out.pooler_output
+        return F.normalize(out.float(), dim=-1).cpu().numpy()
+
+
+# ---------------------------------------------------------------- the index
+
+
+@dataclass
+class AudioIndex:
+    """Audio embeddings of the corpus clips, for retrieval (joint space) and for injection into AudioBERT."""
+
+    clip_ids: list[str]
+    captions: list[str]
+    retrieval_embeddings: np.ndarray  # float32[n, d_r], L2-normalised
+    inject_embeddings: np.ndarray  # float32[n, d_i]
+    models: dict  # {"retrieval": ..., "inject": ..., "text_side": {...}, "notes": [...]}
+    metrics: dict = field(default_factory=dict)  # {"recall@1": ..., "n_heldout": ...}
+    text_head: nn.Linear | None = None  # demo model only
+    _query_encoder: object = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.clip_ids)
+        if self.retrieval_embeddings.shape[0] != n or self.inject_embeddings.shape[0] != n or len(self.captions) != n:
+            raise InputError(f"audio index: {n} clip ids but embeddings/captions of other lengths")
+        if len(set(self.clip_ids)) != n:
+            raise InputError("audio index: duplicate clip ids")
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def inject_dim(self) -> int:
+        return int(self.inject_embeddings.shape[1])
+
+    def set_query_encoder(self, encoder) -> None:
+        """Use a given callable texts -> float32[n, d_r] (e.g. an in-memory CLAP text side)."""
+        self._query_encoder = encoder
+
+    def encode_queries(self, texts: Sequence[str], device: str = "cpu") -> np.ndarray:
+        if self._query_encoder is None:
+            side = self.models.get("text_side", {})
+            kind = side.get("kind")
+            if kind == "demo":
+                if self.text_head is None:
+                    raise ModelLoadError("audio index: demo retrieval model has no text_head.pt")
+                self._query_encoder = _DemoTextSide(side["encoder"], self.text_head, device=device)
+            elif kind == "clap":
+                self._query_encoder = _ClapTextSide(side["name"], device=device)
+            else:
+                raise ModelLoadError(f"audio index: unknown text side {side!r}")
+        return np.asarray(self._query_encoder(list(texts)), dtype=np.float32)
+
+    def search_embeddings(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """Top-k clips by cosine similarity for each query row (ties broken by row order)."""
+        q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        sims = q @ self.retrieval_embeddings.T
+        k = min(k, len(self))
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return [[Hit(self.clip_ids[j], float(sims[i, j]), int(j)) for j in row] for i, row in enumerate(order)]
+
+    def search(self, texts: Sequence[str], k: int = 1) -> list[list[Hit]]:
+        return self.search_embeddings(self.encode_queries(texts), k)
+
+    def save(self, out_dir: str | Path) -> Path:
+        from models._io import atomic_write_text, save_npy, save_torch
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_npy(out / "retrieval_embeddings.npy", self.retrieval_embeddings.astype(np.float32))
+        save_npy(out / "inject_embeddings.npy", self.inject_embeddings.astype(np.float32))
+        if self.text_head is not None:
+            save_torch(out / "text_head.pt", {"weight": self.text_head.weight.detach().cpu(), "bias": self.text_head.bias.detach().cpu()})
+        meta = {
+            "format": 1,
+            "clip_ids": self.clip_ids,
+            "captions": self.captions,
+            "models": self.models,
+            "metrics": self.metrics,
+            "retrieval_dim": int(self.retrieval_embeddings.shape[1]),
+            "inject_dim": self.inject_dim,
+        }
+        atomic_write_text(out / "index.json", json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, index_dir: str | Path) -> "AudioIndex":
+        d = Path(index_dir)
+        try:
+            meta = json.loads((d / "index.json").read_text(encoding="utf-8"))
+            r = np.load(d / "retrieval_embeddings.npy")
+            i = np.load(d / "inject_embeddings.npy")
+        except (OSError, ValueError, json.JSONDecodeError) as e:
+            raise InputError(f"{d}: not a readable audio index ({type(e).__name__}: {e})") from e
+        head = None
+        if (d / "text_head.pt").exists():
+            w = torch.load(d / "text_head.pt", map_location="cpu", weights_only=True)
+            head = nn.Linear(w["weight"].shape[1], w["weight"].shape[0])
+            head.load_state_dict(w)
+        return cls(list(meta["clip_ids"]), list(meta["captions"]), r, i, meta["models"], meta.get("metrics", {}), head)
+
+
+# ---------------------------------------------------------------- building
+
+
+def recall_at_k(text_emb: np.ndarray, audio_emb: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+    """Row i of text_emb should retrieve row i of audio_emb: fraction of rows whose match is in the top k."""
+    t = text_emb / np.maximum(np.linalg.norm(text_emb, axis=1, keepdims=True), 1e-12)
+    a = audio_emb / np.maximum(np.linalg.norm(audio_emb, axis=1, keepdims=True), 1e-12)
+    sims = t @ a.T
+    rank = (sims > np.diag(sims)[:, None]).sum(axis=1)  # 0 = best
+    return {f"recall@{k}": float((rank < k).mean()) for k in ks}
+
+
+def train_projection(
+    text_x: np.ndarray, audio_x: np.ndarray, pair_audio: np.ndarray, config: IndexConfig
+) -> tuple[nn.Linear, nn.Linear]:
+    """Two linear heads mapping text rows and audio rows into one space; row t of text_x is a caption of
+    audio row pair_audio[t]. Symmetric InfoNCE over the full batch (clips with several captions: one per step)."""
+    g = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    t_head = nn.Linear(text_x.shape[1], config.proj_dim)
+    a_head = nn.Linear(audio_x.shape[1], config.proj_dim)
+    opt = torch.optim.Adam(list(t_head.parameters()) + list(a_head.parameters()), lr=config.lr, weight_decay=1e-4)
+    tx = torch.from_numpy(_standardise(text_x))
+    ax = torch.from_numpy(_standardise(audio_x))
+    owner = torch.from_numpy(pair_audio.astype(np.int64))
+    by_clip = [torch.nonzero(owner == j).flatten() for j in range(len(audio_x))]
+    has = [j for j in range(len(audio_x)) if len(by_clip[j])]
+    clips = torch.tensor(has)
+    for _ in range(config.epochs):
+        pick = torch.stack([by_clip[j][torch.randint(len(by_clip[j]), (1,), generator=g)][0] for j in has])
+        te = F.normalize(t_head(tx[pick]), dim=-1)
+        ae = F.normalize(a_head(ax[clips]), dim=-1)
+        logits = te @ ae.T / config.temperature
+        target = torch.arange(len(has))
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # fold the standardisation into the heads so they apply to raw embeddings
+    return _fold(t_head, text_x), _fold(a_head, audio_x)
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    return ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
+
+
+@torch.no_grad()
+def _fold(head: nn.Linear, x: np.ndarray) -> nn.Linear:
+    mu = torch.from_numpy(x.mean(0).astype(np.float32))
+    sd = torch.from_numpy((x.std(0) + 1e-6).astype(np.float32))
+    out = nn.Linear(head.in_features, head.out_features)
+    out.weight.copy_(head.weight / sd)
+    out.bias.copy_(head.bias - (head.weight / sd) @ mu)
+    return out
+
+
+def _clip_texts(caption: str) -> list[str]:
+    texts = [t.strip() for t in str(caption).split("\n") if t.strip()]
+    return texts or [""]
+
+
+def _trim(audio: np.ndarray, sr: int, max_s: float) -> np.ndarray:
+    return np.asarray(audio, dtype=np.float32)[: int(max_s * sr)]
+
+
+def _try_local(spec: str, device: str, notes: list[str]):
+    """Load 'clap:<id>' / 'ast:<id>' from a local path or the hub cache only; None (with a note) when not there."""
+    from models.audio_encoders import load_audio_encoder
+
+    try:
+        return load_audio_encoder(spec, device=device, local_only=True)
+    except ModelLoadError as e:
+        notes.append(f"{spec} not available offline ({str(e)[:160]}); using the fallback")
+        return None
+
+
+def build_index(
+    clips: Sequence[tuple[str, np.ndarray, int, str]], config: IndexConfig | None = None, quiet: bool = True
+) -> AudioIndex:
+    """Embed clips (clip_id, float32[samples] mono, sr Hz, caption text — several texts split by newlines)
+    for retrieval and injection. With the demo retrieval model, train it first (held-out clips excluded)."""
+    from tqdm import tqdm
+
+    from models.audio_encoders import AisfxEncoder, load_audio_encoder
+
+    config = config or IndexConfig()
+    if not clips:
+        raise InputError("build_index: no clips")
+    notes: list[str] = []
+    ids = [c[0] for c in clips]
+    captions = [str(c[3]) for c in clips]
+    trimmed = [(_trim(a, sr, config.max_audio_s), sr) for _, a, sr, _ in clips]
+
+    def embed(encoder) -> np.ndarray:
+        rows = []
+        for a, sr in tqdm(trimmed, desc=f"embed {encoder.name}", disable=quiet):
+            rows.append(encoder.encode([a], sr)[0])
+        return np.stack(rows).astype(np.float32)
+
+    # retrieval side
+    retrieval = config.retrieval
+    clap = None
+    if retrieval == "auto":
+        clap = _try_local(f"clap:{PUBLISHED_CLAP}", config.device, notes)
+        retrieval = "clap" if clap is not None else "demo"
+    elif retrieval.startswith("clap:"):
+        clap = load_audio_encoder(retrieval, device=config.device)
+        retrieval = "clap"
+    elif retrieval != "demo":
+        raise UnknownNameError(f"index retrieval {config.retrieval!r}: expected clap:<id or path>, demo or auto")
+
+    cache: dict[str, np.ndarray] = {}
+    metrics: dict = {}
+    text_head = None
+    if retrieval == "clap":
+        r_emb = embed(clap)
+        cache["clap"] = r_emb
+        text_side = {"kind": "clap", "name": clap.name}
+        r_desc = f"clap:{clap.name}"
+        metrics = _clap_recall(clap, ids, captions, r_emb, config)
+    else:
+        aisfx = AisfxEncoder.from_checkpoint(device=config.device)
+        a_raw = embed(aisfx)
+        cache["aisfx"] = a_raw
+        text_head, r_emb, metrics = _train_demo(ids, captions, a_raw, config)
+        text_side = {"kind": "demo", "encoder": config.text_encoder, "audio_encoder": aisfx.name}
+        r_desc = DEMO_RETRIEVAL_NAME
+
+    # injection side
+    inject = config.inject
+    if inject == "auto":
+        ast = _try_local(f"ast:{PUBLISHED_AST}", config.device, notes)
+        if ast is not None:
+            i_emb, i_desc = embed(ast), f"ast:{ast.name}"
+        else:
+            enc = AisfxEncoder.from_checkpoint(device=config.device) if "aisfx" not in cache else None
+            i_emb = cache.get("aisfx") if enc is None else embed(enc)
+            i_desc = "aisfx"
+    elif inject == "retrieval":
+        i_emb, i_desc = r_emb, f"retrieval:{r_desc}"
+    elif inject == "aisfx" and "aisfx" in cache:
+        i_emb, i_desc = cache["aisfx"], "aisfx"
+    else:
+        enc = load_audio_encoder(inject, device=config.device)
+        i_emb, i_desc = embed(enc), inject
+    models = {"retrieval": r_desc, "inject": i_desc, "text_side": text_side, "notes": notes, "config": _jsonable(asdict(config))}
+    return AudioIndex(ids, captions, r_emb.astype(np.float32), i_emb.astype(np.float32), models, metrics, text_head)
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=list))
+
+
+def _heldout_mask(ids: Sequence[str], config: IndexConfig) -> np.ndarray:
+    return np.array([unit_interval(i, f"retrieval-holdout-{config.seed}") < config.holdout_frac for i in ids])
+
+
+def _train_demo(ids, captions, audio_raw: np.ndarray, config: IndexConfig):
+    """Train the demo projections on the non-held-out clips; return (text head, index embeddings, recall metrics)."""
+    from models.loading import load_encoder, load_tokenizer
+
+    tok = load_tokenizer(config.text_encoder)
+    enc = load_encoder(config.text_encoder).to(config.device)
+    texts, owner = [], []
+    for j, cap in enumerate(captions):
+        for t in _clip_texts(cap):
+            texts.append(t)
+            owner.append(j)
+    owner = np.array(owner)
+    t_raw = encode_sentences(texts, tok, enc, device=config.device)
+    held = _heldout_mask(ids, config)
+    if held.all() or (~held).sum() < 2:
+        raise InputError(f"build_index: {int((~held).sum())} clips left for the demo retrieval training; need at least 2")
+    train_clips = np.flatnonzero(~held)
+    remap = -np.ones(len(ids), dtype=np.int64)
+    remap[train_clips] = np.arange(len(train_clips))
+    rows = np.flatnonzero(~held[owner])
+    t_head, a_head = train_projection(t_raw[rows], audio_raw[train_clips], remap[owner[rows]], config)
+    with torch.no_grad():
+        r_emb = F.normalize(a_head(torch.from_numpy(audio_raw)), dim=-1).numpy()
+        t_emb = F.normalize(t_head(torch.from_numpy(t_raw)), dim=-1).numpy()
+    metrics = {"n_heldout": int(held.sum()), "n_train": int(len(train_clips)), "model": DEMO_RETRIEVAL_NAME}
+    if held.sum() >= 2:
+        first = {}
+        for t, j in enumerate(owner):
+            first.setdefault(j, t)  # each held-out clip queried by its first caption
+        hq = [first[j] for j in np.flatnonzero(held)]
+        metrics.update(recall_at_k(t_emb[hq], r_emb[held], config.ks))
+        metrics["chance@1"] = float(1.0 / held.sum())
+    return t_head, r_emb.astype(np.float32), metrics
+
+
+def _clap_recall(clap, ids, captions, r_emb: np.ndarray, config: IndexConfig) -> dict:
+    """CLAP is not trained here, so every clip counts as held out: recall@k of first captions over the whole index."""
+    from models.loading import load_tokenizer
+
+    side = _ClapTextSide(clap.name, device=config.device, model=clap.model, tokenizer=load_tokenizer(clap.name))
+    t = side([_clip_texts(c)[0] for c in captions])
+    out = {"n_heldout": len(ids), "model": f"clap:{clap.name}"}
+    out.update(recall_at_k(t, r_emb, config.ks))
+    return out

@@ -1,0 +1,136 @@
+"""The pure core of the measure stage: audio in, one measurement record out.
+
+`measure_audio(audio, sr, params)` returns exactly the fields of `benchmark.schema.Measurement` except
+clip_id and audio_sha256. `measure_audio_bytes` adds decoding (for the stage's worker and the benchmark).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pipeline.measure.audio import (
+    AudioRejected,
+    choose_window,
+    find_active_frames,
+    frame_rms_db,
+    load_audio_bytes,
+    to_mono,
+)
+from pipeline.measure.features import loudness_lufs, peak_dbfs, spectral_centroid_hz
+from pipeline.measure.pitch import cents_between, get_estimator, summarise_track
+
+__all__ = ["measure_audio", "measure_audio_bytes", "MEASUREMENT_FIELDS"]
+
+MEASUREMENT_FIELDS = (
+    "f0_hz",
+    "voiced_frac",
+    "f0_confidence",
+    "f0_iqr_cents",
+    "pitched",
+    "estimator",
+    "f0_check_hz",
+    "estimator_disagree",
+    "centroid_hz",
+    "loudness_lufs",
+    "rms_dbfs",
+    "peak_dbfs",
+    "duration_s",
+    "active_duration_s",
+    "analysed_s",
+    "channels",
+)
+
+
+def _frame_activity(active: np.ndarray, frame_s: float, offset_s: float, hop_s: float, n: int, centred: bool) -> np.ndarray:
+    """bool[n]: for analysis frames at offset_s + i*hop_s (+ half a hop when not centred), the level frame's activity."""
+    t = offset_s + np.arange(n) * hop_s + (0.0 if centred else hop_s / 2)
+    idx = np.clip((t / frame_s).astype(np.int64), 0, len(active) - 1)
+    return active[idx]
+
+
+def _pitch(audio: np.ndarray, sr: int, name: str, active: np.ndarray, frame_s: float, offset_s: float, params: dict) -> dict:
+    track = get_estimator(name)(audio, sr, params)
+    act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
+    return summarise_track(track, act, params)
+
+
+def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
+    """Measure one clip: audio float32[samples] (or [channels, samples], mixed to mono) at sr Hz.
+
+    params: the `measure` section of params.yaml. Pitch and brightness are measured over the analysis window
+    (at most max_analysis_s seconds, placed where the clip is most active); loudness and durations over the
+    whole clip. Raises AudioRejected (empty | nonfinite | silent) for audio with nothing to measure.
+    Returns f0_hz (NaN unless pitched), voiced_frac, f0_confidence, f0_iqr_cents, pitched, estimator,
+    f0_check_hz and estimator_disagree (cross-check mode; NaN / False otherwise), centroid_hz, loudness_lufs,
+    rms_dbfs (over active frames), peak_dbfs, duration_s, active_duration_s, analysed_s, channels.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    channels = 1 if audio.ndim == 1 else int(audio.shape[0])
+    y = to_mono(audio)
+    if len(y) == 0:
+        raise AudioRejected("empty", "0 samples")
+    if not np.isfinite(y).all():
+        raise AudioRejected("nonfinite", f"{int((~np.isfinite(y)).sum())} NaN/inf samples")
+    duration_s = len(y) / sr
+    frame_s = float(params["level_frame_s"])
+    level_db = frame_rms_db(y, sr, frame_s)
+    active = find_active_frames(level_db, float(params["silence_db"]), float(params["active_rel_db"]))
+    if not active.any():
+        raise AudioRejected("silent", f"loudest {frame_s * 1000:.0f} ms frame at {level_db.max():.1f} dBFS <= {params['silence_db']} dBFS")
+    active_duration_s = min(duration_s, float(active.sum()) * frame_s)
+    first, last = choose_window(active, frame_s, float(params["max_analysis_s"]))
+    a0, a1 = int(round(first * frame_s * sr)), min(len(y), int(round(last * frame_s * sr)))
+    win = y[a0:a1]
+    offset_s = a0 / sr
+
+    primary = str(params["estimator"])
+    out = _pitch(win, sr, primary, active, frame_s, offset_s, params)
+    out["estimator"] = primary
+    out["f0_check_hz"] = math.nan
+    out["estimator_disagree"] = False
+    if params.get("cross_check"):
+        check_name = str(params["check_estimator"])
+        check = _pitch(win, sr, check_name, active, frame_s, offset_s, params)
+        out["f0_check_hz"] = check["f0_hz"]
+        if out["pitched"] and check["pitched"]:
+            out["estimator_disagree"] = bool(abs(cents_between(out["f0_hz"], check["f0_hz"])) > float(params["disagree_cents"]))
+        else:
+            out["estimator_disagree"] = out["pitched"] != check["pitched"]
+
+    n_fft = 1024
+    cen_act = _frame_activity(active, frame_s, offset_s, (n_fft // 2) / sr, 1 + max(0, len(win) - n_fft) // (n_fft // 2), centred=False)
+    out["centroid_hz"] = spectral_centroid_hz(win, sr, cen_act, n_fft=n_fft)
+    out["loudness_lufs"] = loudness_lufs(y, sr)
+    out["rms_dbfs"] = float(10 * np.log10(np.mean(10 ** (level_db[active] / 10))))
+    out["peak_dbfs"] = peak_dbfs(y)
+    out["duration_s"] = duration_s
+    out["active_duration_s"] = active_duration_s
+    out["analysed_s"] = len(win) / sr
+    out["channels"] = channels
+    return {k: _plain(out[k]) for k in MEASUREMENT_FIELDS}
+
+
+def measure_audio_bytes(data: bytes, params: dict) -> dict:
+    """Decode an audio file's bytes (load_audio_bytes at params analysis_sr) and measure it; channels are the
+    file's. Raises AudioRejected for audio that cannot be measured."""
+    audio, _sr, info = load_audio_bytes(
+        data,
+        int(params["analysis_sr"]),
+        max_duration_s=params.get("max_duration_s"),
+        min_sample_rate_hz=int(params.get("min_sample_rate_hz", 8000)),
+    )
+    out = measure_audio(audio, int(params["analysis_sr"]), params)
+    out["channels"] = int(info["channels"])
+    return out
+
+
+def _plain(v):
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v

@@ -1,0 +1,140 @@
+"""Release validation: planted leaks, duplicates, imbalance and bad rows are reported; a clean release passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from benchmark.release import ITEM_SCHEMA, normalise_items
+from benchmark.schema import COLUMNS, item_id
+from benchmark.validate import balance_ok, main, validate_release
+
+PITCH = "sound_pitch_comparison"
+ANIMAL = "animal_sound_recognition"
+
+
+def pitch_item(i: int, split: str, answer: str, clips: tuple[str, str] | None = None, spans=None, sentence=None) -> dict:
+    s1, s2 = spans or (f"flute {i}", f"bass {i}")
+    sentence = sentence or f"A {s1} sounds [MASK] than a {s2}."
+    cids = list(clips) if clips else [f"fs/p{i}a", f"fs/p{i}b"]
+    return {"id": item_id(PITCH, sentence, answer, cids), "task": PITCH, "split": split, "sentence": sentence,
+            "answer": answer, "spans": [s1, s2], "span1": s1, "span2": s2, "group_id": "|".join(cids), "clip_ids": cids,
+            "basis": "f0", "value1": 500.0, "value2": 250.0, "source": "corpus"}
+
+
+def animal_item(i: int, split: str, clip: str | None = None, sentence: str | None = None) -> dict:
+    sentence = sentence or f"Bark number {i} is the sound a [MASK] makes."
+    cids = [clip or f"fs/a{i}"]
+    return {"id": item_id(ANIMAL, sentence, "dog", cids), "task": ANIMAL, "split": split, "sentence": sentence,
+            "answer": "dog", "spans": ["Bark"], "description": "bark", "group_id": cids[0], "clip_ids": cids}
+
+
+def clean_rows() -> list[dict]:
+    rows = []
+    for i, split in enumerate(["train"] * 4 + ["dev"] * 2 + ["test"] * 2):
+        rows.append(pitch_item(i, split, "higher" if i % 2 else "lower"))
+        rows.append(animal_item(i, split))
+    return rows
+
+
+def write_release_dir(root: Path, rows: list[dict]) -> Path:
+    """Write <task>/<split>.parquet directly (no build_release, which would refuse a leaky release)."""
+    df = normalise_items(pd.DataFrame(rows))
+    for (task, split), part in df.groupby(["task", "split"]):
+        (root / task).mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pylist(part[COLUMNS["items"]].to_dict(orient="records"), schema=ITEM_SCHEMA)
+        pq.write_table(table, root / task / f"{split}.parquet")
+    return root
+
+
+def violations_of(tmp_path: Path, rows: list[dict]) -> list[str]:
+    report = validate_release(write_release_dir(tmp_path, rows))
+    assert report.ok == (not report.violations)
+    return report.violations
+
+
+def test_clean_release_passes(tmp_path):
+    report = validate_release(write_release_dir(tmp_path, clean_rows()))
+    assert report.ok and report.violations == []
+    assert report.figures["counts"][PITCH] == {"train": 4, "dev": 2, "test": 2}
+    assert report.figures["balance"][PITCH]["train"] == {"higher": 0.5, "lower": 0.5}
+    assert main([str(tmp_path)]) == 0
+
+
+def test_same_clip_in_train_and_test(tmp_path):
+    rows = clean_rows()
+    rows.append(animal_item(99, "test", clip="fs/a0"))  # fs/a0 is animal item 0's clip, in train
+    v = violations_of(tmp_path, rows)
+    assert any(x.startswith("overlap clip id: all tasks: 1 shared between train and test") and "fs/a0" in x for x in v)
+    assert main([str(tmp_path)]) == 1
+
+
+def test_same_sentence_in_train_and_test(tmp_path):
+    rows = clean_rows()
+    rows.append(animal_item(98, "test", sentence="bark  number 0 is the sound a [MASK] makes."))  # case/space folded
+    v = violations_of(tmp_path, rows)
+    assert any(x.startswith(f"overlap sentence: {ANIMAL}: 1 shared between train and test") for x in v)
+
+
+def test_same_source_pair_in_train_and_test(tmp_path):
+    rows = clean_rows()
+    rows.append(pitch_item(50, "train", "higher", clips=("fs/x1", "fs/x2")))
+    rows.append(pitch_item(51, "test", "lower", clips=("fs/x2", "fs/x1")))  # same pair, other order
+    rows.append(pitch_item(52, "train", "higher", clips=("fs/y1",), spans=("violin", "tuba")))  # one clip: spans
+    rows.append(pitch_item(53, "dev", "lower", clips=("fs/y2",), spans=("Tuba", "violin")))
+    v = violations_of(tmp_path, rows)
+    pair = [x for x in v if x.startswith(f"overlap source pair: {PITCH}")]
+    assert any("train and test" in x and "fs/x1" in x for x in pair)
+    assert any("train and dev" in x and "tuba" in x for x in pair)
+
+
+def test_wiki_is_exempt_from_clip_checks_but_not_from_sentence_overlap(tmp_path):
+    rows = clean_rows()
+    rows.append(pitch_item(60, "wiki", "higher", clips=("fs/p0a", "fs/p0b"), spans=("piccolo", "cello")))
+    rows.append(pitch_item(61, "wiki", "lower", clips=("fs/w1", "fs/w2"), sentence="A flute 1 sounds [MASK] than a bass 1."))
+    v = violations_of(tmp_path, rows)
+    assert not any(x.startswith(("overlap clip id", "overlap source pair")) for x in v)
+    assert any(x.startswith(f"overlap sentence: {PITCH}: 1 shared between train and wiki") for x in v)
+
+
+def test_duplicates_within_a_split(tmp_path):
+    rows = clean_rows()
+    rows.append(dict(rows[0]))  # the same item twice in train
+    v = violations_of(tmp_path, rows)
+    assert any(x.startswith(f"duplicate item id: {PITCH}/train: 1 extra rows") for x in v)
+    assert any(x.startswith(f"duplicate sentence: {PITCH}/train") for x in v)
+
+
+@pytest.mark.parametrize(
+    "n_higher,n_lower,ok",
+    [(11, 9, True), (12, 8, False), (9, 11, True), (5, 5, True), (6, 4, False), (3, 2, True), (2, 0, False), (1, 0, True)],
+)
+def test_balance_rule(n_higher, n_lower, ok):
+    assert balance_ok({"higher": n_higher, "lower": n_lower}, ["higher", "lower"]) is ok
+
+
+def test_imbalanced_split_is_reported(tmp_path):
+    rows = clean_rows()
+    rows += [pitch_item(100 + i, "test", "higher") for i in range(8)]  # test: 9 higher, 1 lower
+    v = violations_of(tmp_path, rows)
+    assert any(x.startswith(f"balance: {PITCH}/test: higher 9/10 (90.0 %)") for x in v)
+
+
+def test_row_that_is_not_an_item_is_reported(tmp_path):
+    rows = clean_rows()
+    bad = animal_item(70, "dev", sentence="A [MASK] says [MASK].")
+    bad["spans"] = []
+    rows.append(bad)
+    v = violations_of(tmp_path, rows)
+    assert any(x.startswith(f"schema: {ANIMAL}/dev.parquet: 1 rows do not parse as schema.Item") for x in v)
+
+
+def test_item_in_the_wrong_file_is_reported(tmp_path):
+    write_release_dir(tmp_path, clean_rows())
+    (tmp_path / PITCH / "train.parquet").rename(tmp_path / PITCH / "wiki.parquet")
+    v = validate_release(tmp_path).violations
+    assert any("wrong file" in x and f"{PITCH}/wiki.parquet" in x for x in v)

@@ -1,0 +1,112 @@
+"""Splits by content group, pairs inside splits, and the filter's rules, on small hand-made tables."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pandas as pd
+
+from benchmark.tasks import get_task
+from pipeline.filter import balance_labels, comparison_items, drop_repeated_sentences
+from pipeline.pairs import make_pairs, side_table
+from pipeline.split import assign_split, split_clips
+
+FRACTIONS = {"train": 0.7, "dev": 0.1, "test": 0.2}
+
+
+def test_split_is_by_group_and_deterministic() -> None:
+    n = 3000
+    clips = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(n)], "audio_sha256": [f"{i // 2:064x}" for i in range(n)]})
+    df = split_clips(clips, quarantined={"fs/0"}, seed=7, fractions=FRACTIONS)
+    assert "fs/0" not in set(df["clip_id"])
+    assert df.groupby("group_id")["split"].nunique().max() == 1  # the same audio never reaches two splits
+    share = df["split"].value_counts(normalize=True)
+    assert abs(share["train"] - 0.7) < 0.04 and abs(share["dev"] - 0.1) < 0.03 and abs(share["test"] - 0.2) < 0.03
+    # row order does not matter; the seed does
+    again = split_clips(clips.sample(frac=1.0, random_state=1), set(), seed=7, fractions=FRACTIONS).set_index("clip_id")["split"]
+    assert (again.loc[df["clip_id"]].values == df["split"].values).all()
+    other = split_clips(clips, set(), seed=8, fractions=FRACTIONS).set_index("clip_id")["split"]
+    assert (other.loc[df["clip_id"]].values != df["split"].values).any()
+    assert assign_split("abc", 7, FRACTIONS) == assign_split("abc", 7, FRACTIONS)
+
+
+def _table(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"clip_id": cid, "category": cat, "source_name": src, "pitched": pitched, "f0_hz": f0 if pitched else math.nan,
+         "centroid_hz": cen, "title": src, "captions": [f"{src} recording"], "description": ""}
+        for cid, cat, src, pitched, f0, cen in rows
+    ])
+
+
+PARAMS = {"pairs": {"min_gap": 1.1, "max_pairs_per_clip": 2, "allow_centroid_pairs": True, "candidate_window": 64}}
+
+
+def test_pairs_follow_the_gap_rule_and_never_mix_bases() -> None:
+    task = get_task("sound_pitch_comparison")
+    rows = [(f"c{i}", "music", src, True, f0, 1000.0) for i, (src, f0) in enumerate(
+        [("violin", 660), ("tuba", 90), ("flute", 880), ("cello", 200), ("piccolo", 1500), ("bassoon", 120), ("oboe", 600), ("violin", 680)])]
+    rows += [("e1", "environment", "rain", False, 0, 3000.0), ("e2", "environment", "wind", False, 0, 600.0),
+             ("e3", "environment", "stream", False, 0, 3100.0)]  # stream vs rain: centroid gap < 10 %
+    sides = side_table(task, _table(rows), PARAMS)
+    pairs, dropped = make_pairs(task, "train", sides, PARAMS, blocked=set(), seed=0)
+    assert pairs and dropped["gap_below_min"] >= 1
+    for p in pairs:
+        assert p["source_a"] != p["source_b"]
+        assert max(p["value_a"], p["value_b"]) / min(p["value_a"], p["value_b"]) >= 1.1
+        assert p["label"] == ("higher" if p["value_a"] > p["value_b"] else "lower")  # the label is the measurement
+        assert (p["basis"] == "centroid") == (p["category"] == "environment")  # f0 never compared with a centroid
+    assert not any({p["source_a"], p["source_b"]} == {"rain", "stream"} for p in pairs)
+    per_clip = Counter(c for p in pairs for c in p["clip_ids"])
+    assert max(per_clip.values()) <= 2
+    assert len({frozenset((p["source_a"], p["source_b"])) for p in pairs}) == len(pairs)  # one pair per source pair
+    labels = Counter(p["label"] for p in pairs)
+    assert abs(labels["higher"] - labels["lower"]) <= 1
+
+
+def test_dev_test_pairs_avoid_train_source_pairs() -> None:
+    task = get_task("sound_pitch_comparison")
+    rows = [("a", "music", "violin", True, 660, 0.0), ("b", "music", "tuba", True, 90, 0.0)]
+    sides = side_table(task, _table(rows), PARAMS)
+    pairs, dropped = make_pairs(task, "test", sides, PARAMS, blocked={frozenset(("violin", "tuba"))}, seed=0)
+    assert pairs == [] and dropped["source_pair_in_train"] == 1
+
+
+def _pair(pid: str, split: str, label: str, a: str = "violin", b: str = "tuba") -> dict:
+    return {"pair_id": pid, "task": "sound_pitch_comparison", "split": split, "category": "music", "basis": "f0",
+            "clip_a": f"{pid}a", "clip_b": f"{pid}b", "clip_ids": [f"{pid}a", f"{pid}b"], "source_a": a, "source_b": b,
+            "caption_a": a, "caption_b": b, "value_a": 600.0 if label == "higher" else 100.0,
+            "value_b": 100.0 if label == "higher" else 600.0, "gap": 6.0, "label": label}
+
+
+def test_filter_keeps_only_agreeing_pairs_and_swapped_measurements_fail() -> None:
+    pairs = pd.DataFrame([_pair("p1", "train", "higher"), _pair("p2", "train", "lower", "flute", "cello")])
+    splits = pd.DataFrame({"clip_id": ["p1a", "p1b", "p2a", "p2b"], "group_id": ["g1", "g2", "g3", "g4"], "split": ["train"] * 4})
+    sentences = pd.DataFrame([
+        {"pair_id": "p1", "sentence": "The sound of a violin is typically [MASK] than the sound of a tuba.", "span1": "violin", "span2": "tuba", "llm_guess": "higher"},
+        {"pair_id": "p2", "sentence": "The sound of a flute is typically [MASK] than the sound of a cello.", "span1": "flute", "span2": "cello", "llm_guess": "higher"},
+    ])
+    rejects: list[dict] = []
+    items, agreement = comparison_items(pairs, sentences, splits, {}, True, 1.25, rejects)
+    assert [i["span1"] for i in items] == ["violin"] and items[0]["answer"] == "higher"
+    assert [r["reason"] for r in rejects] == ["disagrees_with_measurement"]
+    assert agreement["sound_pitch_comparison"]["agreement_rate"] == 0.5
+
+
+def test_repeated_sentences_and_balance() -> None:
+    base = {"task": "sound_pitch_comparison", "spans": [], "clip_ids": []}
+    items = [
+        {**base, "id": "1", "split": "train", "sentence": "S one [MASK]", "answer": "higher"},
+        {**base, "id": "2", "split": "test", "sentence": "s one [MASK]", "answer": "higher"},
+        {**base, "id": "3", "split": "test", "sentence": "S two [MASK]", "answer": "higher"},
+        {**base, "id": "4", "split": "test", "sentence": "S two [MASK]", "answer": "higher"},
+    ] + [{**base, "id": f"h{k}", "split": "dev", "sentence": f"h{k} [MASK]", "answer": "higher"} for k in range(5)] + [
+        {**base, "id": "l0", "split": "dev", "sentence": "l0 [MASK]", "answer": "lower"}]
+    rejects: list[dict] = []
+    kept = drop_repeated_sentences(items, rejects)
+    assert {r["reason"] for r in rejects} == {"sentence_in_other_split", "duplicate_sentence"}
+    assert sorted(i["id"] for i in kept if i["split"] != "dev") == ["1", "3"]
+    balanced = balance_labels(kept, rejects)
+    dev = Counter(i["answer"] for i in balanced if i["split"] == "dev")
+    assert dev == {"higher": 2, "lower": 1}
+    assert sum(r["reason"] == "rebalance" for r in rejects) == 3
