@@ -19,11 +19,13 @@ CORPUS ?= $(DEMO_CORPUS)
 META ?=
 LLM ?= rules
 CORPUS_ID ?= $(if $(filter $(DEMO_CORPUS) $(DEMO_CORPUS)/,$(CORPUS)),demo,$(notdir $(patsubst %/,%,$(firstword $(subst *, ,$(CORPUS))))))
-B := build/$(CORPUS_ID)
+BUILD_ROOT ?= build
+RELEASES ?= releases
+B := $(BUILD_ROOT)/$(CORPUS_ID)
 VERSION := $(shell awk '/^release:/{f=1} f && /^  version:/{gsub(/"/,"",$$2); print $$2; exit}' params.yaml)
-RELEASE := releases/$(CORPUS_ID)-$(VERSION)
+RELEASE := $(RELEASES)/$(CORPUS_ID)-$(VERSION)
 Q := $(if $(QUIET),--quiet,)
-STAGE = $(AB) $(1) --corpus '$(CORPUS)' --corpus-id $(CORPUS_ID) $(Q)
+STAGE = $(AB) $(1) --corpus '$(CORPUS)' --corpus-id $(CORPUS_ID) --build-root $(BUILD_ROOT) $(Q)
 CODE := $(INSTALLED) params.yaml $(shell find pipeline benchmark models -name '*.py' -o -name '*.yaml' -o -name '*.txt' -o -name '*.json' 2>/dev/null | grep -v __pycache__)
 ifeq ($(CORPUS),$(DEMO_CORPUS))
 CORPUS_DEP := demo_corpus/manifest.json
@@ -75,14 +77,14 @@ $(B)/write/manifest.json: $(B)/pairs/manifest.json ## write: comparison sentence
 $(B)/filter/manifest.json: $(B)/write/manifest.json ## filter: agreement, repeats, balance, rare answers
 	$(call STAGE,filter)
 
-build/wiki/manifest.json: $(CODE) ## wiki: test-only sets from the Wikipedia range snapshot
-	$(AB) wiki $(Q)
+$(BUILD_ROOT)/wiki/manifest.json: $(CODE) ## wiki: test-only sets from the Wikipedia range snapshot
+	$(AB) wiki --build-root $(BUILD_ROOT) $(Q)
 
 $(B)/index/manifest.json: $(B)/measure/manifest.json $(B)/extract/manifest.json ## index: audio embeddings for retrieval and injection
 	$(call STAGE,index)
 
-$(RELEASE)/manifest.json: $(B)/filter/manifest.json build/wiki/manifest.json $(B)/index/manifest.json ## release: versioned dataset + card, validated
-	$(call STAGE,release)
+$(RELEASE)/manifest.json: $(B)/filter/manifest.json $(BUILD_ROOT)/wiki/manifest.json $(B)/index/manifest.json ## release: versioned dataset + card, validated
+	$(call STAGE,release) --releases $(RELEASES)
 
 $(B)/train/manifest.json: $(RELEASE)/manifest.json ## train: span detector + AudioBERT (demo config)
 	$(AB) train $(RELEASE) --out $(B)/train --demo $(Q)
@@ -102,4 +104,4 @@ bench: $(INSTALLED) ## speed and memory figures, as ratios against baselines mea
 	$(PY) bench/run_all.py
 
 clean: ## remove build outputs (keeps .venv, releases and the demo corpus)
-	rm -rf build
+	rm -rf $(BUILD_ROOT)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from benchmark.errors import ConfigError
 from pipeline.demo_sounds import SOURCES, SourceSpec, measure_centroid_hz, measure_level_dbfs, render_source, set_level, source_spec
-from pipeline.stage import StageRun, atomic_path, code_version, log
+from pipeline.stage import StageRun, atomic_path, code_version, log, write_json
 
 __all__ = ["build_demo_corpus", "build_bench_shards", "encode_flac", "GROUND_TRUTH_COLUMNS", "META_COLUMNS", "LICENSE_MIX"]
 
@@ -47,12 +47,12 @@ GROUND_TRUTH_COLUMNS = (
 
 # The real Freesound mix in LAION-Audio-630K (≈ 50 % CC0, 36 % CC-BY, 11 % CC-BY-NC, 2 % Sampling+).
 LICENSE_MIX = (
-    ("http://creativecommons.org/publicdomain/zero/1.0/", 0.50),
+    ("http://creativecommons.org/publicdomain/zero/1.0/", 0.51),
     ("https://creativecommons.org/licenses/by/3.0/", 0.17),
     ("https://creativecommons.org/licenses/by/4.0/", 0.19),
     ("https://creativecommons.org/licenses/by-nc/3.0/", 0.05),
     ("https://creativecommons.org/licenses/by-nc/4.0/", 0.06),
-    ("http://creativecommons.org/licenses/sampling+/1.0/", 0.03),
+    ("http://creativecommons.org/licenses/sampling+/1.0/", 0.02),
 )
 _NON_CC_LICENSES = ("https://www.gnu.org/licenses/gpl-3.0.html", "All rights reserved")
 _BAD_KINDS = ("corrupt_flac", "empty_caption", "silent", "empty_audio", "duplicate_id", "duplicate_audio", "bad_json",
@@ -561,8 +561,6 @@ def build_bench_shards(root: Path, n_shards: int, mb_per_shard: float, seed: int
             n += 1
         _write_tar(root / "freesound" / "train_0" / f"{s}.tar", pairs)
         sizes[f"{s}.tar"] = n
-    from pipeline.stage import write_json
-
     write_json(sizes, root / "freesound" / "train_0" / "sizes.json")
     _write_meta_csv(root / "freesound_meta.csv", meta_rows)
     return root / "freesound"

@@ -107,7 +107,7 @@ class StageRun:
     params: dict
     inputs: dict[str, Path] = field(default_factory=dict)
     code: str = ""
-    quiet: bool = False
+    quiet: bool = False  # silences progress bars only; the one-line summaries are always printed
     _outputs: dict[str, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -146,8 +146,7 @@ class StageRun:
             if not p.exists() or sha256_file(p) != digest:
                 return False
         os.utime(self.manifest_path)  # so make sees the stage as up to date and does not ask again
-        if not self.quiet:
-            log(f"[{self.name}] inputs, params and code unchanged: nothing to do ({self.out_dir})")
+        log(f"[{self.name}] inputs, params and code unchanged: nothing to do ({self.out_dir})")
         return True
 
     def path(self, rel: str) -> Path:
@@ -179,8 +178,8 @@ class StageRun:
         if extra:
             manifest.update(_jsonable(extra))
         write_json(manifest, self.manifest_path)
-        if not self.quiet:
-            log(f"[{self.name}] done: {json.dumps(counts, sort_keys=True, default=str)}")
+        summary = {k: counts[k] for k in ("kept", "rejected") if k in counts}
+        log(f"[{self.name}] done: {json.dumps(summary, sort_keys=True, default=str)[:400]}")
         return manifest
 
 

@@ -171,8 +171,8 @@ def build_animal_items(entries: list[dict], templates: list[str] | None = None) 
                 who = sorted(n for n, o in animals.items() if sound in (s.strip().lower() for s in o["sounds"]))
                 rejects.append(Reject(stage=STAGE, key=key, reason="ambiguous_sound", detail=", ".join(who)))
                 continue
-            if sound == name or sound in name.split() or name in sound.split():
-                rejects.append(Reject(stage=STAGE, key=key, reason="sound_names_animal"))
+            if sound in animals or sound in name.split() or name in sound.split():
+                rejects.append(Reject(stage=STAGE, key=key, reason="sound_names_animal", detail="the sound is an animal's name"))
                 continue
             group = stable_hash({"wiki_animal": name})
             article = with_article(name).split(" ", 1)[0]

@@ -1,0 +1,141 @@
+"""The one gate every proposal passes, whichever backend made it: checks against the clip's (or pair's) own text.
+
+Rules: exactly one [MASK]; spans are substrings of the sentence; the answer is in the allowed set; a category's
+source and an animal answer are named in the clip's own metadata (instruction-like sentences removed first); a
+clip that names two different animals gives no animal item. A failed check is a `Failure` with a reason, never
+an exception.
+"""
+
+from __future__ import annotations
+
+import re
+
+from benchmark.schema import MASK
+from pipeline.extract.lexicon import CATEGORIES, Lexicon
+from pipeline.extract.records import AnimalProposal, CategoryProposal, ClipText, Failure, PairText, SentenceProposal
+from pipeline.extract.text import singular_forms, stem_forms, tokenize
+
+__all__ = ["validate_category", "validate_animal_item", "validate_sentence", "named_animals", "MAX_SENTENCE_CHARS"]
+
+MAX_SENTENCE_CHARS = 240
+_SOURCE_OK = re.compile(r"^[a-z0-9][a-z0-9 '\-]{0,39}$")
+_UNSURE = {"", "unsure", "unknown", "equal", "same", "none", "n/a", "cannot tell", "either"}
+
+
+def _check_sentence(sentence: str) -> Failure | None:
+    if not sentence or len(sentence) > MAX_SENTENCE_CHARS or any(c in sentence for c in "\n\r\t{}<>"):
+        return Failure("sentence_malformed", sentence[:80])
+    if sentence.count(MASK) != 1:
+        return Failure("mask_count", f"{sentence.count(MASK)} masks in {sentence[:80]!r}")
+    return None
+
+
+def _tokens_in(needle: str, haystack_tokens: list[str]) -> bool:
+    """True when the needle's tokens occur in sequence (last token in any singular form) in the haystack."""
+    nt = tokenize(needle)
+    if not nt:
+        return False
+    n = len(nt)
+    for i in range(len(haystack_tokens) - n + 1):
+        window = haystack_tokens[i : i + n]
+        if window[:-1] == nt[:-1] and (nt[-1] in singular_forms(window[-1]) or nt[-1] in stem_forms(window[-1])):
+            return True
+    return False
+
+
+def named_animals(text: str, lex: Lexicon) -> list[str]:
+    """The animals a text names, canonical, in order of first appearance."""
+    out: list[str] = []
+    for m in lex.mentions(text):
+        if lex.sources[m.name].category == "animal" and m.name not in out:
+            out.append(m.name)
+    return out
+
+
+def validate_category(clip: ClipText, prop: CategoryProposal, lex: Lexicon) -> dict | Failure:
+    """A category row (clip_id, category, source_name, category_path, confidence) or why not."""
+    raw = prop.category.strip().lower()
+    cat, _, path_src = raw.partition("/")
+    if cat not in CATEGORIES:
+        return Failure("category_unknown", f"{prop.category[:40]!r}")
+    conf = round(float(prop.confidence), 4)
+    if cat == "other":
+        return {"clip_id": clip.clip_id, "category": "other", "source_name": "", "category_path": "other", "confidence": conf}
+    given = (prop.source or path_src).strip().lower()
+    name = lex.normalise(given) or (singular_forms(given)[-1] if given else "")
+    if not name or not _SOURCE_OK.match(name):
+        return Failure("source_malformed", f"{given[:40]!r}")
+    known = lex.sources.get(name)
+    if known is not None and known.category != cat:
+        return Failure("category_mismatch", f"{name!r} is {known.category}, not {cat}")
+    if known is not None:
+        grounded = any(lex.related(name, m.name) if cat == "animal" else m.name == name for m in lex.mentions(clip.full_ground))
+    else:
+        grounded = _tokens_in(name, tokenize(clip.full_ground))
+    if not grounded:
+        return Failure("source_not_in_text", f"{name!r} is not named in the clip's own text")
+    return {"clip_id": clip.clip_id, "category": cat, "source_name": name, "category_path": f"{cat}/{name}", "confidence": conf}
+
+
+def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon) -> dict | Failure:
+    """An animal item row (clip_id, sentence, answer, description, spans) or why not."""
+    sentence = " ".join(prop.sentence.split())
+    if (bad := _check_sentence(sentence)) is not None:
+        return bad
+    answer = lex.normalise(prop.answer)
+    if not answer or lex.sources[answer].category != "animal":
+        return Failure("answer_not_in_vocabulary", f"{prop.answer[:40]!r}")
+    named = named_animals(clip.full_ground, lex)
+    if any(not lex.related(a, b) for i, a in enumerate(named) for b in named[i + 1 :]):
+        return Failure("two_animals", f"the clip names {', '.join(named)}")
+    meta = named_animals(clip.metadata_ground, lex) if clip.metadata_ground else named
+    if not any(lex.related(answer, m) for m in meta):
+        return Failure("answer_not_in_source", f"{answer!r} is not named in the clip's title, tags or description")
+    if named_animals(sentence.replace(MASK, " "), lex):
+        return Failure("answer_in_sentence", f"an animal is named in {sentence[:80]!r}")
+    ono = " ".join(prop.onomatopoeia.split())
+    if not ono or len(ono) > 40 or MASK in ono:
+        return Failure("span_malformed", f"{ono[:40]!r}")
+    at = sentence.lower().find(ono.lower())
+    if at < 0:
+        return Failure("span_not_in_sentence", f"{ono!r} not in {sentence[:80]!r}")
+    span = sentence[at : at + len(ono)]
+    if not (lex.is_sound_of(ono, answer) or _tokens_in(ono, tokenize(clip.full_ground))):
+        return Failure("onomatopoeia_unsupported", f"{ono!r} is neither a known {answer} sound nor in the clip's text")
+    return {"clip_id": clip.clip_id, "sentence": sentence, "answer": answer, "description": ono.lower(), "spans": [span]}
+
+
+def _find_word(sentence: str, phrase: str, start: int = 0) -> int:
+    m = re.compile(r"(?<![A-Za-z])" + re.escape(phrase) + r"(?![A-Za-z])", re.IGNORECASE).search(sentence, start)
+    return m.start() if m else -1
+
+
+def validate_sentence(pair: PairText, prop: SentenceProposal) -> dict | Failure:
+    """A comparison sentence row (pair_id, task, sentence, span1, span2, llm_guess) or why not.
+    The sentence must read "<a> ... [MASK] than ... <b>" so that the pair's label fills the mask."""
+    sentence = " ".join(prop.sentence.split())
+    if (bad := _check_sentence(sentence)) is not None:
+        return bad
+    if not re.search(re.escape(MASK) + r"\s+than\b", sentence):
+        return Failure("mask_not_comparative", sentence[:80])
+    a, b = pair.source_a.strip(), pair.source_b.strip()
+    if not a or not b or a.lower() == b.lower():
+        return Failure("same_source", f"{a!r} vs {b!r}")
+    ia = _find_word(sentence, a)
+    mask_at = sentence.index(MASK)
+    ib = _find_word(sentence, b, mask_at)
+    if ia < 0 or ib < 0:
+        return Failure("span_not_in_sentence", f"{a!r} or {b!r} not in {sentence[:80]!r}")
+    if not ia < mask_at < ib:
+        return Failure("order_mismatch", f"expected {a!r} before [MASK] before {b!r}")
+    rest = sentence.replace(MASK, " ").lower()
+    for word in pair.choices:
+        if re.search(r"(?<![a-z])" + re.escape(word.lower()) + r"(?![a-z])", rest):
+            return Failure("answer_in_sentence", f"{word!r} appears outside the mask")
+    guess = prop.guess.strip().lower()
+    if guess in _UNSURE:
+        guess = ""
+    elif guess not in pair.choices:
+        return Failure("guess_invalid", f"{prop.guess[:40]!r} is not one of {list(pair.choices)}")
+    return {"pair_id": pair.pair_id, "task": pair.task, "sentence": sentence, "span1": sentence[ia : ia + len(a)],
+            "span2": sentence[ib : ib + len(b)], "llm_guess": guess}
