@@ -14,7 +14,8 @@ PY := $(VENV)/bin/python
 AB := $(VENV)/bin/auditorybench
 INSTALLED := $(VENV)/.installed
 
-DEMO_CORPUS := demo_corpus/freesound
+DEMO_ROOT ?= demo_corpus
+DEMO_CORPUS := $(DEMO_ROOT)/freesound
 CORPUS ?= $(DEMO_CORPUS)
 META ?=
 LLM ?= rules
@@ -28,7 +29,7 @@ Q := $(if $(QUIET),--quiet,)
 STAGE = $(AB) $(1) --corpus '$(CORPUS)' --corpus-id $(CORPUS_ID) --build-root $(BUILD_ROOT) $(Q)
 CODE := $(INSTALLED) params.yaml $(shell find pipeline benchmark models -name '*.py' -o -name '*.yaml' -o -name '*.txt' -o -name '*.json' 2>/dev/null | grep -v __pycache__)
 ifeq ($(CORPUS),$(DEMO_CORPUS))
-CORPUS_DEP := demo_corpus/manifest.json
+CORPUS_DEP := $(DEMO_ROOT)/manifest.json
 else
 CORPUS_DEP :=
 endif
@@ -53,8 +54,8 @@ $(INSTALLED): pyproject.toml
 	$(PY) -c "import peft, transformers, librosa"
 	touch $@
 
-demo_corpus/manifest.json: $(CODE) ## the embedded demo corpus: tar shards + meta CSV + ground truth
-	$(AB) corpus --out demo_corpus $(Q)
+$(DEMO_ROOT)/manifest.json: $(CODE) ## the embedded demo corpus: tar shards + meta CSV + ground truth
+	$(AB) corpus --out $(DEMO_ROOT) $(Q)
 
 $(B)/read/manifest.json: $(CORPUS_DEP) $(CODE) ## read: clip table from tar shards + meta CSV
 	$(call STAGE,read) $(if $(META),--meta '$(META)',)

@@ -16,7 +16,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from benchmark.hashing import stable_hash
 from benchmark.schema import COLUMNS, Item, item_id
-from benchmark.tasks import comparison_tasks, get_task
+from benchmark.tasks import enabled_tasks, get_task
 from pipeline.stage import StageRun, code_version
 
 __all__ = ["animal_items", "comparison_items", "drop_repeated_sentences", "balance_labels", "filter_stage"]
@@ -93,7 +93,7 @@ def comparison_items(pairs: pd.DataFrame, sentences: pd.DataFrame, splits: pd.Da
             agree[(p.task, "no_guess")] += 1
         else:
             agree[(p.task, "agree" if guess == p.label else "disagree")] += 1
-        if require_agreement and guess != p.label:
+        if require_agreement and get_task(p.task).require_agreement and guess != p.label:
             reason = "no_guess" if not guess else "disagrees_with_measurement"
             rejects.append({"stage": "filter", "key": p.pair_id, "reason": reason, "detail": f"{p.task}: guess {guess!r}, measured {p.label!r}"})
             continue
@@ -131,7 +131,7 @@ def drop_repeated_sentences(items: list[dict], rejects: list[dict]) -> list[dict
 
 def balance_labels(items: list[dict], rejects: list[dict]) -> list[dict]:
     """Per comparison task and split, drop the majority label's surplus (highest ids first) until |a - b| <= 1."""
-    comparison = {t.name for t in comparison_tasks()}
+    comparison = {i["task"] for i in items if get_task(i["task"]).kind == "comparison"}
     keep = []
     by_key: dict[tuple, list[dict]] = {}
     for it in items:
@@ -165,14 +165,17 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict
     decisions_path = params.get("review_decisions")
     if decisions_path and Path(decisions_path).exists():
         inputs["review_decisions"] = Path(decisions_path)
-    run = StageRun("filter", build_dir / "filter", params, inputs=inputs, code=code_version(__name__, "benchmark.schema", "benchmark.tasks"), quiet=quiet)
+    run = StageRun("filter", build_dir / "filter", {**params, "tasks": params_all.get("tasks") or {}}, inputs=inputs, code=code_version(__name__, "benchmark.schema", "benchmark.tasks"), quiet=quiet)
     if run.fresh():
         return run.previous()  # type: ignore[return-value]
     clips = pd.read_parquet(inputs["clips"])
     splits = pd.read_parquet(inputs["clip_splits"])
     licenses = dict(zip(clips["clip_id"], clips["license"]))
     rejects: list[dict] = []
-    animal = animal_items(pd.read_parquet(inputs["animal_items"]), splits, licenses, float(params.get("review_confidence", 0.8)), rejects)
+    enabled = {t.name for t in enabled_tasks(params_all)}
+    animal = []
+    if "animal_sound_recognition" in enabled:
+        animal = animal_items(pd.read_parquet(inputs["animal_items"]), splits, licenses, float(params.get("review_confidence", 0.8)), rejects)
     comp, agreement = comparison_items(pd.read_parquet(inputs["pairs"]), pd.read_parquet(inputs["sentences"]), splits, licenses,
                                        bool(params.get("require_agreement", True)), float(params.get("review_gap", 1.25)), rejects)
     items = drop_repeated_sentences(animal + comp, rejects)

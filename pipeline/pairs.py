@@ -92,7 +92,8 @@ def make_pairs(task: TaskSpec, split: str, sides: pd.DataFrame, params_all: dict
     cap = int(pp.get("max_pairs_per_clip", 3))
     dropped: Counter = Counter()
     cands = []
-    for (cat, basis), g in sides.groupby(["category", "basis"], sort=True):
+    keys = ["category", "basis"] if task.pairing == "within_category" else ["basis"]
+    for _, g in sides.groupby(keys, sort=True):
         recs = g.assign(_h=[stable_hash([seed, s]) for s in g["side_id"]]).sort_values("_h").to_dict("records")
         n = len(recs)
         for i in range(n):
@@ -151,7 +152,7 @@ def pairs_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict:
         "measurements": build_dir / "measure" / "measurements.parquet",
         "clip_splits": build_dir / "split" / "clip_splits.parquet",
     }
-    tasks = comparison_tasks()
+    tasks = comparison_tasks(params_all)
     stage_params = {"pairs": params_all.get("pairs") or {}, "tasks": {t.name: t.model_dump(exclude={"path"}) for t in tasks},
                     "seed": (params_all.get("split") or {}).get("seed", 0)}
     run = StageRun("pairs", build_dir / "pairs", stage_params, inputs=inputs, code=code_version(__name__, "benchmark.tasks"), quiet=quiet)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from benchmark.errors import ConfigError, UnknownNameError
 
-__all__ = ["TaskSpec", "Basis", "list_tasks", "get_task", "task_dirs", "task_choices", "comparison_tasks", "writer_specs"]
+__all__ = ["TaskSpec", "Basis", "list_tasks", "get_task", "task_dirs", "task_choices", "enabled_tasks", "comparison_tasks", "writer_specs"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -62,6 +62,7 @@ class TaskSpec(BaseModel):
     # comparison tasks
     dimension: str = ""
     categories: list[str] = Field(default_factory=list)
+    pairing: Literal["within_category", "across_categories"] = "within_category"
     measurement: Optional[Measurement] = None
     gap_rule: Optional[GapRule] = None
     templates: list[str] = Field(default_factory=list)
@@ -69,6 +70,8 @@ class TaskSpec(BaseModel):
     # recognition tasks
     item_source: Optional[str] = None
     min_per_answer_param: Optional[str] = None
+    require_agreement: bool = True  # keep a pair only when the writer's own guess agrees with the measurement
+    card_notes: str = ""  # how the task was built and its limits, rendered into the data card
     path: str = ""
 
     @model_validator(mode="after")
@@ -124,15 +127,22 @@ def get_task(name: str) -> TaskSpec:
     return reg[name]
 
 
-def comparison_tasks() -> list[TaskSpec]:
-    return [get_task(n) for n in list_tasks() if get_task(n).kind == "comparison"]
+def enabled_tasks(params_all: dict | None = None) -> list[TaskSpec]:
+    """The tasks a build makes: params.yaml `tasks.enabled` (a list of names, or "all")."""
+    enabled = ((params_all or {}).get("tasks") or {}).get("enabled", "all")
+    names = list_tasks() if enabled in (None, "all") else list(enabled)
+    return [get_task(n) for n in names]
 
 
-def writer_specs() -> dict[str, dict]:
+def comparison_tasks(params_all: dict | None = None) -> list[TaskSpec]:
+    return [t for t in enabled_tasks(params_all) if t.kind == "comparison"]
+
+
+def writer_specs(params_all: dict | None = None) -> dict[str, dict]:
     """What the sentence writer needs per comparison task: choices, dimension, templates (and a prompt file)."""
     return {
         t.name: {"choices": list(t.answer_choices), "dimension": t.dimension, "templates": list(t.templates), "prompt_file": t.prompt_file}
-        for t in comparison_tasks()
+        for t in comparison_tasks(params_all)
     }
 
 

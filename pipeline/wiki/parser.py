@@ -137,14 +137,17 @@ def find_transposition(text: str) -> tuple[int, str]:
     return sign * semis, m.group(0)
 
 
-def find_range(page_text: str) -> RangeMatch | None:
+def find_range(page_text: str, subject: str = "", require_subject: bool = False) -> RangeMatch | None:
     """The instrument's or voice's range in a page's plain text, or None when no sentence gives one.
 
     Looks at sentences that speak of a range ("range", "compass", "extends", "lowest", ...) and hold at
     least two notes; prefers sentences that say "range" and that join two notes ("from G3 to A7", "G3–A7"),
     then the earliest. The lowest and highest notes of that sentence are the range. When that sentence
     calls the range "written" and the page says how the instrument sounds ("sounds an octave lower"),
-    the notes are moved to sounding pitch; this is a plain reading of the text, not music theory."""
+    the notes are moved to sounding pitch; this is a plain reading of the text, not music theory.
+
+    subject: a name ("alto recorder") whose sentences are preferred; with require_subject, only sentences
+    that name it count (for pages that give the ranges of several instruments)."""
     best: tuple[tuple[int, int], str, list[str]] | None = None
     for i, sent in enumerate(_sentences(page_text)):
         if not _RANGE_WORDS.search(sent):
@@ -152,8 +155,11 @@ def find_range(page_text: str) -> RangeMatch | None:
         notes = _notes_in(sent)
         if len(notes) < 2:
             continue
+        names_subject = bool(subject) and subject.lower() in sent.lower()
+        if require_subject and not names_subject:
+            continue
         plain = sent.translate(_SUBSCRIPT).translate(_MINUS)
-        score = (2 if _STRONG_WORDS.search(sent) else 0) + (1 if _SPAN_PATTERN.search(plain) else 0)
+        score = (4 if names_subject else 0) + (2 if _STRONG_WORDS.search(sent) else 0) + (1 if _SPAN_PATTERN.search(plain) else 0)
         key = (-score, i)
         if best is None or key < best[0]:
             best = (key, sent, notes)
@@ -174,9 +180,9 @@ def find_range(page_text: str) -> RangeMatch | None:
     return RangeMatch(low, high, _canonical(low_w), _canonical(high_w), shift, sent, remark)
 
 
-def extract_range(page_text: str) -> tuple[str, str] | None:
+def extract_range(page_text: str, subject: str = "") -> tuple[str, str] | None:
     """(lowest note, highest note) at sounding pitch from a page's plain text, or None; see find_range."""
-    m = find_range(page_text)
+    m = find_range(page_text, subject)
     return None if m is None else (m.low_note, m.high_note)
 
 

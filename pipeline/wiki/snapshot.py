@@ -73,13 +73,15 @@ def range_entry(
     revision_id: int | None = None,
     hand_curated: bool = False,
     refresh_status: str = "not_fetched",
+    require_subject: bool = False,
 ) -> dict | None:
     """A ranges.json entry read from page text (or a hand-written range sentence); None when it gives no range.
 
-    Notes are sounding pitch as `parser.find_range` reads them; low_hz/high_hz are `parser.parse_note` of them."""
+    Notes are sounding pitch as `parser.find_range` reads them (sentences naming `name` preferred, or required
+    with require_subject); low_hz/high_hz are `parser.parse_note` of them."""
     if kind not in RANGE_KINDS:
         raise InputError(f"wiki range {name!r}: kind {kind!r} is not one of {', '.join(RANGE_KINDS)}")
-    found = find_range(page_text)
+    found = find_range(page_text, subject=name, require_subject=require_subject)
     if found is None:
         return None
     return {

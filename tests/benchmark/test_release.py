@@ -205,3 +205,44 @@ def test_loads_with_hf_datasets(tmp_path):
     assert {k: len(v) for k, v in ds.items()} == {"train": 6, "dev": 2, "test": 2}
     assert ds["train"].column_names == COLUMNS["items"]
     assert ds["train"][0]["clip_ids"][0].startswith("freesound/")
+
+
+def test_release_stage_from_a_build_folder(tmp_path):
+    """pipeline.release_stage reads a build folder's outputs and manifests (tested here beside the format it writes)."""
+    from pipeline.release_stage import release_stage
+
+    build = tmp_path / "build" / "democorpus"
+    for stage in ("read", "filter", "pairs", "write", "index", "measure"):
+        (build / stage).mkdir(parents=True)
+    items = make_items()
+    items.to_parquet(build / "filter" / "items.parquet", index=False)
+    make_clips().to_parquet(build / "read" / "clips.parquet", index=False)
+    (build / "read" / "manifest.json").write_text(json.dumps({"stage": "read", "params": {"source": "freesound"},
+                                                              "inputs": {"shard:a.tar": "ab"}, "counts": {"kept": 30, "rejected": {"truncated_tar": 2}}}))
+    (build / "measure" / "manifest.json").write_text(json.dumps({"stage": "measure", "params": {"estimator": "pyin"}, "counts": {"kept": 30}}))
+    (build / "filter" / "manifest.json").write_text(json.dumps({"stage": "filter", "counts": {"kept": 20, "rejected": {"disagree": 4}}}))
+    pd.DataFrame({"task": ["sound_pitch_comparison"] * 3, "basis": ["f0"] * 3, "value_a": [440.0, 300.0, 100.0],
+                  "value_b": [220.0, 310.0, 400.0], "label": ["higher", "lower", "lower"]}).to_parquet(build / "pairs" / "pairs.parquet")
+    pd.DataFrame({"answer": ["higher", "lower", "lower"], "llm_guess": ["higher", "higher", ""]}).to_parquet(build / "write" / "sentences.parquet")
+    (build / "index" / "vectors.bin").write_bytes(b"\x00\x01")
+    wiki_dir = tmp_path / "build" / "wiki"
+    wiki_dir.mkdir()
+    s = "A piccolo sounds [MASK] than a tuba."
+    pd.DataFrame([Item(id=item_id("sound_pitch_comparison", s, "higher", ["wiki:Piccolo"]), task="sound_pitch_comparison",
+                       split="wiki", sentence=s, answer="higher", spans=["piccolo", "tuba"], span1="piccolo", span2="tuba",
+                       group_id="wiki:piccolo|tuba", basis="wiki-range", source="wiki").model_dump()]).to_parquet(wiki_dir / "items.parquet")
+    params = {"version": "2.0.0", "exclude_nc": False, "cards_dir": str(tmp_path / "cards")}
+
+    path = release_stage(build, tmp_path / "releases", "democorpus", params, wiki_dir, quiet=True)
+    rel = load_release(path)
+    assert path.name == "democorpus-2.0.0" and rel.splits("sound_pitch_comparison") == ["train", "dev", "test", "wiki"]
+    assert rel.manifest["provenance"]["estimator"] == "pyin" and rel.manifest["provenance"]["corpus"]["id"] == "democorpus"
+    assert rel.manifest["stages"]["read"]["counts"]["rejected"] == {"truncated_tar": 2}
+    assert (rel.audio_index_dir / "vectors.bin").read_bytes() == b"\x00\x01"
+    assert {"figures/agreement.png", "figures/gap_histogram.png"} <= set(rel.manifest["files"])
+    card = (tmp_path / "cards" / "democorpus-2.0.0.md").read_text()
+    assert card == (path / "README.md").read_text() and "disagree: 4" in card and "truncated_tar: 2" in card
+    assert "'agreement': 0.5" in card.replace('"', "'")  # one of the two guesses agrees
+    before = file_digests(path)
+    assert release_stage(build, tmp_path / "releases", "democorpus", params, wiki_dir, quiet=True) == path
+    assert file_digests(path) == before

@@ -1,0 +1,236 @@
+"""AudioBERT: a masked LM that receives the audio embedding of the clip retrieved for each auditory span.
+
+Read top to bottom:
+
+1. `encode_items` turns sentences into token ids with the single [MASK] widened to as many [MASK]s as the answer
+   has word pieces, and finds the first token of each span.
+2. `AudioBERT.forward` looks up the token embeddings, adds (or substitutes) `proj(audio)` at each span's first
+   token, and runs the LM with its LoRA adapter (peft, on query/key/value) switched on ONLY for rows whose
+   sentence has a span; other rows run the unchanged LM (`disable_adapter`). Logits are computed at the
+   [MASK] positions only.
+3. `score_choices` ranks a task's answers by the mean log-probability of their word pieces.
+
+The MLM head is trained too when the LM came without one (all-MiniLM-L6-v2); it is shared by both paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from benchmark.errors import InputError, ModelLoadError
+from benchmark.schema import MASK
+
+__all__ = ["AudioBertConfig", "AudioBERT", "EncodedBatch", "encode_items", "widen_mask", "answer_pieces", "score_choices"]
+
+
+@dataclass
+class AudioBertConfig:
+    """The model half of the training config. Published: LoRA r 64, alpha 128 on query/key/value."""
+
+    lm: str = "bert-base-uncased"
+    inject_audio: bool = True
+    injection: str = "add"  # add | replace: the span's first-token embedding is augmented or replaced
+    inject_dim: int = 768
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("query", "key", "value")
+
+
+@dataclass
+class EncodedBatch:
+    input_ids: torch.Tensor  # long[B, T]
+    attention_mask: torch.Tensor  # long[B, T]
+    mask_pos: torch.Tensor  # long[B, M], -1 = padding (M = most [MASK]s in the batch)
+    span_pos: torch.Tensor  # long[B, S], first token of each span, -1 = none
+    has_span: torch.Tensor  # bool[B]
+
+    def to(self, device) -> "EncodedBatch":
+        return EncodedBatch(*(getattr(self, f).to(device) for f in ("input_ids", "attention_mask", "mask_pos", "span_pos", "has_span")))
+
+
+def widen_mask(sentence: str, n: int) -> str:
+    """The sentence with its one [MASK] replaced by n [MASK]s separated by spaces."""
+    if sentence.count(MASK) != 1:
+        raise InputError(f"sentence must hold exactly one {MASK}: {sentence!r}")
+    return sentence.replace(MASK, " ".join([MASK] * n))
+
+
+def answer_pieces(tokenizer, answer: str) -> list[int]:
+    """Word-piece ids of an answer (never empty: an answer the tokenizer drops is an error, not a silent skip)."""
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise InputError(f"answer {answer!r} has no word pieces in this tokenizer")
+    return list(ids)
+
+
+def encode_items(
+    tokenizer, sentences: Sequence[str], n_masks: Sequence[int], spans: Sequence[Sequence[str]], max_length: int = 128
+) -> EncodedBatch:
+    """Tokenise sentences with widened masks; locate [MASK] tokens and each span's first token."""
+    texts = [widen_mask(s, n) for s, n in zip(sentences, n_masks)]
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_offsets_mapping=True, return_tensors="pt")
+    ids = enc["input_ids"]
+    mask_id = tokenizer.mask_token_id
+    n_m = max(n_masks) if len(n_masks) else 1
+    n_s = max([len(s) for s in spans] + [1])
+    mask_pos = torch.full((len(texts), n_m), -1, dtype=torch.long)
+    span_pos = torch.full((len(texts), n_s), -1, dtype=torch.long)
+    for i, text in enumerate(texts):
+        pos = (ids[i] == mask_id).nonzero().flatten()
+        if len(pos) != n_masks[i]:
+            raise InputError(f"sentence {sentences[i]!r}: {len(pos)} of {n_masks[i]} [MASK] tokens survived tokenisation (too long?)")
+        mask_pos[i, : len(pos)] = pos
+        offs = enc["offset_mapping"][i].tolist()
+        taken: list[tuple[int, int]] = []
+        for k, sp in enumerate(spans[i]):
+            a, b = _own_range(text, sp, taken)  # each span's first occurrence not taken by an earlier span
+            taken.append((a, b))
+            first = next((t for t, (x, y) in enumerate(offs) if y > x and x < b and a < y), None)
+            span_pos[i, k] = -1 if first is None else first
+    has_span = torch.tensor([len(s) > 0 for s in spans], dtype=torch.bool)
+    return EncodedBatch(ids, enc["attention_mask"], mask_pos, span_pos, has_span)
+
+
+def _own_range(text: str, span: str, taken: list[tuple[int, int]]) -> tuple[int, int]:
+    low, s, start = text.lower(), span.strip().lower(), 0
+    while True:
+        j = low.find(s, start)
+        if j < 0:
+            raise InputError(f"span {span!r} is not in the sentence {text!r}")
+        if not any(a < j + len(s) and j < b for a, b in taken):
+            return j, j + len(s)
+        start = j + 1
+
+
+def _head(mlm: nn.Module) -> nn.Module:
+    for name in ("cls", "lm_head", "vocab_projector"):
+        if hasattr(mlm, name):
+            return getattr(mlm, name)
+    raise ModelLoadError(f"{type(mlm).__name__}: no masked-LM head found (cls / lm_head)")
+
+
+def _encoder(mlm: nn.Module) -> nn.Module:
+    return getattr(mlm, mlm.base_model_prefix)
+
+
+class AudioBERT(nn.Module):
+    """A masked LM + audio projection + a LoRA adapter gated by 'the detector found a span'."""
+
+    def __init__(self, mlm: nn.Module, config: AudioBertConfig, train_head: bool):
+        from peft import LoraConfig, get_peft_model
+
+        super().__init__()
+        self.config = config
+        for p in mlm.parameters():
+            p.requires_grad_(False)
+        lora = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_targets), bias="none",
+        )
+        self.lm = get_peft_model(mlm, lora)
+        self._mlm = mlm  # the wrapped model (same modules as inside self.lm)
+        hidden = mlm.config.hidden_size
+        self.proj = nn.Sequential(nn.Linear(config.inject_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.audio_norm = nn.LayerNorm(config.inject_dim)
+        self.train_head = train_head
+        head = _head(mlm)
+        out_emb = mlm.get_output_embeddings()
+        tied = {id(out_emb.weight)} if out_emb is not None else set()
+        for p in head.parameters():
+            if id(p) not in tied:  # the decoder matrix is tied to the (frozen) input embeddings
+                p.requires_grad_(train_head)
+
+    # -- parts
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = {n for n, p in self.named_parameters() if p.requires_grad}
+        missing = sorted(own - set(state))
+        if missing:
+            raise ModelLoadError(f"checkpoint lacks {len(missing)} trained weights (e.g. {missing[0]})")
+        self.load_state_dict(state, strict=False)
+
+    # -- forward
+    def embed(self, batch: EncodedBatch, audio: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with proj(audio[b, s]) put in at span_pos[b, s]; audio float[B, S, inject_dim]."""
+        emb = self._mlm.get_input_embeddings()(batch.input_ids)
+        if not self.config.inject_audio or audio is None:
+            return emb
+        valid = batch.span_pos >= 0
+        if not bool(valid.any()):
+            return emb
+        b_idx, s_idx = valid.nonzero(as_tuple=True)
+        tok = batch.span_pos[b_idx, s_idx]
+        vec = self.proj(self.audio_norm(audio[b_idx, s_idx].to(emb.dtype)))
+        emb = emb.clone()
+        if self.config.injection == "replace":
+            emb[b_idx, tok] = vec.to(emb.dtype)
+        else:
+            emb[b_idx, tok] = emb[b_idx, tok] + vec.to(emb.dtype)
+        return emb
+
+    def hidden_states(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """float[B, T, H]: adapter on for rows with a span, off (the unchanged LM) for the others."""
+        emb = self.embed(batch, audio)
+        enc = _encoder(self._mlm)
+        out = torch.empty(emb.shape, dtype=emb.dtype, device=emb.device)
+        on = batch.has_span
+        if bool(on.any()):
+            out[on] = enc(inputs_embeds=emb[on], attention_mask=batch.attention_mask[on]).last_hidden_state.to(emb.dtype)
+        if bool((~on).any()):
+            with self.lm.disable_adapter():
+                off = ~on
+                out[off] = enc(inputs_embeds=emb[off], attention_mask=batch.attention_mask[off]).last_hidden_state.to(emb.dtype)
+        return out
+
+    def mask_logits(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """float[B, M, vocab] at the [MASK] positions (padding rows of mask_pos give garbage, ignore them)."""
+        h = self.hidden_states(batch, audio)
+        idx = batch.mask_pos.clamp(min=0)
+        picked = torch.gather(h, 1, idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        return _head(self._mlm)(picked)
+
+    def full_logits(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """float[B, T, vocab] everywhere (for tests and inspection)."""
+        return _head(self._mlm)(self.hidden_states(batch, audio))
+
+    def loss(self, batch: EncodedBatch, targets: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of the answer pieces at the [MASK] positions; targets long[B, M], -100 = padding."""
+        logits = self.mask_logits(batch, audio)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
+
+
+@torch.no_grad()
+def score_choices(
+    logits_fn, tokenizer, sentences: Sequence[str], spans: Sequence[Sequence[str]], choices: Sequence[str],
+    audio_fn=None, batch_size: int = 32, max_length: int = 128, device: str = "cpu",
+) -> np.ndarray:
+    """float[n_items, n_choices]: mean log-probability of each choice's word pieces at its widened [MASK]s.
+
+    logits_fn(EncodedBatch, audio) -> float[B, M, vocab]; audio_fn(item indices, EncodedBatch) -> float[B, S, d] or None.
+    Items are run once per distinct answer length, so every choice of that length is scored from one pass.
+    """
+    pieces = [answer_pieces(tokenizer, c) for c in choices]
+    lengths = sorted({len(p) for p in pieces})
+    scores = np.full((len(sentences), len(choices)), -np.inf, dtype=np.float64)
+    for n in lengths:
+        cols = [j for j, p in enumerate(pieces) if len(p) == n]
+        target = torch.tensor([pieces[j] for j in cols], device=device)  # [C_n, n]
+        for s in range(0, len(sentences), batch_size):
+            idx = list(range(s, min(len(sentences), s + batch_size)))
+            batch = encode_items(tokenizer, [sentences[i] for i in idx], [n] * len(idx), [spans[i] for i in idx], max_length).to(device)
+            audio = audio_fn(idx, batch) if audio_fn is not None else None
+            logp = F.log_softmax(logits_fn(batch, audio).float(), dim=-1)[:, :n]  # [B, n, V]
+            # gather [B, C_n, n]
+            g = torch.stack([logp[:, k, :][:, target[:, k]] for k in range(n)], dim=-1)
+            scores[np.ix_(idx, cols)] = g.mean(-1).cpu().numpy()
+    return scores

@@ -1,0 +1,266 @@
+"""The one LLM client: any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp server, OpenAI).
+
+Endpoint from OPENAI_BASE_URL / OPENAI_API_KEY, model from a flag > AUDITORYBENCH_LLM_MODEL > params.yaml.
+Bounded concurrency (asyncio semaphore), a per-request timeout, retries with exponential backoff and jitter on
+429 / 5xx / timeouts / dropped connections (honouring Retry-After), a retry budget shared by the run, and the
+content-addressed cache in front of everything. One request's failure is returned as data, never raised, so it
+cannot lose another's result. The API key is read from the environment at call time and never stored or printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+from tqdm import tqdm
+
+from benchmark.errors import ConfigError, StageError
+from pipeline.extract.cache import LLMCache, cache_key
+
+__all__ = ["LLMSettings", "ChatRequest", "ChatReply", "LLMClient", "redact_url", "STRUCTURED_MODES"]
+
+STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
+_RETRY_STATUS = {408, 409, 429}
+
+
+def redact_url(url: str) -> str:
+    """An endpoint safe to log: no user:password, no query string."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    model: str
+    base_url: str = ""  # "" = the openai package's default (api.openai.com)
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 5  # per request
+    retry_budget: int = 500  # retries across the whole run
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_retry_after_s: float = 120.0
+    temperature: float = 0.0
+    seed: int = 0
+    max_tokens: int = 512
+    structured_output: str = "auto"  # auto | json_schema | json_object | text
+
+    @classmethod
+    def from_params(cls, params: dict, section: str = "extract") -> "LLMSettings":
+        """Resolve model (params["model_override"] from a flag > $AUDITORYBENCH_LLM_MODEL > params["model"]) and
+        base URL (params["base_url_override"] > $OPENAI_BASE_URL > params["base_url"]); other keys from params."""
+        model = params.get("model_override") or os.environ.get("AUDITORYBENCH_LLM_MODEL") or params.get("model") or ""
+        if not model:
+            raise ConfigError(f"{section}: no LLM model for the openai backend: pass --model, set AUDITORYBENCH_LLM_MODEL "
+                              f"or {section}.model in params.yaml")
+        base_url = params.get("base_url_override") or os.environ.get("OPENAI_BASE_URL") or params.get("base_url") or ""
+        known = {f.name for f in fields(cls)} - {"model", "base_url"}
+        kw = {k: params[k] for k in known if params.get(k) is not None}
+        s = cls(model=str(model), base_url=str(base_url), **kw)
+        if s.structured_output not in STRUCTURED_MODES:
+            raise ConfigError(f"{section}.structured_output: {s.structured_output!r} is not one of {', '.join(STRUCTURED_MODES)}")
+        if s.concurrency < 1 or s.timeout_s <= 0 or s.max_retries < 0:
+            raise ConfigError(f"{section}: concurrency must be >= 1, timeout_s > 0, max_retries >= 0")
+        return s
+
+    def sampling(self) -> dict:
+        """What goes into the cache key besides model, prompt version and messages."""
+        return {"temperature": self.temperature, "seed": self.seed, "max_tokens": self.max_tokens}
+
+    def public(self) -> dict:
+        """For manifests: every setting, the endpoint redacted."""
+        d = asdict(self)
+        d["base_url"] = redact_url(self.base_url)
+        return d
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    unit: str  # what the request is for, named in errors ("clip freesound/1", "pair ab12")
+    prompt_version: str
+    messages: list[dict]
+    schema_name: str
+    schema: dict
+
+
+@dataclass
+class ChatReply:
+    text: str = ""
+    finish_reason: str = ""
+    error: str = ""  # "" when the server answered; else llm_rate_limited | llm_server_error | llm_timeout | ...
+    detail: str = ""
+    cached: bool = False
+
+
+@dataclass
+class _Budget:
+    left: int
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def take(self) -> bool:
+        async with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+class LLMClient:
+    """Ask many chat requests concurrently, through the cache; `stats` counts what really went over the wire."""
+
+    def __init__(self, settings: LLMSettings, cache: LLMCache, offline: bool = False, quiet: bool = False):
+        self.settings = settings
+        self.cache = cache
+        self.offline = offline
+        self.quiet = quiet
+        self._use_schema = settings.structured_output in ("auto", "json_schema")
+        self.stats = {"requests_sent": 0, "answered": 0, "cache_hits": 0, "retries": 0, "failed": 0, "schema_fallbacks": 0}
+        self._retry_budget_left = settings.retry_budget
+
+    def key(self, req: ChatRequest) -> str:
+        return cache_key(self.settings.model, req.prompt_version, req.messages, self.settings.sampling())
+
+    def run(self, requests: list[ChatRequest], desc: str = "llm") -> list[ChatReply]:
+        """Answers in request order. Offline: cache only, failing on the first request with no cached answer."""
+        replies: list[ChatReply | None] = [None] * len(requests)
+        todo = []
+        for i, req in enumerate(requests):
+            hit = self.cache.get(self.key(req))
+            if hit is not None:
+                replies[i] = ChatReply(text=hit.get("text", ""), finish_reason=hit.get("finish_reason", ""), cached=True)
+                self.stats["cache_hits"] += 1
+            elif self.offline:
+                raise StageError(f"offline: no cached LLM answer for {req.unit} (prompt {req.prompt_version}, key "
+                                 f"{self.key(req)[:16]}) in {self.cache.dir}; rerun without --offline to ask the model")
+            else:
+                todo.append(i)
+        if todo:
+            answered = asyncio.run(self._ask_all([requests[i] for i in todo], desc))
+            for i, reply in zip(todo, answered):
+                replies[i] = reply
+        return [r if r is not None else ChatReply(error="llm_missing") for r in replies]
+
+    async def _ask_all(self, requests: list[ChatRequest], desc: str) -> list[ChatReply]:
+        s = self.settings
+        client = openai.AsyncOpenAI(base_url=s.base_url or None, api_key=os.environ.get("OPENAI_API_KEY") or "none",
+                                    timeout=s.timeout_s, max_retries=0)
+        sem = asyncio.Semaphore(s.concurrency)
+        budget = _Budget(self._retry_budget_left)
+        bar = tqdm(total=len(requests), desc=desc, disable=self.quiet, unit="req")
+        try:
+            async def one(req: ChatRequest) -> ChatReply:
+                reply = await self._ask(client, sem, budget, req)
+                bar.update(1)
+                return reply
+
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+        finally:
+            bar.close()
+            self._retry_budget_left = budget.left
+            await client.close()
+
+    async def _ask(self, client: openai.AsyncOpenAI, sem: asyncio.Semaphore, budget: _Budget, req: ChatRequest) -> ChatReply:
+        s = self.settings
+        attempt = 0
+        while True:
+            use_schema = self._use_schema
+            try:
+                async with sem:
+                    self.stats["requests_sent"] += 1
+                    text, finish = await self._call(client, req, use_schema)
+            except openai.APIStatusError as e:
+                code = e.status_code
+                if code in (401, 403):
+                    raise ConfigError(f"{redact_url(s.base_url) or 'api.openai.com'}: authentication failed (HTTP {code}); "
+                                      "check OPENAI_API_KEY") from None
+                if code == 404:
+                    raise ConfigError(f"{redact_url(s.base_url) or 'api.openai.com'}: model {s.model!r} or route not found "
+                                      "(HTTP 404)") from None
+                if code in (400, 422) and use_schema and s.structured_output == "auto":
+                    self._use_schema = False  # this server does not take json_schema: ask for JSON in text instead
+                    self.stats["schema_fallbacks"] += 1
+                    continue
+                if code not in _RETRY_STATUS and code < 500:
+                    self.stats["failed"] += 1
+                    return ChatReply(error="llm_bad_request", detail=f"{req.unit}: HTTP {code}")
+                kind = "llm_rate_limited" if code == 429 else ("llm_server_error" if code >= 500 else "llm_http_error")
+                retry_after = _retry_after_s(e.response)
+                detail = f"HTTP {code}"
+            except openai.APITimeoutError:
+                kind, retry_after, detail = "llm_timeout", None, f"no answer within {s.timeout_s} s"
+            except openai.APIConnectionError as e:
+                kind, retry_after, detail = "llm_connection_error", None, type(e.__cause__ or e).__name__
+            except openai.APIError as e:  # a 200 whose body is not a chat completion
+                self.stats["failed"] += 1
+                return ChatReply(error="llm_protocol_error", detail=f"{req.unit}: {type(e).__name__}")
+            else:
+                self.cache.put(self.key(req), {"text": text, "finish_reason": finish, "model": s.model,
+                                               "prompt_version": req.prompt_version})
+                self.stats["answered"] += 1
+                return ChatReply(text=text, finish_reason=finish)
+            if attempt >= s.max_retries or not await budget.take():
+                self.stats["failed"] += 1
+                why = "retry budget spent" if attempt < s.max_retries else f"gave up after {attempt + 1} tries"
+                return ChatReply(error=kind, detail=f"{req.unit}: {detail}; {why}")
+            attempt += 1
+            self.stats["retries"] += 1
+            await asyncio.sleep(self._delay_s(attempt, retry_after))
+
+    def _delay_s(self, attempt: int, retry_after_s: float | None) -> float:
+        """Exponential backoff with jitter (half fixed, half random), never shorter than the server's Retry-After."""
+        s = self.settings
+        base = min(s.backoff_max_s, s.backoff_base_s * 2 ** (attempt - 1))
+        delay = base * (0.5 + 0.5 * random.random())
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, s.max_retry_after_s))
+        return delay
+
+    async def _call(self, client: openai.AsyncOpenAI, req: ChatRequest, use_schema: bool) -> tuple[str, str]:
+        s = self.settings
+        kwargs: dict = {"model": s.model, "messages": req.messages, "temperature": s.temperature, "seed": s.seed,
+                        "max_tokens": s.max_tokens}
+        if use_schema:
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": True}}
+        elif s.structured_output == "json_object":
+            kwargs["response_format"] = {"type": "json_object"}
+        resp = await client.chat.completions.create(**kwargs)
+        if not getattr(resp, "choices", None):
+            raise openai.APIResponseValidationError(response=None, body=None, message="no choices")  # type: ignore[arg-type]
+        choice = resp.choices[0]
+        return (choice.message.content or ""), (choice.finish_reason or "")
+
+
+def _retry_after_s(response: object) -> float | None:
+    """Seconds from Retry-After-Ms / Retry-After (seconds or an HTTP date), or None."""
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(ra)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

@@ -1,0 +1,121 @@
+"""The wiki stage: the versioned snapshots -> build/wiki/items.parquet (test-only split "wiki"), and the refresh.
+
+    wiki_stage(Path("build/wiki"), stage_params("wiki"))      # offline, from pipeline/wiki/data/*.json
+    wiki_refresh(stage_params("wiki"))                         # online: rebuild the snapshots from Wikipedia
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.hashing import sha256_file
+from benchmark.schema import COLUMNS
+from pipeline.stage import StageRun, code_version
+from pipeline.wiki.client import DEFAULT_API_URL, DEFAULT_USER_AGENT, WikiClient, refresh_animal_snapshot, refresh_snapshot
+from pipeline.wiki.items import ANIMAL_TEMPLATES, PITCH_TEMPLATES, build_animal_items, build_pitch_items, label_balance
+from pipeline.wiki.snapshot import ANIMAL_SOUNDS_PATH, RANGES_PATH, load_snapshot
+
+__all__ = ["wiki_stage", "wiki_refresh", "snapshot_paths"]
+
+_ITEM_KEYS = ("min_gap", "templates", "animal_templates")
+
+
+def snapshot_paths(params: dict) -> tuple[Path, Path]:
+    """(ranges.json, animal_sounds.json): the params' ranges_path / animal_sounds_path, else the packaged snapshots."""
+    ranges = Path(params.get("ranges_path") or RANGES_PATH)
+    animals = Path(params.get("animal_sounds_path") or ANIMAL_SOUNDS_PATH)
+    return ranges, animals
+
+
+def _snapshot_info(path: Path, snap: dict) -> dict:
+    return {
+        "path": str(path),
+        "version": snap["version"],
+        "sha256": sha256_file(path),
+        "entries": len(snap["entries"]),
+        "hand_curated": sum(bool(e.get("hand_curated")) for e in snap["entries"]),
+    }
+
+
+def wiki_stage(out_dir: Path, params: dict, quiet: bool = False) -> dict:
+    """Write out_dir/items.parquet (both wiki tasks, schema.Item columns, sorted by id), rejects.parquet and
+    the manifest; return the manifest. Does nothing when snapshots, params and code are unchanged.
+
+    params: the `wiki:` section (min_gap: ratio, templates / animal_templates: sentence templates,
+    ranges_path / animal_sounds_path: snapshot files, "" = the packaged ones)."""
+    ranges_path, animals_path = snapshot_paths(params)
+    item_params = {k: params[k] for k in _ITEM_KEYS if k in params}
+    run = StageRun(
+        name="wiki",
+        out_dir=Path(out_dir),
+        params=item_params,
+        inputs={"ranges": ranges_path, "animal_sounds": animals_path},
+        code=code_version("pipeline.wiki.parser", "pipeline.wiki.items", "pipeline.wiki.snapshot", "pipeline.wiki.stage"),
+        quiet=quiet,
+    )
+    if run.fresh():
+        return run.previous() or {}
+
+    ranges, animals = load_snapshot(ranges_path), load_snapshot(animals_path)
+    pitch, pitch_rejects = build_pitch_items(
+        ranges["entries"], float(params.get("min_gap", 1.10)), list(params.get("templates") or PITCH_TEMPLATES)
+    )
+    animal, animal_rejects = build_animal_items(animals["entries"], list(params.get("animal_templates") or ANIMAL_TEMPLATES))
+    items = sorted(pitch + animal, key=lambda it: it.id)
+    rejects = pitch_rejects + animal_rejects
+
+    items_df = pd.DataFrame([it.model_dump() for it in items], columns=COLUMNS["items"])
+    rejects_df = pd.DataFrame([r.model_dump() for r in rejects], columns=COLUMNS["rejects"])
+    run.write_table("items.parquet", items_df)
+    run.write_table("rejects.parquet", rejects_df.sort_values(["reason", "key"], kind="stable").reset_index(drop=True))
+
+    counts = {"kept": len(items), "rejected": dict(sorted(Counter(r.reason for r in rejects).items()))}
+    tasks = {
+        "sound_pitch_comparison": {
+            "items": len(pitch),
+            "labels": label_balance(pitch),
+            "sources": len({it.span1 for it in pitch} | {it.span2 for it in pitch}),
+        },
+        "animal_sound_recognition": {
+            "items": len(animal),
+            "labels": label_balance(animal),
+            "sources": len({it.answer for it in animal}),
+        },
+    }
+    snapshots = {"ranges": _snapshot_info(ranges_path, ranges), "animal_sounds": _snapshot_info(animals_path, animals)}
+    extra = {
+        "split": "wiki",
+        "tasks": tasks,
+        "snapshots": snapshots,
+        "hand_curated": {k: v["hand_curated"] for k, v in snapshots.items()},
+    }
+    return run.finish(counts, extra)
+
+
+def wiki_refresh(params: dict, quiet: bool = False) -> dict:
+    """Rebuild both snapshots from live Wikipedia pages (through the cached client); return their refresh tallies.
+
+    params: the `wiki:` section (api_url, language, user_agent, cache_path, timeout_s, offline, and the snapshot paths)."""
+    ranges_path, animals_path = snapshot_paths(params)
+    client = WikiClient(
+        cache_path=params.get("cache_path") or None,
+        api_url=params.get("api_url") or DEFAULT_API_URL,
+        language=params.get("language") or "en",
+        user_agent=params.get("user_agent") or DEFAULT_USER_AGENT,
+        offline=bool(params.get("offline", False)),
+        timeout_s=float(params.get("timeout_s", 10.0)),
+    )
+    try:
+        ranges = refresh_snapshot(None, ranges_path, client, quiet=quiet)
+        animals = refresh_animal_snapshot(animals_path, client)
+    finally:
+        client.close()
+    return {
+        "ranges": {"version": ranges["version"], "refresh": ranges["refresh"]},
+        "animal_sounds": {"version": animals["version"], "refresh": animals["refresh"]},
+        "requests": client.requests,
+        "cache_hits": client.cache_hits,
+    }
