@@ -30,9 +30,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmark.card import render_card, write_figures
 from benchmark.errors import InputError, ReleaseIntegrityError, ValidationError
 from benchmark.hashing import sha256_file
 from benchmark.schema import COLUMNS, SPLITS, license_kind, most_restrictive_license
+from benchmark.validate import validate_release
 
 __all__ = [
     "Release",
@@ -381,9 +383,6 @@ def build_release(
     defects (official import) shown in the manifest and card. strict: refuse to publish when validation finds a
     violation (ValidationError); when False the violations are recorded as defects instead.
     """
-    from benchmark.card import render_card, write_figures
-    from benchmark.validate import validate_release
-
     if not re.fullmatch(r"[A-Za-z0-9][\w.+-]*", name) or not re.fullmatch(r"[\w.+-]+", str(version)):
         raise InputError(f"release name {name!r} / version {version!r}: use letters, digits, '.', '_', '+', '-'")
     out_root = Path(out_root)

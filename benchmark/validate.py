@@ -194,8 +194,11 @@ def validate_items(df: pd.DataFrame) -> ValidationReport:
 
 
 def validate_release(path: str | Path) -> ValidationReport:
-    """Check a release folder against the benchmark rules (see the module docstring)."""
-    path = Path(path)
+    """Check a release folder (or a bare release name, see benchmark.release.resolve_release_path) against the
+    benchmark rules (see the module docstring)."""
+    from benchmark.release import resolve_release_path
+
+    path = resolve_release_path(path)
     df, problems = _read_release_items(path)
     if problems:
         return ValidationReport(ok=False, violations=problems, figures={})
@@ -206,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmark.validate", description="Validate a release folder.")
     ap.add_argument("release", help="release folder, or a bare name under ./releases/ ($AUDITORYBENCH_RELEASES)")
     args = ap.parse_args(argv)
-    from benchmark.release import resolve_release_path
-
-    report = validate_release(resolve_release_path(args.release))
+    report = validate_release(args.release)
     for v in report.violations:
         print(f"VIOLATION {v}")
     print("ok" if report.ok else f"{len(report.violations)} violations", file=sys.stderr)

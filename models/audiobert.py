@@ -88,10 +88,12 @@ def encode_items(
             raise InputError(f"sentence {sentences[i]!r}: {len(pos)} of {n_masks[i]} [MASK] tokens survived tokenisation (too long?)")
         mask_pos[i, : len(pos)] = pos
         offs = enc["offset_mapping"][i].tolist()
+        at, extra = sentences[i].index(MASK), len(text) - len(sentences[i])
         taken: list[tuple[int, int]] = []
         for k, sp in enumerate(spans[i]):
-            a, b = _own_range(text, sp, taken)  # each span's first occurrence not taken by an earlier span
+            a, b = _own_range(sentences[i], sp, taken)  # first occurrence not taken by an earlier span
             taken.append((a, b))
+            a, b = (a + extra if a >= at + len(MASK) else a), (b + extra if b > at else b)  # into the widened text
             first = next((t for t, (x, y) in enumerate(offs) if y > x and x < b and a < y), None)
             span_pos[i, k] = -1 if first is None else first
     has_span = torch.tensor([len(s) > 0 for s in spans], dtype=torch.bool)

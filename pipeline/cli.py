@@ -104,9 +104,9 @@ def cmd_filter(args) -> None:
 
 def cmd_wiki(args) -> None:
     if args.action == "refresh":
-        from pipeline.wiki.client import refresh_cli
+        from pipeline.wiki.stage import wiki_refresh
 
-        refresh_cli(_params(args, "wiki"), quiet=args.quiet)
+        print(json.dumps(wiki_refresh(_params(args, "wiki"), quiet=args.quiet), indent=2, sort_keys=True, default=str))
         return
     from pipeline.wiki.stage import wiki_stage
 

@@ -60,7 +60,7 @@ def gather_provenance(build_dir: Path, manifests: dict[str, dict], release_param
         found |= {k: v for k, v in m.items() if k.startswith("prompt") or k.startswith("llm")}
         if found:
             llm[stage] = found
-    modules = [m for m in ("benchmark.release", "benchmark.validate", "benchmark.card", "benchmark.schema", __name__)]
+    modules = ("benchmark.release", "benchmark.validate", "benchmark.card", "benchmark.schema", __name__)
     return {
         "corpus": {
             "id": build_dir.name,

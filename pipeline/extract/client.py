@@ -201,7 +201,7 @@ class LLMClient:
                 kind, retry_after, detail = "llm_timeout", None, f"no answer within {s.timeout_s} s"
             except openai.APIConnectionError as e:
                 kind, retry_after, detail = "llm_connection_error", None, type(e.__cause__ or e).__name__
-            except openai.APIError as e:  # a 200 whose body is not a chat completion
+            except (openai.APIError, _EmptyReply, ValueError) as e:  # a 200 whose body is not a chat completion
                 self.stats["failed"] += 1
                 return ChatReply(error="llm_protocol_error", detail=f"{req.unit}: {type(e).__name__}")
             else:
@@ -237,9 +237,13 @@ class LLMClient:
             kwargs["response_format"] = {"type": "json_object"}
         resp = await client.chat.completions.create(**kwargs)
         if not getattr(resp, "choices", None):
-            raise openai.APIResponseValidationError(response=None, body=None, message="no choices")  # type: ignore[arg-type]
+            raise _EmptyReply("no choices")
         choice = resp.choices[0]
         return (choice.message.content or ""), (choice.finish_reason or "")
+
+
+class _EmptyReply(Exception):
+    """A 200 answer without choices."""
 
 
 def _retry_after_s(response: object) -> float | None:

@@ -11,7 +11,6 @@ Animal: every sound that names exactly one animal of the snapshot becomes one it
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 
@@ -19,6 +18,7 @@ from benchmark.errors import InputError
 from benchmark.hashing import stable_hash, unit_interval
 from benchmark.schema import MASK, Item, Reject, item_id
 from pipeline.wiki.parser import parse_note
+from pipeline.wiki.snapshot import characteristic_hz
 
 __all__ = [
     "PITCH_TASK",
@@ -70,10 +70,9 @@ def _pick(templates: list[str], key: str) -> str:
 
 def _range_hz(entry: dict) -> float:
     """Characteristic pitch of an entry in Hz, recomputed from its notes (the snapshot's Hz are a convenience)."""
-    low, high = parse_note(entry["low_note"]), parse_note(entry["high_note"])
-    if not low < high:
+    if not parse_note(entry["low_note"]) < parse_note(entry["high_note"]):
         raise InputError(f"wiki range {entry.get('name')!r}: lowest note {entry['low_note']} is not below {entry['high_note']}")
-    return math.sqrt(low * high)
+    return characteristic_hz(entry)
 
 
 def _pair_group(a: str, b: str) -> str:

@@ -9,7 +9,6 @@ C4 = middle C (MIDI 60); octave numbers may be negative (C-1 = MIDI 0) or writte
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -72,6 +71,8 @@ _TEXT_NOTE = re.compile(r"(?<![A-Za-z0-9♯♭#])([A-G](?:[♯#♭𝄪𝄫]|b(?=
 _RANGE_WORDS = re.compile(r"\b(range|ranges|compass|tessitura|extends?|extending|spans?|lowest|highest|down to|up to)\b", re.I)
 _STRONG_WORDS = re.compile(r"\b(range|ranges|compass|tessitura)\b", re.I)
 _SPAN_PATTERN = re.compile(r"(?:from|between)\s+\S*?\s*NOTE|NOTE\s*(?:[–—-]|to|and|up to)\s*NOTE".replace("NOTE", r"[A-G][^\s]{0,4}\d"))
+_FROM_TO = re.compile(r"\bfrom\s+[A-G][^\s,;]{0,4}\d\s+(?:up\s+)?to\s+[A-G][^\s,;]{0,4}\d")
+_TUNING = re.compile(r"\b(tuned|tuning|tunings)\b", re.I)
 _WRITTEN = re.compile(r"\bwritten\b", re.I)
 _SOUNDING = re.compile(r"\b(sounding range|sounds? from|sounding from|concert pitch range)\b", re.I)
 
@@ -150,16 +151,19 @@ def find_range(page_text: str, subject: str = "", require_subject: bool = False)
     that name it count (for pages that give the ranges of several instruments)."""
     best: tuple[tuple[int, int], str, list[str]] | None = None
     for i, sent in enumerate(_sentences(page_text)):
-        if not _RANGE_WORDS.search(sent):
+        plain = sent.translate(_SUBSCRIPT).translate(_MINUS)
+        strong, spans = bool(_STRONG_WORDS.search(sent)), bool(_SPAN_PATTERN.search(plain))
+        if not (_RANGE_WORDS.search(sent) or _FROM_TO.search(plain)):
             continue
+        if _TUNING.search(sent) and not strong:
+            continue  # "tuned G3, D4, A4, E5" lists open strings, not a range
         notes = _notes_in(sent)
         if len(notes) < 2:
             continue
         names_subject = bool(subject) and subject.lower() in sent.lower()
         if require_subject and not names_subject:
             continue
-        plain = sent.translate(_SUBSCRIPT).translate(_MINUS)
-        score = (4 if names_subject else 0) + (2 if _STRONG_WORDS.search(sent) else 0) + (1 if _SPAN_PATTERN.search(plain) else 0)
+        score = (4 if names_subject else 0) + (2 if strong else 0) + (1 if spans else 0)
         key = (-score, i)
         if best is None or key < best[0]:
             best = (key, sent, notes)
@@ -195,6 +199,7 @@ def _canonical(note: str) -> str:
 # ---------------------------------------------------------------- the list of animal sounds
 
 _LINK = re.compile(r"\[\[(?:[^|\]]*\|)?([^\]]*)\]\]")
+_LINK_TARGET = re.compile(r"\[\[([^|\]#]*)(?:#[^|\]]*)?(?:\|[^\]]*)?\]\]")
 _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
 _REF = re.compile(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref>", re.S)
 _TAG = re.compile(r"<[^>]+>")
@@ -284,6 +289,11 @@ def parse_animal_sounds(page_text: str) -> list[tuple[str, list[str]]]:
         have = found.setdefault(animal, [])
         have.extend(s for s in sounds if s not in have)
 
+    def animal_name(cell: str) -> str:
+        links = _LINK_TARGET.findall(cell)
+        only_link = len(links) == 1 and not _clean_cell(_LINK.sub("", cell)).strip()
+        return links[0] if only_link else cell  # "[[Cat|Domestic cat]]" names the animal "cat"
+
     animal_col = sound_col = None
     for row in _table_rows(page_text):
         if all(c.startswith("!") for c in row):
@@ -295,7 +305,7 @@ def parse_animal_sounds(page_text: str) -> list[tuple[str, list[str]]]:
             continue
         if animal_col is None or sound_col is None or len(row) <= max(animal_col, sound_col):
             continue
-        add(row[animal_col][1:], _split_sounds(row[sound_col][1:]))
+        add(animal_name(row[animal_col][1:]), _split_sounds(row[sound_col][1:]))
 
     outside = re.sub(r"\{\|.*?\n\|\}", "", page_text, flags=re.S)
     for line in outside.splitlines():

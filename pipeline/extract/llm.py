@@ -1,0 +1,124 @@
+"""The LLM backend: the same interface as the rules backend, answers asked of an OpenAI-compatible server.
+
+Clip and pair text go into the prompt only as JSON data between delimiters; the reply is parsed into pydantic
+(json_schema response_format when the server takes it, else JSON found in plain text). Parsing failures become
+`Failure`s with a reason; `validate` then checks every parsed proposal against the clip's own text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from pipeline.extract.cache import LLMCache
+from pipeline.extract.client import ChatReply, ChatRequest, LLMClient, LLMSettings
+from pipeline.extract.prompts import load_prompt
+from pipeline.extract.records import (AnimalProposal, CategoriseReply, CategoryProposal, ClipText, Failure, PairText,
+                                      SentenceProposal)
+from pipeline.extract.rules import fill_template
+
+__all__ = ["OpenAIBackend", "parse_reply", "SCHEMAS"]
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+_DELIMS = re.compile(r"<\s*/?\s*(?:clips?|pair)\s*>", re.IGNORECASE)
+
+SCHEMAS = {
+    "categorise": {"type": "object", "additionalProperties": False, "required": ["clips"], "properties": {"clips": {
+        "type": "array", "items": {"type": "object", "additionalProperties": False,
+                                   "required": ["id", "category", "source", "confidence"],
+                                   "properties": {"id": {"type": "string"},
+                                                  "category": {"type": "string", "enum": ["animal", "music", "object", "environment", "human", "other"]},
+                                                  "source": {"type": "string"}, "confidence": {"type": "number"}}}}}},
+    "animal_item": {"type": "object", "additionalProperties": False, "required": ["sentence", "answer", "onomatopoeia"],
+                    "properties": {"sentence": {"type": "string"}, "answer": {"type": "string"}, "onomatopoeia": {"type": "string"}}},
+    "comparison_sentence": {"type": "object", "additionalProperties": False, "required": ["sentence", "guess"],
+                            "properties": {"sentence": {"type": "string"}, "guess": {"type": "string"}}},
+}
+
+
+def parse_reply(reply: ChatReply, model: type[BaseModel]) -> BaseModel | Failure:
+    """A server reply as a pydantic object, or why not (transport error, truncated, malformed JSON, wrong schema)."""
+    if reply.error:
+        return Failure(reply.error, reply.detail)
+    text = _FENCE.sub("", reply.text.strip())
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        start, end = text.find("{"), text.rfind("}")
+        try:
+            data = json.loads(text[start : end + 1]) if 0 <= start < end else None
+        except json.JSONDecodeError:
+            data = None
+        if data is None:
+            reason = "truncated_output" if reply.finish_reason == "length" else "malformed_json"
+            return Failure(reason, reply.text[:80])
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as e:
+        first = e.errors()[0]
+        return Failure("schema_mismatch", f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"[:120])
+
+
+def _data(obj: object) -> str:
+    """JSON for a prompt, with anything that looks like our own delimiters defused."""
+    return _DELIMS.sub("", json.dumps(obj, ensure_ascii=False, indent=1))
+
+
+class OpenAIBackend:
+    """Proposals from a chat model, through the cached, retrying client."""
+
+    name = "openai"
+    batched = True
+
+    def __init__(self, settings: LLMSettings, cache: LLMCache, prompt_versions: dict[str, str], offline: bool = False,
+                 quiet: bool = False):
+        self.settings = settings
+        self.model = settings.model
+        self.client = LLMClient(settings, cache, offline=offline, quiet=quiet)
+        self.prompts = {name: load_prompt(name, version) for name, version in prompt_versions.items()}
+        self.prompt_versions = {name: p.id for name, p in self.prompts.items()}
+
+    @property
+    def stats(self) -> dict:
+        return dict(self.client.stats)
+
+    def propose_categories(self, batches: list[list[ClipText]]) -> dict[str, CategoryProposal | Failure]:
+        prompt = self.prompts["categorise"]
+        reqs = []
+        for batch in batches:
+            data = [c.as_data(f"c{i + 1}") for i, c in enumerate(batch)]
+            unit = f"clip {batch[0].clip_id}" + (f" (+{len(batch) - 1} in its batch)" if len(batch) > 1 else "")
+            reqs.append(ChatRequest(unit, prompt.id, prompt.render(n=str(len(batch)), clips=_data(data)), "categorise",
+                                    SCHEMAS["categorise"]))
+        out: dict[str, CategoryProposal | Failure] = {}
+        for batch, reply in zip(batches, self.client.run(reqs, desc="categorise")):
+            parsed = parse_reply(reply, CategoriseReply)
+            by_local = {}
+            if isinstance(parsed, CategoriseReply):
+                for entry in parsed.clips:
+                    by_local.setdefault(entry.id.strip(), entry)  # first answer for an id wins; unknown ids are ignored
+            for i, clip in enumerate(batch):
+                if isinstance(parsed, Failure):
+                    out[clip.clip_id] = parsed
+                else:
+                    entry = by_local.get(f"c{i + 1}")
+                    out[clip.clip_id] = entry if entry is not None else Failure("missing_in_reply", f"no entry for c{i + 1}")
+        return out
+
+    def propose_animal_items(self, clips: list[tuple[ClipText, str]]) -> dict[str, AnimalProposal | Failure]:
+        prompt = self.prompts["animal_item"]
+        reqs = [ChatRequest(f"clip {c.clip_id}", prompt.id, prompt.render(clip=_data(c.as_data("c1"))), "animal_item",
+                            SCHEMAS["animal_item"]) for c, _ in clips]
+        return {c.clip_id: parse_reply(r, AnimalProposal) for (c, _), r in zip(clips, self.client.run(reqs, desc="animal items"))}
+
+    def propose_sentences(self, pairs: list[PairText]) -> dict[str, SentenceProposal | Failure]:
+        prompt = self.prompts["comparison_sentence"]
+        reqs = []
+        for p in pairs:
+            example = fill_template(p.templates[0], "A", "B") if p.templates else "The sound of a A is typically [MASK] than the sound of a B."
+            msgs = prompt.render(dimension=p.dimension, choices=json.dumps(list(p.choices)), example=example, pair=_data(p.as_data()))
+            reqs.append(ChatRequest(f"pair {p.pair_id}", prompt.id, msgs, "comparison_sentence", SCHEMAS["comparison_sentence"]))
+        return {p.pair_id: parse_reply(r, SentenceProposal) for p, r in zip(pairs, self.client.run(reqs, desc="sentences"))}

@@ -1,0 +1,102 @@
+"""Tiny models built in-process from configs, a tokenizer trained here, and an official-format release."""
+
+from __future__ import annotations
+
+import itertools
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ANIMALS = [("dog", "woof woof"), ("cat", "meow"), ("eagle owl", "hoo hoo"), ("cow", "moo"), ("duck", "quack quack"), ("sheep", "baa")]
+SOURCES = ["a violin", "a tuba", "a flute", "a bass drum", "a whistle", "a cello", "a piccolo", "a kettle drum"]
+HIGH = {"a violin", "a flute", "a whistle", "a piccolo"}
+
+
+def official_rows() -> dict[str, list[dict]]:
+    """Official-format rows: animal (animal, description, sentence) and pitch (sentence, answer, span1, span2)."""
+    animal, pitch = [], []
+    templates = ["The sound of {d} comes from a [MASK].", "A [MASK] usually goes {d} at night.", "When you hear {d}, it is a [MASK]."]
+    for (a, d), t in itertools.product(ANIMALS, templates):
+        animal.append({"animal": a, "description": d, "sentence": t.format(d=d)})
+    for s1, s2 in itertools.permutations(SOURCES[:6], 2):
+        ans = "higher" if (s1 in HIGH and s2 not in HIGH) else "lower"
+        pitch.append({"sentence": f"The sound of {s1} is typically [MASK] in pitch than {s2}.", "answer": ans, "span1": s1, "span2": s2})
+    return {"animal": animal, "pitch": pitch}
+
+
+def train_tokenizer(out_dir: Path, sentences: list[str]) -> Path:
+    """A WordPiece tokenizer trained on the test sentences plus filler words (>= 1000 entries), saved as BERT's."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertTokenizerFast
+
+    filler = ["".join(p) for p in itertools.product(string.ascii_lowercase[:12], repeat=3)][:1500]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=1200, special_tokens=specials, min_frequency=1)
+    tok.train_from_iterator(sentences * 3 + filler, trainer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    # post-processor: [CLS] ... [SEP]
+    from tokenizers import processors
+
+    fast.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", fast.cls_token_id), ("[SEP]", fast.sep_token_id)],
+    )
+    fast.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def all_sentences() -> list[str]:
+    rows = official_rows()
+    out = [r["sentence"] for r in rows["animal"]] + [r["sentence"] for r in rows["pitch"]]
+    out += [a for a, _ in ANIMALS] + ["higher", "lower", "sound", "a recording of a dog barking", "rain on a roof"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BertModel (no MLM head, like all-MiniLM-L6-v2) with a trained tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    d = tmp_path_factory.mktemp("tiny_bert")
+    tok_dir = train_tokenizer(d, all_sentences())
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(cfg).save_pretrained(str(d))
+    return d
+
+
+@pytest.fixture(scope="session")
+def official_release(tmp_path_factory) -> Path:
+    """A release imported from official-format CSVs (train/dev/test/wiki for both tasks)."""
+    import pandas as pd
+
+    from benchmark.official import import_official
+
+    src = tmp_path_factory.mktemp("official_src")
+    rows = official_rows()
+    for name, task in (("animal", "animal_sound_recognition"), ("pitch", "sound_pitch_comparsion")):
+        df = pd.DataFrame(rows[name])
+        n = len(df)
+        parts = {"train": df.iloc[: n // 2], "dev": df.iloc[n // 2 : 2 * n // 3], "test": df.iloc[2 * n // 3 :], "wiki": df.iloc[:4]}
+        for split, part in parts.items():
+            part.to_csv(src / f"{task}_{split}.csv", index=False)
+    return import_official(src, tmp_path_factory.mktemp("releases"), "0.0.1")
+
+
+def sine(f_hz: float, sr: int = 16000, dur_s: float = 1.0, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(sr * dur_s)) / sr
+    x = 0.4 * np.sin(2 * np.pi * f_hz * t)
+    if noise:
+        x = x + np.random.default_rng(seed).normal(0, noise, t.size)
+    return x.astype(np.float32)
