@@ -216,7 +216,7 @@ def train_span_detector(
             loss.backward()
             opt.step()
             sched.step()
-            total, n = total + float(loss), n + 1
+            total, n = total + loss.item(), n + 1
         losses.append(total / max(1, n))
     detector.eval()
     return losses

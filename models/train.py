@@ -384,7 +384,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
             torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
             opt.step()
             sched.step()
-            total, n = total + float(loss), n + 1
+            total, n = total + loss.item(), n + 1
         history.append({"epoch": epoch + 1, "loss": total / max(1, n)})
         save_torch(last, {
             "config_key": config.key(), "epoch": epoch + 1, "history": history, "model": model.trainable_state(),

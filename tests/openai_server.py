@@ -40,6 +40,8 @@ class OpenAIServer:
         self.json_schema = json_schema
         self.latency_s = latency_s
         self.requests: list[dict] = []
+        self.auth_headers: list[str] = []  # Authorization header of each request
+        self.arrivals_s: list[float] = []  # time.monotonic() at each request's arrival
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -72,6 +74,8 @@ class OpenAIServer:
                 with server._lock:
                     index = len(server.requests)
                     server.requests.append(body)
+                    server.auth_headers.append(self.headers.get("authorization", ""))
+                    server.arrivals_s.append(time.monotonic())
                 if not self.path.endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": "not found"}}, {})
                 rf = body.get("response_format") or {}

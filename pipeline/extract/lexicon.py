@@ -36,6 +36,7 @@ class Source:
     loudness_db: float = math.nan
     duration_s: float = math.nan
     parent: str = ""  # animals: a broader animal ("owl" -> "bird")
+    shadowed_by: tuple[str, ...] = ()  # a mention of this name is dropped when one of these is named too
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ class Lexicon:
                 i += hit[1]
             else:
                 i += 1
-        return out
+        named = {m.name for m in out}
+        return [m for m in out if not named.intersection(self.sources[m.name].shadowed_by)]
 
     def ancestors(self, name: str) -> list[str]:
         out, cur = [], self.sources[name].parent if name in self.sources else ""
@@ -139,7 +141,7 @@ class Lexicon:
     def is_sound_of(self, word: str, animal: str) -> bool:
         """True when `word` (any verb form) is one of the animal's or its ancestors' sounds."""
         names = {animal, *self.ancestors(animal)}
-        return any(names & self._sound_index.get(_sound_key(f), set()) for f in stem_forms(fold_word(word)))
+        return any(names & self._sound_index.get(_sound_key(f), set()) for f in stem_forms(_fold_word(word)))
 
     # ----- typical values
     def typical(self, name: str, dimension: str) -> float:
@@ -161,7 +163,7 @@ class Lexicon:
         return score
 
 
-def fold_word(word: str) -> str:
+def _fold_word(word: str) -> str:
     toks = tokenize(word)
     return "".join(toks)
 
@@ -182,7 +184,7 @@ def load_lexicon(path: str | Path = LEXICON_PATH) -> Lexicon:
     for name, d in (data.get("animals") or {}).items():
         sources[name] = Source(name, "animal", tuple(d.get("aliases", ())), tuple(d.get("sounds", ())),
                                float(d.get("pitch_hz", math.nan)), float(d.get("loudness_db", math.nan)),
-                               float(d.get("duration_s", math.nan)), d.get("parent") or "")
+                               float(d.get("duration_s", math.nan)), d.get("parent") or "", tuple(d.get("shadowed_by") or ()))
     for name, d in (data.get("sources") or {}).items():
         if d.get("category") not in CATEGORIES:
             raise ConfigError(f"{p}: source {name!r} has unknown category {d.get('category')!r}")

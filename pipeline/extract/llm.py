@@ -81,6 +81,9 @@ class OpenAIBackend:
         self.prompts = {name: load_prompt(name, version) for name, version in prompt_versions.items()}
         self.prompt_versions = {name: p.id for name, p in self.prompts.items()}
 
+    def close(self) -> None:
+        self.client.cache.close()
+
     @property
     def stats(self) -> dict:
         return dict(self.client.stats)

@@ -68,6 +68,9 @@ class RulesBackend:
         self.prompt_versions = {"rules": lex.version}
         self.stats: dict = {}
 
+    def close(self) -> None:
+        """Nothing to release (the LLM backend closes its cache here)."""
+
     def propose_categories(self, batches: list[list[ClipText]]) -> dict[str, CategoryProposal | Failure]:
         return {c.clip_id: self._categorise(c) for batch in batches for c in batch}
 

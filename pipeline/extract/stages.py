@@ -32,7 +32,8 @@ SENTENCE_COLUMNS = ["pair_id", "task", "sentence", "span1", "span2", "answer", "
 _CODE = ("pipeline.extract.stages", "pipeline.extract.validate", "pipeline.extract.rules", "pipeline.extract.lexicon",
          "pipeline.extract.llm", "pipeline.extract.client", "pipeline.extract.records", "pipeline.extract.text",
          "pipeline.extract.prompts", "pipeline.extract.cache")
-_TRANSIENT = ("llm_rate_limited", "llm_server_error", "llm_timeout", "llm_connection_error", "llm_http_error")
+_TRANSIENT = ("llm_rate_limited", "llm_server_error", "llm_timeout", "llm_connection_error", "llm_http_error",
+              "llm_protocol_error")
 _EXTRACT_PROMPTS = {"categorise": "prompt_categorise", "animal_item": "prompt_animal_item"}
 _WRITE_PROMPTS = {"comparison_sentence": "prompt_comparison_sentence"}
 
@@ -101,6 +102,13 @@ def extract_stage(build_dir: Path, params: dict, quiet: bool = False, offline: b
     if not clips_path.exists():
         raise InputError(f"{clips_path}: no clip table; run the read stage first")
     backend = make_backend(params, build_dir, _EXTRACT_PROMPTS, "extract", offline=offline, quiet=quiet)
+    try:
+        return _extract(build_dir, clips_path, params, backend, quiet)
+    finally:
+        backend.close()
+
+
+def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bool) -> dict:
     run = StageRun("extract", build_dir / "extract", _run_params(params, backend, "extract"), inputs={"clips": clips_path},
                    code=code_version(*_CODE), quiet=quiet)
     prev = run.previous()
@@ -183,6 +191,13 @@ def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = F
     if not pairs_path.exists():
         raise InputError(f"{pairs_path}: no pair table; run the pairs stage first")
     backend = make_backend(params, build_dir, _WRITE_PROMPTS, "write", offline=offline, quiet=quiet)
+    try:
+        return _write(build_dir, pairs_path, params, task_specs, backend, quiet)
+    finally:
+        backend.close()
+
+
+def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, backend, quiet: bool) -> dict:
     run_params = _run_params(params, backend, "write")
     run_params["task_specs"] = task_specs
     run = StageRun("write", build_dir / "write", run_params, inputs={"pairs": pairs_path}, code=code_version(*_CODE), quiet=quiet)

@@ -47,7 +47,7 @@ _IRREGULAR_PLURALS = {
 
 def clean_text(text: object, max_chars: int) -> str:
     """A caption field as safe data: str, NFC, control and bidi characters removed, whitespace collapsed, capped."""
-    if text is None:
+    if text is None or (isinstance(text, float) and text != text):  # None or NaN from a parquet cell
         return ""
     s = unicodedata.normalize("NFC", str(text))
     s = _CONTROL.sub(" ", s)

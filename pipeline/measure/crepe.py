@@ -29,6 +29,8 @@ _CENTS_PER_BIN = 20.0
 
 class _NoTorchaudio(types.ModuleType):
     def __getattr__(self, name: str):
+        if name.startswith("__"):  # introspection (inspect, pickle, hasattr) sees an ordinary bare module
+            raise AttributeError(name)
         raise ImportError(
             f"torchaudio.{name}: torchaudio is not installed; auditorybench loads audio with soundfile "
             "(pipeline.measure.audio.load_audio_bytes), not torchcrepe's file loader"

@@ -53,7 +53,8 @@ def _frame_activity(active: np.ndarray, frame_s: float, offset_s: float, hop_s: 
 def _pitch(audio: np.ndarray, sr: int, name: str, active: np.ndarray, frame_s: float, offset_s: float, params: dict) -> dict:
     track = get_estimator(name)(audio, sr, params)
     act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
-    return summarise_track(track, act, params)
+    section = params.get(name.split("-")[0], {})  # yin | pyin | crepe
+    return summarise_track(track, act, params, float(section.get("min_confidence", 0.0)))
 
 
 def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:

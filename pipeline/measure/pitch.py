@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import scipy.fft
 
 from benchmark.errors import UnknownNameError
 
@@ -59,10 +60,10 @@ def _frames(audio: np.ndarray, frame_len: int, hop: int) -> np.ndarray:
 
 def _cmndf(frames: np.ndarray, win: int, max_lag: int) -> np.ndarray:
     """YIN cumulative mean normalised difference, float[frames, max_lag + 1], integration window win samples."""
-    n_fft = 1 << int(np.ceil(np.log2(frames.shape[1] + win)))
-    spec_all = np.fft.rfft(frames, n_fft)
-    spec_win = np.fft.rfft(frames[:, :win], n_fft)
-    corr = np.fft.irfft(spec_all * np.conj(spec_win), n_fft)[:, : max_lag + 1]  # sum_j x[j+tau] x[j], j < win
+    n_fft = scipy.fft.next_fast_len(frames.shape[1] + win, real=True)
+    spec_all = scipy.fft.rfft(frames, n_fft, axis=1)
+    spec_win = scipy.fft.rfft(frames[:, :win], n_fft, axis=1)
+    corr = scipy.fft.irfft(spec_all * np.conj(spec_win), n_fft, axis=1)[:, : max_lag + 1]  # sum_j x[j+tau] x[j], j < win
     csum = np.concatenate([np.zeros((frames.shape[0], 1)), np.cumsum(frames**2, axis=1)], axis=1)
     lags = np.arange(max_lag + 1)
     energy = csum[:, lags + win] - csum[:, lags]  # energy of x[tau : tau + win]
@@ -159,13 +160,13 @@ def get_estimator(name: str) -> Callable[[np.ndarray, int, dict], PitchTrack]:
     return ESTIMATORS[name]
 
 
-def summarise_track(track: PitchTrack, active: np.ndarray, params: dict) -> dict:
+def summarise_track(track: PitchTrack, active: np.ndarray, params: dict, min_confidence: float = 0.0) -> dict:
     """Clip-level pitch from a track and bool[frames] activity (frames that are not silence).
 
     Returns f0_hz (median over voiced active frames; NaN unless pitched), voiced_frac (of active frames),
     f0_confidence (median confidence of voiced active frames, 0 when none), f0_iqr_cents (IQR of voiced f0 in
     cents; NaN when fewer than 2 voiced frames) and pitched: voiced_frac >= pitched.min_voiced_frac and
-    f0_iqr_cents <= pitched.max_iqr_cents and f0_confidence >= pitched.min_confidence[estimator kind].
+    f0_iqr_cents <= pitched.max_iqr_cents and f0_confidence >= min_confidence (the estimator's own scale).
     """
     cfg = params["pitched"]
     n = min(len(track.f0_hz), len(active))
@@ -184,7 +185,7 @@ def summarise_track(track: PitchTrack, active: np.ndarray, params: dict) -> dict
         len(f0s) >= 2
         and voiced_frac >= cfg["min_voiced_frac"]
         and iqr <= cfg["max_iqr_cents"]
-        and conf >= cfg.get("min_confidence", 0.0)
+        and conf >= min_confidence
     )
     return {
         "f0_hz": median if pitched else float("nan"),

@@ -100,3 +100,20 @@ def sine(f_hz: float, sr: int = 16000, dur_s: float = 1.0, noise: float = 0.0, s
     if noise:
         x = x + np.random.default_rng(seed).normal(0, noise, t.size)
     return x.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def demo_index_dir(tmp_path_factory, tiny_lm_dir) -> Path:
+    """A demo-retrieval index (tiny text side, the real aisfx audio side) over synthetic clips named by animal."""
+    from models.retrieval import IndexConfig, build_index
+
+    clips = []
+    for i, (animal, sound) in enumerate(ANIMALS * 2):
+        clips.append((f"syn/{i}", sine(150 + 90 * i, noise=0.03, seed=i), 16000, f"{animal} sound\n{sound}"))
+    cfg = IndexConfig(retrieval="demo", inject="aisfx", text_encoder=str(tiny_lm_dir), epochs=30, holdout_frac=0.3, ks=(1, 5))
+    out = tmp_path_factory.mktemp("demo_index")
+    build_index(clips, cfg).save(out)
+    return out
+
+
+torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -38,6 +38,9 @@ CAPTIONS = [
     ("huehner_im_stall", ["huhn", "stall", "bauernhof"], "Hühner im Stall gackern", [], "animal/chicken"),
     ("cloches eglise dimanche", ["cloche", "eglise"], "les cloches de l'église du village", [], "music/bell"),
     ("OwlHoot_night", ["owl", "bird", "night", "forest"], "tawny owl hooting in the forest at night", [], "animal/owl"),
+    ("rooster_crow_mono.wav", ["rooster", "farm", "mono", "stereo"], "the rooster crows at dawn, cock-a-doodle-doo",
+     [], "animal/rooster"),
+    ("sine wave sweep 440", ["synth", "test-tone", "mono"], "sine wave for testing speakers", [], "music/synthesizer"),
 ]
 
 
@@ -100,6 +103,8 @@ def test_extract_stage_rules_items_and_rejects(tmp_path):
     assert dog["description"] == "bark" and list(dog["spans"])[0].lower() == "bark"  # the caption's own sound word
     assert list(dog["spans"])[0] in dog["sentence"] and "dog" not in dog["sentence"].lower()
     assert items.loc["freesound/1012"]["answer"] == "owl" and items.loc["freesound/1012"]["description"] == "hoot"
+    rooster = items.loc["freesound/1013"]  # "crows" is the rooster's verb here, and "mono" is no monkey
+    assert rooster["answer"] == "rooster" and rooster["description"] == "cock-a-doodle-doo"
     assert "freesound/1090" not in items.index  # names two different animals
     assert rejects.set_index("key").loc["freesound/1090", "reason"] == "two_animals"
     assert set(items["answer"]) <= set(manifest["answer_vocabulary"])
@@ -130,7 +135,7 @@ def test_fill_template_articles():
 def test_write_stage_rules_sentences_and_guesses(tmp_path):
     rows = [pair_row("p1", "violin", "tuba", "higher", 600.0, 70.0),
             pair_row("p2", "cello", "flute", "lower", 200.0, 800.0),
-            pair_row("p3", "dog", "dog", "higher", 900.0, 300.0, "tiny squeaky dog yapping", "big deep dog barking"),
+            pair_row("p3", "dog", "wolf", "higher", 900.0, 300.0, "tiny squeaky dog yapping", "big deep wolf howl"),
             pair_row("p4", "zorblax", "violin", "lower", 100.0, 600.0),
             pair_row("p5", "thunder", "whisper", "louder", -10.0, -40.0, task="loudness_comparison"),
             pair_row("p6", "oboe", "bassoon", "higher", 600.0, 120.0)]
@@ -141,11 +146,19 @@ def test_write_stage_rules_sentences_and_guesses(tmp_path):
         assert r["sentence"].count("[MASK]") == 1 and r["span1"] in r["sentence"] and r["span2"] in r["sentence"]
         assert r["sentence"].index(r["span1"]) < r["sentence"].index("[MASK]") < r["sentence"].rindex(r["span2"])
     assert s.loc["p1", "llm_guess"] == "higher" and s.loc["p2", "llm_guess"] == "lower"
-    assert s.loc["p3", "llm_guess"] == "higher"  # same source: only the caption cues tell them apart
+    assert s.loc["p3", "llm_guess"] == "higher"  # same typical pitch: only the caption cues tell them apart
     assert s.loc["p4", "llm_guess"] == ""  # unknown source, no cue: the rules cannot tell
     assert s.loc["p5", "llm_guess"] == "louder" and s.loc["p5", "answer"] == "louder"
     assert s.loc["p6", "sentence"].startswith(("The sound of an oboe", "An oboe"))
     assert list(s["answer"]) == [r["label"] for r in sorted(rows, key=lambda r: r["pair_id"])]
+
+
+def test_write_stage_rejects_same_source(tmp_path):
+    write_stage(write_pairs(tmp_path, [pair_row("p1", "dog", "dog", "higher", 900.0, 300.0),
+                                       pair_row("p2", "violin", "tuba", "higher", 600.0, 70.0)]),
+                {"backend": "rules"}, TASKS, quiet=True)
+    rejects = pd.read_parquet(tmp_path / "write" / "rejects.parquet")
+    assert list(rejects["key"]) == ["p1"] and list(rejects["reason"]) == ["same_source"]
 
 
 def test_write_guess_never_sees_the_measurement(tmp_path):

@@ -1,0 +1,101 @@
+"""The `index` stage: embed the corpus clips once for text-to-audio retrieval and for AudioBERT's injection.
+
+Inputs under build_dir (= build/<corpus_id>): read/clips.parquet; extract/categories.parquet (optional: the
+clip's sound source becomes an extra caption, "<source> sound"); measure/rejects.parquet (optional: clips rejected
+there are skipped). Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/:
+index.json, retrieval_embeddings.npy, inject_embeddings.npy, text_head.pt for the demo model) + manifest.json.
+Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.errors import InputError
+from benchmark.schema import COLUMNS, Reject
+from pipeline.stage import StageRun, code_version, log
+
+__all__ = ["index_stage", "clip_texts"]
+
+_SR_HZ = 48000  # decode once to this rate; each encoder resamples once to its own
+
+
+def clip_texts(row: dict, source_name: str = "") -> str:
+    """The texts that describe a clip, one per line: its captions, then '<source> sound' when known."""
+    texts = [str(c).strip() for c in list(row.get("captions") or []) if str(c).strip()]
+    if not texts and str(row.get("title") or "").strip():
+        texts.append(str(row["title"]).strip())
+    if source_name:
+        texts.append(f"{source_name} sound")
+    return "\n".join(texts)
+
+
+def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = False) -> dict:
+    """Build build_dir/index/audio_index/ from the clips of the read stage; return the stage manifest."""
+    from tqdm import tqdm
+
+    from models.retrieval import IndexConfig, build_index
+    from pipeline.measure.audio import load_audio_bytes
+    from pipeline.reader import read_clip_bytes
+
+    build_dir, corpus_root = Path(build_dir), Path(corpus_root)
+    clips_path = build_dir / "read" / "clips.parquet"
+    if not clips_path.exists():
+        raise InputError(f"{clips_path}: missing; run the read stage first")
+    inputs = {"clips": clips_path}
+    cats_path = build_dir / "extract" / "categories.parquet"
+    rej_path = build_dir / "measure" / "rejects.parquet"
+    if cats_path.exists():
+        inputs["categories"] = cats_path
+    if rej_path.exists():
+        inputs["measure_rejects"] = rej_path
+    run = StageRun("index", build_dir / "index", params, inputs,
+                   code=code_version("pipeline.index_stage", "models.retrieval", "models.audio_encoders"), quiet=quiet)
+    if run.fresh():
+        return run.previous()
+
+    config = IndexConfig.from_params(params)
+    clips = pd.read_parquet(clips_path)
+    source = {}
+    if cats_path.exists():
+        cats = pd.read_parquet(cats_path)
+        source = dict(zip(cats["clip_id"], cats["source_name"].fillna("").astype(str)))
+    skip = set()
+    if rej_path.exists():
+        skip = set(pd.read_parquet(rej_path)["key"].astype(str))
+    rejects: list[dict] = []
+    batch = []
+    for row in tqdm(clips.to_dict(orient="records"), desc="index: decode", disable=quiet):
+        cid = row["clip_id"]
+        if cid in skip:
+            rejects.append(Reject(stage="index", key=cid, reason="rejected_by_measure").model_dump())
+            continue
+        try:
+            data = read_clip_bytes(corpus_root, row["shard"], row["member"], int(row["offset"]), int(row["size"]))
+            audio, _, _ = load_audio_bytes(data, _SR_HZ, max_duration_s=None)
+        except (InputError, OSError, ValueError, RuntimeError) as e:  # one clip's failure is a reject row, with its reason
+            reason = getattr(e, "reason", None) or type(e).__name__
+            rejects.append(Reject(stage="index", key=cid, reason=str(reason), detail=str(e)[:200]).model_dump())
+            continue
+        batch.append((cid, audio[: int(config.max_audio_s * _SR_HZ)], _SR_HZ, clip_texts(row, source.get(cid, ""))))
+    if not batch:
+        raise InputError(f"{clips_path}: no clip could be decoded for the index")
+    index = build_index(batch, config, quiet=quiet)
+    out = run.path("audio_index")
+    index.save(out)
+    for f in sorted(out.iterdir()):
+        run.record_output(f"audio_index/{f.name}")
+    run.write_table("rejects.parquet", pd.DataFrame(rejects, columns=COLUMNS["rejects"]))
+    counts = {"kept": len(index), "rejected": _by_reason(rejects)}
+    if not quiet:
+        log(f"[index] retrieval {index.models['retrieval']}, inject {index.models['inject']}: {index.metrics}")
+    return run.finish(counts, extra={"models": index.models, "retrieval_metrics": index.metrics})
+
+
+def _by_reason(rejects: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rejects:
+        out[r["reason"]] = out.get(r["reason"], 0) + 1
+    return dict(sorted(out.items()))

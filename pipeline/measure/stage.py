@@ -1,0 +1,153 @@
+"""The measure stage wrapper: clips.parquet in; measurements.parquet, rejects.parquet and manifest.json out.
+
+Each unique audio (by audio_sha256) is measured once per params, by a module-level pure worker
+(`measure_clip_job`) mapped over a process pool; results go into a ResultStore as they arrive, so a killed run
+resumes computing only what is missing and a rerun with new shards measures only the new audio.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from benchmark.errors import InputError
+from benchmark.hashing import sha256_bytes, stable_hash
+from benchmark.schema import COLUMNS, Measurement, Reject
+from pipeline.measure.audio import AudioRejected
+from pipeline.measure.measurement import measure_audio_bytes
+from pipeline.stage import ResultStore, StageRun, code_version
+
+__all__ = ["measure_stage", "measure_clip_job", "cache_key"]
+
+_CODE_MODULES = (
+    "pipeline.measure.stage",
+    "pipeline.measure.measurement",
+    "pipeline.measure.audio",
+    "pipeline.measure.pitch",
+    "pipeline.measure.crepe",
+    "pipeline.measure.features",
+)
+
+
+def measure_clip_job(corpus_root: str, shard: str, member: str, offset: int, size: int, params: dict) -> dict:
+    """Read one clip's bytes and measure them: a pure function of its arguments (safe in any worker process).
+
+    Returns {"audio_sha256": hex, "measurement": {Measurement fields but clip_id/audio_sha256}} or
+    {"audio_sha256": hex or "", "reject": reason, "detail": text}.
+    """
+    from pipeline.reader import read_clip_bytes
+
+    try:
+        data = read_clip_bytes(Path(corpus_root), shard, member, int(offset), int(size))
+    except (InputError, OSError) as e:
+        return {"audio_sha256": "", "reject": "unreadable_member", "detail": " ".join(str(e).split())[:200]}
+    sha = sha256_bytes(data)
+    try:
+        return {"audio_sha256": sha, "measurement": measure_audio_bytes(data, params)}
+    except AudioRejected as e:
+        return {"audio_sha256": sha, "reject": e.reason, "detail": e.detail}
+
+
+def cache_key(audio_sha256: str, params: dict) -> str:
+    """The result store key of one audio under one set of measure params."""
+    return stable_hash([audio_sha256, params], n=32)
+
+
+def _unit_id(row) -> str:
+    """Audio identity for de-duplication: its content hash, else where it lives."""
+    return row.audio_sha256 or f"at:{row.shard}:{row.member}:{row.offset}:{row.size}"
+
+
+def _run_jobs(jobs: dict[str, tuple], params: dict, store: ResultStore, workers: int, quiet: bool) -> int:
+    """Compute every job (key -> clip location), putting each result into the store as it arrives."""
+    bar = tqdm(total=len(jobs), desc="measure", unit="clip", disable=quiet)
+    done = 0
+    if workers <= 1 or len(jobs) <= 1:
+        for key, loc in jobs.items():
+            store.put(key, measure_clip_job(*loc, params))
+            done += 1
+            bar.update()
+        bar.close()
+        return done
+    items = iter(jobs.items())
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        pending: dict = {}
+        while True:
+            while len(pending) < 4 * workers:
+                nxt = next(items, None)
+                if nxt is None:
+                    break
+                key, loc = nxt
+                pending[pool.submit(measure_clip_job, *loc, params)] = key
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                store.put(pending.pop(fut), fut.result())
+                done += 1
+                bar.update()
+    bar.close()
+    return done
+
+
+def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int | None = None, quiet: bool = False) -> dict:
+    """Measure every clip of build_dir/read/clips.parquet; write build_dir/measure/{measurements,rejects}.parquet.
+
+    params: the `measure` section of params.yaml. workers: processes (default os.cpu_count(); 1 = in-process).
+    Returns the manifest (counts kept / rejected by reason; extra: estimators, per-estimator counts, computed /
+    from_cache units). Bad audio becomes reject rows, never a crash.
+    """
+    build_dir, corpus_root = Path(build_dir), Path(corpus_root)
+    clips_path = build_dir / "read" / "clips.parquet"
+    if not clips_path.exists():
+        raise InputError(f"{clips_path}: missing (run the read stage first)")
+    run = StageRun("measure", build_dir / "measure", params, inputs={"clips": clips_path}, code=code_version(*_CODE_MODULES), quiet=quiet)
+    if run.fresh():
+        return run.previous() or {}
+    clips = pd.read_parquet(clips_path, columns=["clip_id", "shard", "member", "offset", "size", "audio_sha256"])
+    store = ResultStore(run.path("cache.sqlite"))
+    try:
+        keys: list[str] = []
+        jobs: dict[str, tuple] = {}
+        for row in clips.itertuples(index=False):
+            key = cache_key(_unit_id(row), params)
+            keys.append(key)
+            if key not in jobs and key not in store:
+                jobs[key] = (str(corpus_root), row.shard, row.member, int(row.offset), int(row.size))
+        n_units = len(set(keys))
+        computed = _run_jobs(jobs, params, store, workers or os.cpu_count() or 1, quiet)
+        rows, rejects = [], []
+        for row, key in zip(clips.itertuples(index=False), keys):
+            res = store.get(key)
+            if res is None:  # cannot happen unless the store was edited underneath us
+                raise InputError(f"{store.path}: result for clip {row.clip_id} missing after computing it")
+            if "reject" in res:
+                rejects.append(Reject(stage="measure", key=row.clip_id, reason=res["reject"], detail=res.get("detail", "")).model_dump())
+                continue
+            if row.audio_sha256 and res["audio_sha256"] != row.audio_sha256:
+                rejects.append(Reject(stage="measure", key=row.clip_id, reason="audio_changed",
+                                      detail=f"sha256 {res['audio_sha256'][:12]} != clips.parquet {row.audio_sha256[:12]}").model_dump())
+                continue
+            rows.append(Measurement(clip_id=row.clip_id, audio_sha256=res["audio_sha256"], **res["measurement"]).model_dump())
+    finally:
+        store.close()
+    table = pd.DataFrame(rows, columns=COLUMNS["measurements"]).sort_values("clip_id", kind="stable").reset_index(drop=True)
+    rej = pd.DataFrame(rejects, columns=COLUMNS["rejects"]).sort_values(["key", "reason"], kind="stable").reset_index(drop=True)
+    run.write_table("measurements.parquet", table)
+    run.write_table("rejects.parquet", rej)
+    check = str(params["check_estimator"]) if params.get("cross_check") else None
+    extra = {
+        "estimators": {"f0_hz": str(params["estimator"]), "f0_check_hz": check},
+        "per_estimator": {str(params["estimator"]): len(table), **({check: len(table)} if check else {})},
+        "pitched": int(table["pitched"].sum()) if len(table) else 0,
+        "estimator_disagree": int(table["estimator_disagree"].sum()) if len(table) else 0,
+        "units": {"unique_audio": n_units, "computed": computed, "from_cache": n_units - computed},
+    }
+    counts = {"kept": len(table), "rejected": dict(sorted(Counter(r["reason"] for r in rejects).items()))}
+    return run.finish(counts, extra)

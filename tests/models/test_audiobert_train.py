@@ -1,0 +1,152 @@
+"""The LoRA gate, answers of several word pieces, training on an official-format release, resume, eval, baselines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.audiobert import AudioBERT, AudioBertConfig, answer_pieces, encode_items, score_choices, widen_mask
+from models.loading import load_masked_lm, load_tokenizer
+from models.train import TrainConfig, load_checkpoint, train
+
+
+def _model(tiny_lm_dir, inject_dim=4):
+    mlm, new = load_masked_lm(str(tiny_lm_dir), allow_new_head=True)
+    cfg = AudioBertConfig(lm=str(tiny_lm_dir), inject_dim=inject_dim, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    torch.manual_seed(0)
+    return AudioBERT(mlm, cfg, train_head=new), load_tokenizer(str(tiny_lm_dir))
+
+
+def test_lora_is_gated_by_spans(tiny_lm_dir):
+    model, tok = _model(tiny_lm_dir)
+    model.eval()
+    span_sent, plain = "The sound of woof woof comes from a [MASK].", "A [MASK] is an animal."
+    batch = encode_items(tok, [span_sent, plain], [1, 1], [["woof woof"], []])
+    audio = torch.randn(2, 1, 4)
+
+    def off_logits():
+        with model.lm.disable_adapter(), torch.no_grad():
+            b = encode_items(tok, [span_sent, plain], [1, 1], [[], []])  # no span: no injection either
+            return model.full_logits(b, None)
+
+    # zero-initialised adapter: on and off agree, so this alone proves nothing
+    with torch.no_grad():
+        before = model.full_logits(batch, None)
+    assert torch.allclose(before[0], off_logits()[0], atol=1e-5)
+    # a few training steps on span inputs
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    train_b = encode_items(tok, [span_sent] * 4, [1] * 4, [["woof woof"]] * 4)
+    target = torch.full((4, 1), tok.convert_tokens_to_ids("dog"))
+    model.train()
+    for _ in range(5):
+        loss = model.loss(train_b, target, torch.randn(4, 1, 4))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        on = model.full_logits(batch, audio)
+    off = off_logits()
+    assert torch.equal(on[1], off[1])  # span-less input: exactly the LM without the adapter
+    assert not torch.allclose(on[0], off[0], atol=1e-3)  # span input: the adapter (and audio) change the logits
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(float(p.detach().abs().sum()) > 0 for p in lora_b)
+
+
+def test_answers_of_several_word_pieces(tiny_lm_dir):
+    tok = load_tokenizer(str(tiny_lm_dir))
+    pieces = answer_pieces(tok, "eagle owl")
+    assert len(pieces) >= 2 and tok.decode(pieces) == "eagle owl"
+    assert widen_mask("A [MASK] hoots.", 3) == "A [MASK] [MASK] [MASK] hoots."
+    batch = encode_items(tok, ["A [MASK] goes hoo hoo.", "A [MASK] goes meow."], [len(pieces), 1], [["hoo hoo"], ["meow"]])
+    assert (batch.mask_pos[0] >= 0).sum() == len(pieces) and (batch.mask_pos[1] >= 0).sum() == 1
+    first = tok.convert_ids_to_tokens([int(batch.input_ids[0, batch.span_pos[0, 0]])])[0]
+    assert first == tok.tokenize("hoo")[0]  # injection point: the span's first token, after the widened masks
+    vocab = len(tok)
+    choices = ["cat", "eagle owl", "dog"]
+    want = {1: {tok.convert_tokens_to_ids("cat"): 2.0}, len(pieces): {p: 3.0 for p in pieces}}
+
+    def logits_fn(b, audio):  # favours the pieces of 'eagle owl' when there are as many masks as its pieces
+        n = int((b.mask_pos[0] >= 0).sum())
+        out = torch.zeros(b.input_ids.shape[0], b.mask_pos.shape[1], vocab)
+        for k in range(n):
+            for tid, v in want[n].items():
+                if n == 1 or tid == pieces[k]:
+                    out[:, k, tid] = v
+        return out
+
+    scores = score_choices(logits_fn, tok, ["A [MASK] hoots."], [[]], choices)
+    assert choices[int(scores.argmax())] == "eagle owl"
+    lp = torch.log_softmax(logits_fn(encode_items(tok, ["A [MASK] hoots."], [len(pieces)], [[]]), None), -1)
+    manual = float(np.mean([lp[0, k, pieces[k]] for k in range(len(pieces))]))
+    assert scores[0, 1] == pytest.approx(manual, rel=1e-5)  # the mean log-probability of its pieces
+
+
+def _cfg(tiny_lm_dir, index_dir, **kw):
+    base = dict(lm=str(tiny_lm_dir), epochs=2, batch_size=8, detector_epochs=1, lora_r=4, lora_alpha=8, max_length=48, index_dir=str(index_dir))
+    base.update(kw)
+    return TrainConfig.demo(**base)
+
+
+def test_train_resumes_from_the_last_checkpoint(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
+    full = train(official_release, _cfg(tiny_lm_dir, demo_index_dir), tmp_path / "full")
+    part = tmp_path / "part"
+    assert train(official_release, _cfg(tiny_lm_dir, demo_index_dir, stop_after_epoch=1), part) == part
+    assert not (part / "model.pt").exists() and (part / "last" / "state.pt").exists()
+    train(official_release, _cfg(tiny_lm_dir, demo_index_dir), part)  # resumes at epoch 2
+    a = torch.load(full / "model.pt", weights_only=True)
+    b = torch.load(part / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    meta = json.loads((part / "config.json").read_text())
+    assert meta["release"]["version"] == "0.0.1" and meta["release"]["name"] == "official"
+    assert [h["epoch"] for h in meta["history"]] == [1, 2]
+    assert (part / "tokenizer" / "tokenizer_config.json").exists() and (part / "detector" / "span_detector.pt").exists()
+    assert set(meta["span_detector"]["scores"]) <= {"dev", "test"} and meta["config"]["lm"] == str(tiny_lm_dir)
+
+
+def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
+    from benchmark.release import load_release
+    from models.eval import evaluate
+
+    audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir), tmp_path / "audiobert")
+    text = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, mode="text", detector_dir=str(audio / "detector")), tmp_path / "text")
+    m = load_checkpoint(audio)
+    assert m.config.mode == "audiobert" and m.index is not None
+    res = evaluate(official_release, [audio, text], tmp_path / "eval")
+    rel = load_release(official_release)
+    want = {(t, s) for t in rel.tasks for s in ("train", "dev", "test", "wiki") if len(rel.items(t, s))}
+    for name in ("AudioBERT", "text-only"):
+        got = {(r["task"], r["split"]) for r in res["rows"] if r["model"].startswith(name)}
+        assert got == want
+    assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_f1"] <= 1.0 for r in res["rows"])
+    md = (tmp_path / "eval" / "results.md").read_text()
+    assert "official-0.0.1" in md and "macro_f1" in md and "held-out clips" in md
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["release"]["version"] == "0.0.1"
+
+
+def test_causal_and_masked_baselines(tiny_lm_dir, tmp_path):
+    from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM
+
+    from models.baselines import CausalLMBaseline, MaskedLMBaseline
+
+    tok = load_tokenizer(str(tiny_lm_dir))
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64))
+    c = CausalLMBaseline("tiny-llama", model=llama, tokenizer=tok)
+    items = [{"sentence": "A [MASK] goes woof woof."}, {"sentence": "A [MASK] goes meow."}]
+    s = c.score(items, ["dog", "cat", "eagle owl"])
+    assert s.shape == (2, 3) and np.isfinite(s).all()
+    ids = tok("A eagle owl goes meow.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        lp = torch.log_softmax(llama(ids).logits[0, :-1], -1)
+    assert s[1, 2] == pytest.approx(float(lp[torch.arange(ids.shape[1] - 1), ids[0, 1:]].sum()), rel=1e-4)
+    mlm = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    mlm.save_pretrained(str(tmp_path / "mlm"))
+    tok.save_pretrained(str(tmp_path / "mlm"))
+    m = MaskedLMBaseline(str(tmp_path / "mlm"))
+    sm = m.score(items, ["dog", "cat", "eagle owl"])
+    assert sm.shape == (2, 3) and np.isfinite(sm).all() and (sm <= 0).all()

@@ -1,0 +1,90 @@
+"""The accuracy bar of the measure stage, on synthesised clips with known f0 (or none)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmark.schema import Measurement
+from pipeline.measure import measure_audio
+from pipeline.measure.pitch import cents_between
+from pipeline.measure.synth import accuracy_set, harmonic_tone, noise, tone
+from pipeline.params import stage_params
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def params():
+    return stage_params("measure")
+
+
+def test_default_estimator_meets_the_accuracy_bar(params):
+    errors, noise_unpitched = [], []
+    for name, y, f0 in accuracy_set(SR, duration_s=1.0):
+        m = measure_audio(y, SR, params)
+        if math.isnan(f0):
+            noise_unpitched.append(not m["pitched"])
+            assert math.isnan(m["f0_hz"]) or m["pitched"], name  # never a made-up f0 for an unpitched clip
+        else:
+            errors.append(abs(cents_between(m["f0_hz"], f0)) if m["pitched"] else math.inf)
+    errors = np.array(errors)
+    assert len(errors) >= 60 and len(noise_unpitched) >= 15
+    assert np.median(errors) <= 10.0
+    assert np.mean(errors <= 50.0) >= 0.95
+    assert np.mean(noise_unpitched) >= 0.90
+
+
+def test_record_has_exactly_the_schema_fields(params):
+    m = measure_audio(tone(440.0, 0.5, SR), SR, params)
+    assert set(m) == set(Measurement.model_fields) - {"clip_id", "audio_sha256"}
+    Measurement(clip_id="t/1", audio_sha256="0" * 64, **m)
+    assert m["estimator"] == params["estimator"] and m["channels"] == 1 and m["pitched"]
+
+
+def test_crepe_and_pyin_agree_on_clean_tones(params):
+    for f0 in (110.0, 440.0, 880.0):
+        y = harmonic_tone(f0, 0.5, SR, seed=int(f0))
+        got = {est: measure_audio(y, SR, {**params, "estimator": est}) for est in ("crepe-tiny", "pyin")}
+        for est, m in got.items():
+            assert m["pitched"] and abs(cents_between(m["f0_hz"], f0)) <= 25.0, (est, f0, m["f0_hz"])
+        assert abs(cents_between(got["crepe-tiny"]["f0_hz"], got["pyin"]["f0_hz"])) <= 25.0
+
+
+def test_cross_check_flags_an_octave_error_and_passes_agreement(params):
+    cc = {**params, "cross_check": True, "check_estimator": "crepe-tiny"}
+    clean = measure_audio(tone(440.0, 0.5, SR), SR, cc)
+    assert not clean["estimator_disagree"] and abs(cents_between(clean["f0_check_hz"], 440.0)) <= 25.0
+    # A weak fundamental (-30 dB): YIN finds the period, CREPE tiny hears the octave above.
+    weak = measure_audio(harmonic_tone(146.8, 1.0, SR, fundamental_gain=0.03, seed=104), SR, cc)
+    assert abs(cents_between(weak["f0_hz"], 146.8)) <= 10.0
+    assert abs(cents_between(weak["f0_check_hz"], 2 * 146.8)) <= 50.0
+    assert weak["estimator_disagree"]
+
+
+def test_brightness_loudness_and_durations(params):
+    sine = tone(1000.0, 2.0, SR) * 2.0  # full scale
+    m = measure_audio(sine, SR, params)
+    assert abs(m["centroid_hz"] - 1000.0) < 30.0
+    assert abs(m["loudness_lufs"] - (-3.01)) < 0.3  # BS.1770: a 0 dBFS 1 kHz sine reads -3.01 LUFS
+    assert abs(m["rms_dbfs"] - (-3.01)) < 0.1 and abs(m["peak_dbfs"]) < 0.05
+    hiss, rumble = noise("white", 1.0, SR, seed=1), noise("band", 1.0, SR, seed=2, band_hz=(100, 400))
+    assert measure_audio(hiss, SR, params)["centroid_hz"] > 3 * measure_audio(rumble, SR, params)["centroid_hz"]
+    gap = np.concatenate([tone(220.0, 1.0, SR), np.zeros(SR, np.float32), tone(220.0, 0.5, SR)])
+    g = measure_audio(gap, SR, params)
+    assert g["duration_s"] == pytest.approx(2.5) and g["active_duration_s"] == pytest.approx(1.5, abs=0.06)
+
+
+def test_long_clip_is_analysed_where_it_is_active(params):
+    rng = np.random.default_rng(0)
+    quiet = (rng.standard_normal(8 * SR) * 1e-4).astype(np.float32)  # -80 dBFS floor, not silence to the file
+    y = np.concatenate([quiet, tone(330.0, 3.0, SR), quiet[: 2 * SR]])
+    m = measure_audio(y, SR, {**params, "max_analysis_s": 3.0})
+    assert m["analysed_s"] == pytest.approx(3.0, abs=0.06) and m["duration_s"] == pytest.approx(13.0)
+    assert m["pitched"] and abs(cents_between(m["f0_hz"], 330.0)) <= 10.0
+
+
+def test_multichannel_audio_is_mixed_and_counted(params):
+    y = tone(262.0, 0.5, SR)
+    m = measure_audio(np.stack([y, y]), SR, params)
+    assert m["channels"] == 2 and abs(cents_between(m["f0_hz"], 262.0)) <= 10.0
