@@ -79,7 +79,7 @@ def demo_clips(max_clips: int) -> list[tuple[str, bytes, float, float]]:
 
     truth = pd.read_csv(DEMO / "ground_truth.csv", keep_default_na=False, na_values=[""])
     truth = truth[truth["bad"].fillna("").astype(str) == ""].head(max_clips)
-    root = DEMO / "freesound"
+    root = DEMO  # ground_truth.csv shard paths start at the corpus root
     out = []
     for row in truth.itertuples(index=False):
         with tarfile.open(root / row.shard) as tf:

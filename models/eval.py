@@ -109,7 +109,8 @@ def render_table(results: dict) -> str:
     for r in results["rows"]:
         lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {r['n']} | " + " | ".join(_fmt(r[m]) for m in ms) + " |")
     for name, ex in results.get("models", {}).items():
-        lines += ["", f"**{name}** — retrieval: {ex['index_models'].get('retrieval', '–')}, injected audio: {ex['index_models'].get('inject', '–')}"]
+        im = ex.get("index_models") or {}
+        lines += ["", f"**{name}**" + (f" — retrieval: {im['retrieval']}, injected audio: {im.get('inject', '–')}" if im else " — text only")]
         rec = ex.get("retrieval") or {}
         ks = [k for k in rec if k.startswith("recall@")]
         if ks:

@@ -155,7 +155,14 @@ def load_masked_lm(name: str, allow_new_head: bool = False):
     head only when `allow_new_head`; otherwise that is an error, since its predictions would be noise."""
     from transformers import AutoModelForMaskedLM
 
-    model, info = _load(AutoModelForMaskedLM, name)
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a missing head is reported below (head_is_new), not as a page of warnings
+    try:
+        model, info = _load(AutoModelForMaskedLM, name)
+    finally:
+        hf_logging.set_verbosity(level)
     missing = list(info.get("missing_keys") or [])
     head_missing = [k for k in missing if _is_head_key(k)]
     body_missing = [k for k in missing if not _is_head_key(k)]

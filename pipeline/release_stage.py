@@ -87,6 +87,18 @@ def _optional_table(path: Path, columns: list[str]) -> pd.DataFrame | None:
     return df[columns]
 
 
+def _norm(sentence: str) -> str:
+    return " ".join(str(sentence).lower().split())
+
+
+def drop_wiki_repeats(wiki: pd.DataFrame, items: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Wiki items whose sentence (case and spacing ignored) is already a corpus item of the same task are dropped:
+    the wiki split is test-only and must not repeat a train sentence."""
+    seen = set(zip(items["task"], items["sentence"].map(_norm)))
+    keep = [(t, _norm(s)) not in seen for t, s in zip(wiki["task"], wiki["sentence"])]
+    return wiki[keep].reset_index(drop=True), int(len(wiki) - sum(keep))
+
+
 def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, wiki_dir: Path | None,
                   quiet: bool = False) -> Path:
     """Write releases_dir/<name>-<version>/ from build_dir and copy its card to data_cards/<name>-<version>.md.
@@ -134,9 +146,11 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
         return target
 
     items = pd.read_parquet(inputs["items"])
+    wiki_dropped = 0
     if "wiki_items" in inputs:
         wiki = pd.read_parquet(inputs["wiki_items"])
         wiki = wiki[[c for c in COLUMNS["items"] if c in wiki.columns]]
+        wiki, wiki_dropped = drop_wiki_repeats(wiki, items)
         items = pd.concat([items[[c for c in COLUMNS["items"] if c in items.columns]], wiki], ignore_index=True)
     clips = pd.read_parquet(inputs["clips"])
     manifests = _read_manifests(build_dir)
@@ -155,8 +169,10 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     shutil.copyfile(path / "README.md", card_copy)
     rel = load_release(path)
     run.write_json("release.json", {"path": path.as_posix(), "card": card_copy.as_posix(), "files": rel.manifest["files"]})
-    counts = {"kept": rel.manifest["counts"]["items"],
-              "rejected": {"non_commercial": rel.manifest["counts"]["excluded_nc_items"]} if exclude_nc else {},
+    rejected = {"wiki_sentence_in_corpus": wiki_dropped} if wiki_dropped else {}
+    if exclude_nc:
+        rejected["non_commercial"] = rel.manifest["counts"]["excluded_nc_items"]
+    counts = {"kept": rel.manifest["counts"]["items"], "rejected": rejected,
               "per_task": {t: rel.manifest["tasks"][t]["counts"] for t in rel.tasks}}
     run.finish(counts, extra={"release": f"{name}-{version}", "license": rel.license})
     if not quiet:

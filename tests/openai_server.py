@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-__all__ = ["Reply", "OpenAIServer", "FakeModel", "request_data", "DEFAULT_WORDS"]
+__all__ = ["Reply", "OpenAIServer", "FakeModel", "request_data", "DEFAULT_WORDS", "serve_forever"]
 
 
 @dataclass
@@ -66,6 +66,8 @@ class OpenAIServer:
                 pass
 
             def do_GET(self) -> None:
+                if self.path.endswith("/stats"):  # for a server in another process: how many requests it has seen
+                    return self._send(200, {"requests": server.count}, {})
                 self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]}, {})
 
             def do_POST(self) -> None:
@@ -200,3 +202,19 @@ class FakeModel:
 
     def __call__(self, body: dict, index: int) -> Reply:
         return Reply(content=self.answer(body))
+
+
+def serve_forever(latency_s: float = 0.0) -> None:
+    """Run a FakeModel server until killed, printing its base URL first (for benches: a server in its own process
+    does not compete with the client for the GIL)."""
+    import sys
+
+    with OpenAIServer(FakeModel(), latency_s=latency_s) as srv:
+        print(srv.base_url, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_forever(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0)

@@ -65,8 +65,13 @@ class LLMSettings:
             raise ConfigError(f"{section}: no LLM model for the openai backend: pass --model, set AUDITORYBENCH_LLM_MODEL "
                               f"or {section}.model in params.yaml")
         base_url = params.get("base_url_override") or os.environ.get("OPENAI_BASE_URL") or params.get("base_url") or ""
-        known = {f.name for f in fields(cls)} - {"model", "base_url"}
-        kw = {k: params[k] for k in known if params.get(k) is not None}
+        kw = {}
+        for f in fields(cls):
+            if f.name not in ("model", "base_url") and params.get(f.name) is not None:
+                try:  # 0 and 0.0 must give the same cache key
+                    kw[f.name] = type(f.default)(params[f.name])
+                except (TypeError, ValueError) as e:
+                    raise ConfigError(f"{section}.{f.name}: {params[f.name]!r} is not a {type(f.default).__name__}") from e
         s = cls(model=str(model), base_url=str(base_url), **kw)
         if s.structured_output not in STRUCTURED_MODES:
             raise ConfigError(f"{section}.structured_output: {s.structured_output!r} is not one of {', '.join(STRUCTURED_MODES)}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import ConfigError
+from benchmark.hashing import stable_hash
 
 __all__ = ["Prompt", "load_prompt", "PROMPTS_DIR"]
 
@@ -20,6 +21,11 @@ class Prompt:
     version: str  # e.g. "v1"
     system: str
     user: str
+
+    @property
+    def sha(self) -> str:
+        """Hash of the prompt text: an edit without a version bump still reruns the stage."""
+        return stable_hash([self.system, self.user], n=12)
 
     @property
     def id(self) -> str:

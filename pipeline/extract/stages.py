@@ -66,6 +66,8 @@ def _run_params(params: dict, backend, section: str) -> dict:
         out = {k: v for k, v in out.items() if k not in llm_keys and not k.startswith("prompt_")}
     out["model"] = backend.model
     out["prompt_versions"] = backend.prompt_versions
+    if backend.name == "openai":
+        out["prompt_sha"] = {name: p.sha for name, p in backend.prompts.items()}
     return out
 
 

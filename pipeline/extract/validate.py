@@ -111,24 +111,38 @@ def _find_word(sentence: str, phrase: str, start: int = 0) -> int:
     return m.start() if m else -1
 
 
+_COMPARED = re.compile(r"^\s*(?:compared|in comparison)\s+(?:with|to)\b", re.IGNORECASE)
+
+
 def validate_sentence(pair: PairText, prop: SentenceProposal) -> dict | Failure:
-    """A comparison sentence row (pair_id, task, sentence, span1, span2, llm_guess) or why not.
-    The sentence must read "<a> ... [MASK] than ... <b>" so that the pair's label fills the mask."""
+    """A comparison sentence row (pair_id, task, sentence, span1, span2, llm_guess) or why not. The pair's label
+    must fill the mask, so the sentence reads "<a> ... [MASK] than ... <b>" or "Compared with ... <b>, ... <a> ...
+    [MASK]." (the mask says how a relates to b)."""
     sentence = " ".join(prop.sentence.split())
     if (bad := _check_sentence(sentence)) is not None:
         return bad
-    if not re.search(re.escape(MASK) + r"\s+than\b", sentence):
-        return Failure("mask_not_comparative", sentence[:80])
     a, b = pair.source_a.strip(), pair.source_b.strip()
     if not a or not b or a.lower() == b.lower():
         return Failure("same_source", f"{a!r} vs {b!r}")
-    ia = _find_word(sentence, a)
     mask_at = sentence.index(MASK)
-    ib = _find_word(sentence, b, mask_at)
+    than = re.search(re.escape(MASK) + r"\s+than\b", sentence) is not None
+    compared = _COMPARED.match(sentence) is not None and not than
+    if not (than or compared):
+        return Failure("mask_not_comparative", sentence[:80])
+    if than:
+        ia = _find_word(sentence, a)
+        ib = _find_word(sentence, b, mask_at)
+        ib = ib if ib >= 0 else _find_word(sentence, b)  # b only before the mask: found, then refused by order
+        ordered = ia >= 0 and ib >= 0 and ia < mask_at < ib
+    else:
+        ib = _find_word(sentence, b)
+        ia = _find_word(sentence, a, max(ib, 0))
+        ia = ia if ia >= 0 else _find_word(sentence, a)
+        ordered = ia >= 0 and ib >= 0 and ib < ia < mask_at
     if ia < 0 or ib < 0:
         return Failure("span_not_in_sentence", f"{a!r} or {b!r} not in {sentence[:80]!r}")
-    if not ia < mask_at < ib:
-        return Failure("order_mismatch", f"expected {a!r} before [MASK] before {b!r}")
+    if not ordered:
+        return Failure("order_mismatch", f"{a!r} and {b!r} are not placed so that [MASK] compares {a!r} with {b!r}")
     rest = sentence.replace(MASK, " ").lower()
     for word in pair.choices:
         if re.search(r"(?<![a-z])" + re.escape(word.lower()) + r"(?![a-z])", rest):

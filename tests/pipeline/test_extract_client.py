@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections import Counter
 
 import pandas as pd
@@ -41,7 +42,6 @@ class Misbehaving:
     def __init__(self):
         self.model = FakeModel()
         self.attempts: Counter = Counter()
-        self.times: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, body: dict, index: int) -> Reply:
@@ -84,7 +84,6 @@ def test_openai_stage_keeps_rejects_and_loses_nothing(tmp_path, capsys):
     with OpenAIServer(responder) as srv:
         manifest = extract_stage(write_clips(tmp_path, rows), llm_params(srv, timeout_s=0.5), quiet=True)
         assert set(srv.auth_headers) == {f"Bearer {KEY}"}  # the key is sent to the server, and only there
-        t = responder.times
     items = pd.read_parquet(tmp_path / "extract" / "animal_items.parquet").set_index("clip_id")
     rejects = pd.read_parquet(tmp_path / "extract" / "rejects.parquet").set_index("key")
     cats = pd.read_parquet(tmp_path / "extract" / "categories.parquet").set_index("clip_id")
@@ -114,8 +113,6 @@ def test_retry_after_is_honoured(tmp_path):
     model = FakeModel()
 
     def respond(body: dict, index: int) -> Reply:
-        import time
-
         kind, data = request_data(body)
         with lock:
             seen = arrivals.setdefault(json.dumps(data), [])
@@ -234,3 +231,33 @@ def test_network_failures_are_asked_again_on_the_next_run(tmp_path):
         second = extract_stage(tmp_path, params, quiet=True)  # not "fresh": the failed units are asked again
         assert srv.count - n == 2  # only the two animal items; the categories come from the cache
     assert second["counts"]["kept"] == 2 and second["counts"]["transient"] == 0
+
+
+def test_llm_writer_is_validated_and_never_sees_the_measurement(tmp_path):
+    bad = {  # source_a -> what the model writes
+        "violin": {"sentence": "The sound of a violin is typically [MASK] than the sound of a tuba.", "guess": "higher"},
+        "cello": {"sentence": "A flute sounds [MASK] than a cello.", "guess": "higher"},  # a and b swapped
+        "oboe": {"sentence": "An oboe is higher and [MASK] than a bassoon.", "guess": "higher"},  # answer leaked
+        "harp": {"sentence": "A harp is [MASK] than a [MASK] gong.", "guess": "lower"},  # two masks
+        "piano": {"sentence": "A piano is [MASK] than a tuba.", "guess": "maybe"},  # guess not a choice
+        "drum": {"sentence": "A drum is [MASK] than a flute.", "guess": "unsure"},  # kept, no guess
+    }
+
+    def respond(body: dict, index: int) -> Reply:
+        _, data = request_data(body)
+        return Reply(content=json.dumps(bad[data["source_a"]]))
+
+    pairs = [pair_row("p1", "violin", "tuba", "higher", 612.34, 71.25), pair_row("p2", "cello", "flute", "lower", 203.5, 811.5),
+             pair_row("p3", "oboe", "bassoon", "higher", 598.5, 118.75), pair_row("p4", "harp", "gong", "higher", 401.5, 99.25),
+             pair_row("p5", "piano", "tuba", "higher", 262.5, 70.5), pair_row("p6", "drum", "flute", "lower", 121.5, 790.5)]
+    with OpenAIServer(respond) as srv:
+        write_stage(write_pairs(tmp_path, pairs), llm_params(srv, max_reject_frac=0.8), TASKS, quiet=True)
+        sent = json.dumps(srv.requests)
+    for p in pairs:
+        assert str(p["value_a"]) not in sent and str(p["value_b"]) not in sent
+    assert "label" not in sent and "value_a" not in sent
+    s = pd.read_parquet(tmp_path / "write" / "sentences.parquet").set_index("pair_id")
+    r = pd.read_parquet(tmp_path / "write" / "rejects.parquet").set_index("key")
+    assert list(s.index) == ["p1", "p6"] and s.loc["p1", "llm_guess"] == "higher" and s.loc["p6", "llm_guess"] == ""
+    assert s.loc["p1", "answer"] == "higher" and (s.loc["p1", "span1"], s.loc["p1", "span2"]) == ("violin", "tuba")
+    assert r["reason"].to_dict() == {"p2": "order_mismatch", "p3": "answer_in_sentence", "p4": "mask_count", "p5": "guess_invalid"}

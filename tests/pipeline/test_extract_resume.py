@@ -3,6 +3,7 @@ no duplicate, none missing."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,8 +39,6 @@ def test_killed_run_resumes_without_reasking(tmp_path, monkeypatch):
         assert total == 40  # 20 categorise + 20 animal items
 
         run_dir = write_clips(tmp_path / "run", ROWS)
-        import json
-
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), json.dumps(params)], cwd=ROOT, env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

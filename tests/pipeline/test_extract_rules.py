@@ -3,6 +3,7 @@ stages run with it. Nothing here comes from the demo corpus generator."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,8 @@ from pipeline.extract.rules import RulesBackend, fill_template
 
 PITCH = {"choices": ["higher", "lower"], "dimension": "pitch",
          "templates": ["The sound of a {a} is typically [MASK] than the sound of a {b}.",
-                       "A {a} usually sounds [MASK] than a {b}."]}
+                       "A {a} usually sounds [MASK] than a {b}.",
+                       "Compared with the sound of {b}, the sound of {a} is typically [MASK]."]}
 LOUD = {"choices": ["louder", "quieter"], "dimension": "loudness", "templates": ["A {a} is usually [MASK] than a {b}."]}
 TASKS = {"sound_pitch_comparison": PITCH, "loudness_comparison": LOUD}
 
@@ -144,12 +146,14 @@ def test_write_stage_rules_sentences_and_guesses(tmp_path):
     assert len(s) == 6 and manifest["counts"]["kept"] == 6
     for pid, r in s.iterrows():
         assert r["sentence"].count("[MASK]") == 1 and r["span1"] in r["sentence"] and r["span2"] in r["sentence"]
-        assert r["sentence"].index(r["span1"]) < r["sentence"].index("[MASK]") < r["sentence"].rindex(r["span2"])
+        at1, at2, mask = r["sentence"].index(r["span1"]), r["sentence"].rindex(r["span2"]), r["sentence"].index("[MASK]")
+        assert at1 < mask < at2 or (r["sentence"].startswith("Compared with") and at2 < at1 < mask)
+    assert s["sentence"].str.startswith("Compared with").any()  # every template shape is used and accepted
     assert s.loc["p1", "llm_guess"] == "higher" and s.loc["p2", "llm_guess"] == "lower"
     assert s.loc["p3", "llm_guess"] == "higher"  # same typical pitch: only the caption cues tell them apart
     assert s.loc["p4", "llm_guess"] == ""  # unknown source, no cue: the rules cannot tell
     assert s.loc["p5", "llm_guess"] == "louder" and s.loc["p5", "answer"] == "louder"
-    assert s.loc["p6", "sentence"].startswith(("The sound of an oboe", "An oboe"))
+    assert "oboe" in s.loc["p6", "sentence"] and not re.search(r"\ba oboe", s.loc["p6", "sentence"], re.IGNORECASE)
     assert list(s["answer"]) == [r["label"] for r in sorted(rows, key=lambda r: r["pair_id"])]
 
 
