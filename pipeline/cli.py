@@ -66,7 +66,7 @@ def cmd_read(args) -> None:
 def cmd_extract(args) -> None:
     from pipeline.extract import extract_stage
 
-    extract_stage(_build_dir(args), _params(args, "extract", backend=args.backend, model=args.model), quiet=args.quiet, offline=args.offline)
+    extract_stage(_build_dir(args), _params(args, "extract", backend=args.backend, model_override=args.model), quiet=args.quiet, offline=args.offline)
 
 
 def cmd_measure(args) -> None:
@@ -93,7 +93,8 @@ def cmd_write(args) -> None:
     from benchmark.tasks import writer_specs
     from pipeline.extract import write_stage
 
-    write_stage(_build_dir(args), _params(args, "write", backend=args.backend, model=args.model), writer_specs(), quiet=args.quiet, offline=args.offline)
+    write_stage(_build_dir(args), _params(args, "write", backend=args.backend, model_override=args.model), writer_specs(_all_params(args)),
+                quiet=args.quiet, offline=args.offline)
 
 
 def cmd_filter(args) -> None:

@@ -24,7 +24,8 @@ _SR_HZ = 48000  # decode once to this rate; each encoder resamples once to its o
 
 def clip_texts(row: dict, source_name: str = "") -> str:
     """The texts that describe a clip, one per line: its captions, then '<source> sound' when known."""
-    texts = [str(c).strip() for c in list(row.get("captions") or []) if str(c).strip()]
+    caps = row.get("captions")
+    texts = [str(c).strip() for c in (list(caps) if caps is not None else []) if str(c).strip()]
     if not texts and str(row.get("title") or "").strip():
         texts.append(str(row["title"]).strip())
     if source_name:

@@ -11,6 +11,7 @@ import math
 
 from benchmark.hashing import stable_hash
 from benchmark.schema import MASK
+from benchmark.text import render_comparison
 from pipeline.extract.lexicon import Lexicon
 from pipeline.extract.records import AnimalProposal, CategoryProposal, ClipText, Failure, PairText, SentenceProposal
 from pipeline.extract.validate import named_animals
@@ -22,16 +23,12 @@ ANIMAL_TEMPLATES = (
     "A [MASK] makes a {ono} sound.",
     "When you hear {ono}, it is probably a [MASK].",
 )
-_VOWELS = "aeiouAEIOU"
 _SCALE = {"pitch": lambda v: math.log2(v), "duration": lambda v: math.log2(v), "loudness": lambda v: v / 6.0}
 
 
 def fill_template(template: str, a: str, b: str) -> str:
-    """Put two source names into a comparison template, with "an" before a vowel ("an oboe")."""
-    for key, name in (("{a}", a), ("{b}", b)):
-        if name[:1] in _VOWELS:
-            template = template.replace(f" a {key}", f" an {key}").replace(f"A {key}", f"An {key}")
-    return template.replace("{a}", a).replace("{b}", b)
+    """Put two source names into a comparison template as noun phrases ("an oboe", "rain"; see benchmark.text)."""
+    return render_comparison(template, a, b)
 
 
 def guess_comparison(lex: Lexicon, pair: PairText, margin: float) -> str:

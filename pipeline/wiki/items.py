@@ -11,12 +11,12 @@ Animal: every sound that names exactly one animal of the snapshot becomes one it
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from benchmark.errors import InputError
 from benchmark.hashing import stable_hash, unit_interval
 from benchmark.schema import MASK, Item, Reject, item_id
+from benchmark.text import capitalise, render_comparison, with_article
 from pipeline.wiki.parser import parse_note
 from pipeline.wiki.snapshot import characteristic_hz
 
@@ -25,7 +25,6 @@ __all__ = [
     "ANIMAL_TASK",
     "PITCH_TEMPLATES",
     "ANIMAL_TEMPLATES",
-    "with_article",
     "build_pitch_items",
     "build_animal_items",
     "wiki_pitch_items",
@@ -36,29 +35,11 @@ __all__ = [
 PITCH_TASK = "sound_pitch_comparison"
 ANIMAL_TASK = "animal_sound_recognition"
 STAGE = "wiki"
-# {x}/{y}: the first/second source with its article ("a violin", "an oboe"); {X}/{Y}: the same, capitalised.
-PITCH_TEMPLATES = ["The sound of {x} is typically [MASK] than the sound of {y}."]
+# {a}/{b}: the first/second source with its article ("a violin", "an oboe"); {A}/{B}: capitalised (benchmark.text).
+PITCH_TEMPLATES = ["The sound of {a} is typically [MASK] than the sound of {b}."]
 # {sound}/{Sound}: the onomatopoeia; {a}: "a" or "an" for the masked animal.
 ANIMAL_TEMPLATES = ["{Sound} is the sound {a} [MASK] makes."]
 
-_AN_EXCEPTIONS = ("eu", "uk", "uni", "use", "one", "ewe")  # vowel letters with a consonant sound
-_AN_LETTER_NAMES = re.compile(r"^[AEFHILMNORSX](?:-|\s|$)")  # "an E-flat clarinet", "an F horn"
-
-
-def with_article(name: str) -> str:
-    """The name with "a" or "an" as it is spoken: "an oboe", "a euphonium", "an E-flat clarinet", "a ukulele"."""
-    low = name.lower()
-    if _AN_LETTER_NAMES.match(name):
-        return f"an {name}"
-    if low[:1] in "aeiou" and not low.startswith(_AN_EXCEPTIONS):
-        return f"an {name}"
-    if low.startswith("hour"):
-        return f"an {name}"
-    return f"a {name}"
-
-
-def _capitalise(s: str) -> str:
-    return s[:1].upper() + s[1:]
 
 
 def _pick(templates: list[str], key: str) -> str:
@@ -84,8 +65,8 @@ def build_pitch_items(entries: list[dict], min_gap: float, templates: list[str])
     if min_gap < 1.0:
         raise InputError(f"wiki: min_gap {min_gap} must be a ratio >= 1")
     for t in templates:
-        if t.count(MASK) != 1 or not ("{x}" in t or "{X}" in t) or not ("{y}" in t or "{Y}" in t):
-            raise InputError(f"wiki: pitch template {t!r} needs one {MASK}, {{x}} or {{X}}, and {{y}} or {{Y}}")
+        if t.count(MASK) != 1 or not ("{a}" in t or "{A}" in t) or not ("{b}" in t or "{B}" in t):
+            raise InputError(f"wiki: pitch template {t!r} needs one {MASK}, {{a}} or {{A}}, and {{b}} or {{B}}")
     rejects: list[Reject] = []
     sources: dict[str, tuple[dict, float]] = {}
     for e in entries:
@@ -118,8 +99,7 @@ def build_pitch_items(entries: list[dict], min_gap: float, templates: list[str])
         hi, lo = (a, b) if sources[a][1] > sources[b][1] else (b, a)
         first, second = (hi, lo) if label == "higher" else (lo, hi)
         (e1, v1), (e2, v2) = sources[first], sources[second]
-        x, y = with_article(first), with_article(second)
-        sentence = _pick(templates, group).format(x=x, y=y, X=_capitalise(x), Y=_capitalise(y))
+        sentence = render_comparison(_pick(templates, group), first, second)
         titles = [str(e1.get("page_title", first)), str(e2.get("page_title", second))]
         items.append(
             Item(
@@ -175,7 +155,7 @@ def build_animal_items(entries: list[dict], templates: list[str] | None = None) 
                 continue
             group = stable_hash({"wiki_animal": name})
             article = with_article(name).split(" ", 1)[0]
-            sentence = _pick(templates, key).format(sound=sound, Sound=_capitalise(sound), a=article)
+            sentence = _pick(templates, key).format(sound=sound, Sound=capitalise(sound), a=article)
             items.append(
                 Item(
                     id=item_id(ANIMAL_TASK, sentence, name, [str(e.get("page_title", ""))]),

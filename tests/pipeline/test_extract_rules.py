@@ -16,10 +16,10 @@ from pipeline.extract.records import make_clip_text, make_pair_text
 from pipeline.extract.rules import RulesBackend, fill_template
 
 PITCH = {"choices": ["higher", "lower"], "dimension": "pitch",
-         "templates": ["The sound of a {a} is typically [MASK] than the sound of a {b}.",
-                       "A {a} usually sounds [MASK] than a {b}.",
+         "templates": ["The sound of {a} is typically [MASK] than the sound of {b}.",
+                       "{A} usually sounds [MASK] than {b}.",
                        "Compared with the sound of {b}, the sound of {a} is typically [MASK]."]}
-LOUD = {"choices": ["louder", "quieter"], "dimension": "loudness", "templates": ["A {a} is usually [MASK] than a {b}."]}
+LOUD = {"choices": ["louder", "quieter"], "dimension": "loudness", "templates": ["{A} is usually [MASK] than {b}."]}
 TASKS = {"sound_pitch_comparison": PITCH, "loudness_comparison": LOUD}
 
 # (title, tags, description, captions, expected category path)
@@ -131,7 +131,8 @@ def test_unknown_backend_suggests(tmp_path):
 
 
 def test_fill_template_articles():
-    assert fill_template("The sound of a {a} is [MASK] than a {b}.", "oboe", "tuba") == "The sound of an oboe is [MASK] than a tuba."
+    assert fill_template("The sound of {a} is [MASK] than {b}.", "oboe", "tuba") == "The sound of an oboe is [MASK] than a tuba."
+    assert fill_template("{A} is [MASK] than {b}.", "rain", "euphonium") == "Rain is [MASK] than a euphonium."
 
 
 def test_write_stage_rules_sentences_and_guesses(tmp_path):

@@ -185,7 +185,7 @@ def test_wiki_refresh_then_stage(api_url, tmp_path):
     write_snapshot([animal_entry("Owl – hoot", hand_curated=True)], animals, "hand-curated-1")
     params = {
         "min_gap": 1.10,
-        "templates": ["The sound of {x} is typically [MASK] than the sound of {y}."],
+        "templates": ["The sound of {a} is typically [MASK] than the sound of {b}."],
         "ranges_path": str(ranges),
         "animal_sounds_path": str(animals),
         "api_url": api_url,

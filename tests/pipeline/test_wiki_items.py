@@ -8,6 +8,7 @@ import pytest
 
 from benchmark.schema import COLUMNS, MASK, Item, item_id
 from pipeline.params import stage_params
+from benchmark.text import with_article
 from pipeline.wiki.items import (
     ANIMAL_TASK,
     PITCH_TASK,
@@ -15,13 +16,12 @@ from pipeline.wiki.items import (
     build_pitch_items,
     wiki_animal_items,
     wiki_pitch_items,
-    with_article,
 )
 from pipeline.wiki.parser import extract_range, note_to_midi, parse_note
 from pipeline.wiki.snapshot import ANIMAL_SOUNDS_PATH, RANGES_PATH, load_snapshot
 from pipeline.wiki.stage import wiki_stage
 
-TEMPLATES = ["The sound of {x} is typically [MASK] than the sound of {y}.", "{X} usually sounds [MASK] in pitch than {y}."]
+TEMPLATES = ["The sound of {a} is typically [MASK] than the sound of {b}.", "{A} usually sounds [MASK] in pitch than {b}."]
 
 
 @pytest.fixture(scope="module")
