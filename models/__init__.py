@@ -1,0 +1,14 @@
+"""Floor 2: train and evaluate on a release — span detector, audio retrieval index, AudioBERT, text-only baselines.
+
+Modules (import what you use; each names its public API in `__all__`):
+    loading          load models/tokenizers by hub id or local path, failing loudly (ModelLoadError)
+    audio_encoders   aisfx (shipped), CLAP and AST audio embeddings
+    retrieval        AudioIndex, build_index, the demo contrastive retrieval model, recall@k
+    span_detector    the auditory-knowledge span tagger and span P/R/F1
+    audiobert        the model: audio injection + span-gated LoRA; multi-piece answer scoring
+    baselines        text-only masked and causal LMs
+    train            TrainConfig, train(), load_checkpoint()
+    eval             evaluate() -> results.json + results.md
+"""
+
+__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "train", "eval"]

@@ -13,6 +13,7 @@ Every encoder takes `audio: float32[samples]` mono at `sr` Hz, resamples once to
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -64,6 +65,16 @@ AISFX_BLOCK_FRAMES = 100  # ≈ 2.3 s
 AISFX_SPEC_MAX = 9.457798957824707  # 'original' normalisation of the ISMIR paper (min 0)
 
 
+@functools.lru_cache(maxsize=1)
+def _aisfx_mel_basis() -> np.ndarray:
+    """float32[96, 1025]: HTK mel filters, each of unit sum (Essentia's 'unit_sum'), 0 Hz to Nyquist."""
+    import librosa
+
+    return librosa.filters.mel(
+        sr=AISFX_SR_HZ, n_fft=AISFX_N_FFT, n_mels=AISFX_MELS, fmin=0.0, fmax=AISFX_SR_HZ / 2, htk=True, norm=1.0
+    ).astype(np.float32)
+
+
 def aisfx_mel(audio: np.ndarray, sr: int) -> np.ndarray:
     """Log-mel spectrogram as aisfx expects it: float32[frames, 96], scaled to about [0, 1]."""
     import librosa
@@ -73,10 +84,8 @@ def aisfx_mel(audio: np.ndarray, sr: int) -> np.ndarray:
     y = y / (peak if peak > 0 else 1.0)
     if y.size < AISFX_N_FFT:
         y = np.pad(y, (0, AISFX_N_FFT - y.size))
-    spec = librosa.feature.melspectrogram(
-        y=y, sr=AISFX_SR_HZ, n_fft=AISFX_N_FFT, hop_length=AISFX_HOP, win_length=AISFX_N_FFT,
-        n_mels=AISFX_MELS, fmin=0.0, fmax=AISFX_SR_HZ / 2, htk=True, norm=1.0, power=2.0,
-    )
+    power = np.abs(librosa.stft(y, n_fft=AISFX_N_FFT, hop_length=AISFX_HOP, win_length=AISFX_N_FFT, center=True, pad_mode="constant")) ** 2
+    spec = _aisfx_mel_basis() @ power  # = librosa.feature.melspectrogram(..., htk=True, norm=1.0, power=2.0)
     spec = np.log10(spec * 10000.0 + 1.0).T  # [frames, mels]
     return (spec / AISFX_SPEC_MAX).astype(np.float32)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmark.errors import UnknownNameError
+from benchmark.hashing import stable_hash
 from benchmark.metrics import compute_metrics
 
 __all__ = ["evaluate", "load_model", "render_table"]
@@ -39,9 +40,12 @@ def load_model(spec: str | Path, device: str = "cpu", release=None):
 def evaluate(
     release_path: str | Path, models: Sequence[str | Path], out_dir: str | Path, *, tasks: Sequence[str] = (),
     splits: Sequence[str] = ("train", "dev", "test", "wiki"), metrics: Sequence[str] = ("accuracy", "macro_f1"),
-    device: str = "cpu", seed: int = 0, batch_size: int = 32, quiet: bool = True,
+    device: str = "cpu", seed: int = 0, batch_size: int = 32, max_items: int = 0, quiet: bool = True,
 ) -> dict:
-    """Score every model on every task and split; write out_dir/results.json and results.md; return the results."""
+    """Score every model on every task and split; write out_dir/results.json and results.md; return the results.
+
+    max_items > 0 scores a fixed subset of each larger split (the items with the smallest hash of their id, so every
+    model and every run sees the same ones); the table shows n of n_total."""
     import torch
 
     from benchmark.release import load_release
@@ -51,7 +55,7 @@ def evaluate(
     torch.manual_seed(seed)
     release = load_release(release_path)
     tasks = list(tasks) or release.tasks
-    rows, extras = [], {}
+    rows, extras, span_cache = [], {}, {}
     for spec in models:
         model = load_model(spec, device=device, release=release)
         meta = getattr(model, "meta", {})
@@ -69,11 +73,16 @@ def evaluate(
                 items = task_items(release, [task], split)
                 if not items:
                     continue
+                n_total = len(items)
+                if max_items and n_total > max_items:
+                    items = sorted(items, key=lambda it: stable_hash([seed, it["id"]]))[:max_items]
+                if hasattr(model, "span_cache"):
+                    model.span_cache = span_cache  # models sharing a detector detect each item's spans once
                 scores = model.score(items, choices, batch_size=batch_size)
                 pred = [choices[j] for j in scores.argmax(1)]
                 gold = [it["answer"] for it in items]
                 m = compute_metrics(gold, pred, metrics)
-                rows.append({"model": model.name, "spec": str(spec), "task": task, "split": split, "n": len(items), **m})
+                rows.append({"model": model.name, "spec": str(spec), "task": task, "split": split, "n": len(items), "n_total": n_total, **m})
                 if not quiet:
                     print(f"[eval] {model.name} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
         del model
@@ -107,7 +116,8 @@ def render_table(results: dict) -> str:
     lines.append("| model | task | split | n | " + " | ".join(ms) + " |")
     lines.append("|---|---|---|---:|" + "---:|" * len(ms))
     for r in results["rows"]:
-        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {r['n']} | " + " | ".join(_fmt(r[m]) for m in ms) + " |")
+        n = f"{r['n']} of {r['n_total']}" if r.get("n_total", r["n"]) != r["n"] else str(r["n"])
+        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | " + " | ".join(_fmt(r[m]) for m in ms) + " |")
     for name, ex in results.get("models", {}).items():
         im = ex.get("index_models") or {}
         lines += ["", f"**{name}**" + (f" — retrieval: {im['retrieval']}, injected audio: {im.get('inject', '–')}" if im else " — text only")]

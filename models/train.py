@@ -174,6 +174,8 @@ class TrainedModel:
     def __init__(self, model, tokenizer, detector, index, config: TrainConfig, meta: dict):
         self.model, self.tokenizer, self.detector, self.index = model, tokenizer, detector, index
         self.config, self.meta = config, meta
+        self.span_cache: dict = {}  # (detector digest, sentence) -> spans; evaluate shares one across models
+        self._detector_key = _file_digest(meta.get("_dir", ""), "detector/span_detector.pt")
 
     @property
     def name(self) -> str:
@@ -182,7 +184,10 @@ class TrainedModel:
     def spans_for(self, items: Sequence[dict]) -> list[list[str]]:
         if self.config.eval_spans == "gold" or self.detector is None:
             return [it["spans"] for it in items]
-        return self.detector.predict([it["sentence"] for it in items])
+        todo = sorted({it["sentence"] for it in items if (self._detector_key, it["sentence"]) not in self.span_cache})
+        for sent, sp in zip(todo, self.detector.predict(todo)):
+            self.span_cache[(self._detector_key, sent)] = sp
+        return [list(self.span_cache[(self._detector_key, it["sentence"])]) for it in items]
 
     @torch.no_grad()
     def score(self, items: Sequence[dict], choices: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -204,6 +209,13 @@ class TrainedModel:
                 self.model.mask_logits, self.tokenizer, [it["sentence"] for it in items], spans, choices,
                 audio_fn=audio_fn, batch_size=batch_size, max_length=self.config.max_length, device=dev,
             )
+
+
+def _file_digest(root: str, rel: str) -> str:
+    from benchmark.hashing import sha256_file
+
+    p = Path(root) / rel
+    return sha256_file(p) if root and p.exists() else f"unhashed:{root}"
 
 
 def _autocast(config: TrainConfig):
@@ -241,6 +253,7 @@ def load_checkpoint(ckpt_dir: str | Path, device: str = "cpu", release=None) -> 
         raise ModelLoadError(f"{d}: not a training checkpoint ({type(e).__name__})") from e
     config = TrainConfig.from_dict(meta["config"])
     config.device = device
+    meta["_dir"] = str(d)
     model, tok, _ = _build_model(config, meta["inject_dim"])
     model.load_trainable_state(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
     model.to(device).eval()
@@ -353,7 +366,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     start_epoch, history = 0, []
     last = out / "last" / "state.pt"
     if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        state = torch.load(last, map_location="cpu", weights_only=True)
         if state.get("config_key") == config.key():
             model.load_trainable_state(state["model"])
             opt.load_state_dict(state["optimizer"])

@@ -6,7 +6,9 @@ Layout written under `root` (same seed and params → byte-identical files):
     root/freesound/test/0.tar                  (member prefix scratch/freesound_new/test/)
     root/freesound/<folder>/sizes.json         {"0.tar": <clips in the shard>, ...}
     root/freesound_meta.csv                    audio_filename, caption1, caption2, freesound_id, username, freesound_url, license
-    root/ground_truth.csv                      what each clip really is: source, category, f0_hz, duration_s, gain_db, bad ...
+    root/ground_truth.csv                      what each clip really is: source, category, pitch_kind, f0_hz, duration_s,
+                                               gain_db, bad ... (pitched = one f0 is defined: pitch_kind steady or
+                                               vibrato; glides keep their contour's median in f0_median_hz)
     root/manifest.json                         the stage manifest (a rerun with the same params does nothing)
 
 Audio: FLAC, 16-bit, `sample_rate` Hz, mono (a few stereo), 1.5–5 s. Captions are written like real Freesound uploads
@@ -40,7 +42,8 @@ __all__ = ["build_demo_corpus", "build_bench_shards", "encode_flac", "GROUND_TRU
 
 META_COLUMNS = ("audio_filename", "caption1", "caption2", "freesound_id", "username", "freesound_url", "license")
 GROUND_TRUTH_COLUMNS = (
-    "clip_id", "freesound_id", "shard", "member", "category", "source_name", "pitched", "f0_hz", "duration_s",
+    "clip_id", "freesound_id", "shard", "member", "category", "source_name", "pitched", "pitch_kind", "f0_hz",
+    "f0_median_hz", "f0_spread_cents", "duration_s",
     "gain_db", "level_dbfs", "typical_level_dbfs", "typical_duration_s", "centroid_hz", "channels", "sample_rate",
     "vibrato", "weak_fundamental", "note", "lang", "license", "bad", "same_audio_as",
 )
@@ -383,7 +386,8 @@ def _render(c: _Clip, seed: int, sr: int, by_id: dict[str, _Clip]) -> None:
         return
     if c.bad == "silent":
         audio = np.zeros(int(2.0 * sr), dtype=np.float32)
-        truth = dict(pitched=False, f0_hz=math.nan, duration_s=2.0, gain_db=math.nan, level_dbfs=-math.inf,
+        truth = dict(pitched=False, pitch_kind="none", f0_hz=math.nan, f0_median_hz=math.nan, f0_spread_cents=math.nan,
+                     duration_s=2.0, gain_db=math.nan, level_dbfs=-math.inf,
                      centroid_hz=math.nan, channels=1, vibrato=False, weak_fundamental=False, note="")
     else:
         clip = render_source(spec, rng, sr)
@@ -394,7 +398,8 @@ def _render(c: _Clip, seed: int, sr: int, by_id: dict[str, _Clip]) -> None:
             right = np.concatenate([np.zeros(delay, np.float32), audio[:-delay]]) * np.float32(0.8)
             audio = np.stack([audio, right], axis=1)
         level = measure_level_dbfs(audio)
-        truth = dict(pitched=spec.pitched, f0_hz=clip.f0_hz, duration_s=clip.duration_s,
+        truth = dict(pitched=clip.pitch_kind in ("steady", "vibrato"), pitch_kind=clip.pitch_kind, f0_hz=clip.f0_hz,
+                     f0_median_hz=clip.f0_median_hz, f0_spread_cents=clip.f0_spread_cents, duration_s=clip.duration_s,
                      gain_db=level - spec.level_dbfs, level_dbfs=level, centroid_hz=measure_centroid_hz(audio, sr),
                      channels=2 if c.stereo else 1, vibrato=clip.vibrato, weak_fundamental=clip.weak_fundamental,
                      note=clip.note)

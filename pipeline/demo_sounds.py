@@ -31,8 +31,12 @@ __all__ = [
     "measure_level_dbfs",
     "measure_centroid_hz",
     "note_name",
+    "GLIDE_SPREAD_CENTS",
+    "PITCH_KINDS",
 ]
 
+GLIDE_SPREAD_CENTS = 150.0  # an f0 contour whose middle half spans more than this (cents) is a glide
+PITCH_KINDS = ("steady", "vibrato", "glide", "none")
 _MAX_HARMONICS = 24
 _TABLE_SIZE = 4096  # samples per period in the harmonic wavetable
 _FLOOR_DBFS = -72.0  # room-tone floor added to every clip (real recordings are never digital zero)
@@ -54,7 +58,13 @@ class SourceSpec:
 
 @dataclass
 class RenderedClip:
-    """One synthesised clip before levelling. f0_hz is NaN when the source is unpitched."""
+    """One synthesised clip before levelling.
+
+    pitch_kind says what pitch the clip has: steady | vibrato (one f0, with or without a periodic swing) | glide
+    (the f0 moves: its contour's IQR over the sounding part exceeds GLIDE_SPREAD_CENTS, so no single f0 is defined)
+    | none (unpitched source). f0_hz is the single f0 (NaN for glide and none); f0_median_hz the median of the f0
+    contour where the sound is on (NaN for none); f0_spread_cents that contour's inter-quartile range in cents.
+    """
 
     audio: np.ndarray  # float32[samples] at sr Hz
     sr: int
@@ -63,6 +73,9 @@ class RenderedClip:
     vibrato: bool = False
     weak_fundamental: bool = False
     note: str = ""
+    pitch_kind: str = "none"
+    f0_median_hz: float = math.nan
+    f0_spread_cents: float = math.nan
 
 
 def _instrument(name, lo, hi, level, dur, env, bright, *, odd=1.0, vib=0.2, noise=0.01, inharm=0.0, weak=0.0):
@@ -98,10 +111,11 @@ SOURCES: tuple[SourceSpec, ...] = (
     SourceSpec("siren", "object", True, (550, 1500), -13, 4.6, "siren"),
     SourceSpec("foghorn", "object", True, (70, 200), -15, 4.4, "foghorn"),
     SourceSpec("tuning fork", "object", True, (256, 880), -26, 3.6, "tuning_fork"),
-    # unpitched object events
-    SourceSpec("door", "object", False, None, -22, 1.8, "door_slam"),
+    # object events: a door slam's thump and a knock ring at one damped resonance (f0 = that resonance);
+    # claps and footsteps are noise bursts
+    SourceSpec("door", "object", True, (55, 110), -22, 1.8, "door_slam"),
     SourceSpec("clapping", "object", False, None, -26, 1.7, "clap"),
-    SourceSpec("knock", "object", False, None, -28, 1.6, "knock"),
+    SourceSpec("knock", "object", True, (150, 380), -28, 1.6, "knock"),
     SourceSpec("footsteps", "object", False, None, -27, 3.2, "footsteps"),
     # animals
     SourceSpec("dog", "animal", False, None, -21, 2.0, "bark"),
@@ -110,7 +124,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     SourceSpec("cow", "animal", True, (90, 180), -19, 3.2, "moo"),
     SourceSpec("rooster", "animal", True, (450, 900), -17, 3.6, "crow_call"),
     SourceSpec("owl", "animal", True, (280, 500), -25, 2.8, "hoot"),
-    SourceSpec("frog", "animal", False, None, -24, 2.6, "croak"),
+    SourceSpec("frog", "animal", True, (30, 70), -24, 2.6, "croak"),  # f0 = the croak's pulse rate
     SourceSpec("duck", "animal", True, (220, 420), -21, 2.1, "quack"),
     SourceSpec("sheep", "animal", True, (200, 420), -21, 2.1, "bleat"),
     SourceSpec("crow", "animal", False, None, -20, 2.3, "caw"),
@@ -286,6 +300,15 @@ def _median_voiced(f_track: np.ndarray, env: np.ndarray) -> float:
     return float(np.median(f_track[mask])) if mask.any() else float(np.median(f_track))
 
 
+def _contour_spread_cents(f_track: np.ndarray, env: np.ndarray) -> float:
+    """Inter-quartile range, in cents, of the f0 contour over samples where the envelope is above a quarter of its
+    peak (the samples _median_voiced counts)."""
+    mask = env > 0.25 * float(np.max(env))
+    f = f_track[mask] if mask.any() else f_track
+    q75, q25 = np.percentile(1200.0 * np.log2(f / np.median(f)), [75, 25])
+    return float(q75 - q25)
+
+
 # ---------------------------------------------------------------- recipes
 # Each recipe: (spec, rng, n, sr, f0_hz) -> (audio float64[n], f0_hz actually heard (NaN when unpitched), info dict)
 
@@ -325,7 +348,7 @@ def _instrument_tone(spec, rng, n, sr, f0):
     x = x / (np.sqrt(np.mean(x * x)) + 1e-12)
     if o["noise"] > 0:
         x = x + o["noise"] * 4 * _band(_noise(rng, n), sr, 1000, 8000)
-    info = dict(vibrato=vibrato, weak_fundamental=weak)
+    info = dict(vibrato=vibrato, weak_fundamental=weak, contour=(f_track, env))
     return x * env, f0, info
 
 
@@ -337,7 +360,7 @@ def _whistle(spec, rng, n, sr, f0):
     x = np.sin(2 * np.pi * np.cumsum(f) / sr) + 0.05 * np.sin(4 * np.pi * np.cumsum(f) / sr)
     env = _ar_env(n, sr, 0.03, 0.1, int(0.05 * sr), n - int(rng.uniform(0.1, 0.4) * sr))
     x = x + 0.03 * _band(_noise(rng, n), sr, 2000, 9000)
-    return x * env, f0, dict(vibrato=vib)
+    return x * env, f0, dict(vibrato=vib, contour=(f, env))
 
 
 def _bell(spec, rng, n, sr, f0):
@@ -362,7 +385,7 @@ def _kettle(spec, rng, n, sr, f0):
     env = np.clip(_t(n, sr) / (0.35 * n / sr), 0, 1) ** 1.5 * _ar_env(n, sr, 0.0, 0.15, 0, n)
     hiss = _band(_noise(rng, n), sr, 1500, 7000)
     boil = _coloured(rng, n, sr, -3, 100, 2000) * 0.25
-    return x * env + 0.08 * hiss * env + boil * 0.3, _median_voiced(f, env), {}
+    return x * env + 0.08 * hiss * env + boil * 0.3, _median_voiced(f, env), dict(contour=(f, env))
 
 
 def _beeper(spec, rng, n, sr, f0):
@@ -387,7 +410,8 @@ def _engine(spec, rng, n, sr, f0):
     amps = 1.0 / k ** 0.8
     x = _harmonics(f, sr, amps, rng)
     x = x / (np.sqrt(np.mean(x * x)) + 1e-12) + 0.5 * _coloured(rng, n, sr, -6, 30, 3000)
-    return x * _ar_env(n, sr, 0.3, 0.3), f0, {}
+    env = _ar_env(n, sr, 0.3, 0.3)
+    return x * env, f0, dict(contour=(f, env))
 
 
 def _siren(spec, rng, n, sr, f0):
@@ -395,7 +419,8 @@ def _siren(spec, rng, n, sr, f0):
     rate = rng.uniform(0.3, 0.9)
     f = f0 * np.power(1.25, np.sin(2 * np.pi * rate * _t(n, sr) + rng.uniform(0, 2 * np.pi)))
     x = _harmonics(f, sr, 1.0 / np.arange(1, 9) ** 1.2, rng)
-    return x * _ar_env(n, sr, 0.15, 0.2), float(np.median(f)), dict(vibrato=True)
+    env = _ar_env(n, sr, 0.15, 0.2)
+    return x * env, float(np.median(f)), dict(vibrato=True, contour=(f, env))
 
 
 def _foghorn(spec, rng, n, sr, f0):
@@ -457,7 +482,7 @@ def _meow(spec, rng, n, sr, f0):
         x[s:s + m] += seg * e
         env_all[s:s + m] += e
         f_all[s:s + m] = f
-    return x + 0.01 * _band(_noise(rng, n), sr, 2000, 8000), _median_voiced(f_all, env_all), {}
+    return x + 0.01 * _band(_noise(rng, n), sr, 2000, 8000), _median_voiced(f_all, env_all), dict(contour=(f_all, env_all))
 
 
 def _chirp(spec, rng, n, sr, f0):
@@ -478,7 +503,7 @@ def _chirp(spec, rng, n, sr, f0):
         env_all[s:s + m] += e
         f_all[s:s + m] = f
         pos += d + (rng.uniform(0.03, 0.08) if rng.uniform() < 0.7 else rng.uniform(0.2, 0.5))
-    return x, _median_voiced(f_all, env_all), {}
+    return x, _median_voiced(f_all, env_all), dict(contour=(f_all, env_all))
 
 
 def _moo(spec, rng, n, sr, f0):
@@ -496,7 +521,7 @@ def _moo(spec, rng, n, sr, f0):
     f_all[s:s + m] = f
     env_all = np.zeros(n)
     env_all[s:s + m] = e
-    return x, _median_voiced(f_all, env_all), {}
+    return x, _median_voiced(f_all, env_all), dict(contour=(f_all, env_all))
 
 
 def _crow_call(spec, rng, n, sr, f0):
@@ -520,7 +545,7 @@ def _crow_call(spec, rng, n, sr, f0):
         env_all[pos:pos + m] = e
         f_all[pos:pos + m] = f
         pos += m + int(0.03 * sr)
-    return x, _median_voiced(f_all, env_all), {}
+    return x, _median_voiced(f_all, env_all), dict(contour=(f_all, env_all))
 
 
 def _hoot(spec, rng, n, sr, f0):
@@ -538,14 +563,15 @@ def _hoot(spec, rng, n, sr, f0):
         env_all[s:s + m] = e
         f_all[s:s + m] = f
         pos += d + rng.uniform(0.2, 0.7)
-    return x + 0.004 * _coloured(rng, n, sr, -6, 50, 2000), _median_voiced(f_all, env_all), {}
+    return x + 0.004 * _coloured(rng, n, sr, -6, 50, 2000), _median_voiced(f_all, env_all), dict(contour=(f_all, env_all))
 
 
 def _croak(spec, rng, n, sr, f0):
+    # a train of damped resonant pulses at f0 pulses per second: periodic, so the pulse rate is its pitch
     x = np.zeros(n)
     pos = rng.uniform(0.05, 0.2)
     res = rng.uniform(600, 1400)
-    rate = rng.uniform(30, 70)
+    rate = f0
     while True:
         d = rng.uniform(0.2, 0.4)
         s, m = int(pos * sr), int(d * sr)
@@ -559,7 +585,7 @@ def _croak(spec, rng, n, sr, f0):
             tt = _t(k, sr)
             x[p:p + k] += np.sin(2 * np.pi * res * tt) * np.exp(-tt / 0.003) * (0.6 + 0.4 * rng.uniform())
         pos += d + rng.uniform(0.15, 0.5)
-    return x, math.nan, {}
+    return x, f0, {}
 
 
 def _quack(spec, rng, n, sr, f0):
@@ -578,7 +604,7 @@ def _quack(spec, rng, n, sr, f0):
         env_all[s:s + m] = e
         f_all[s:s + m] = f
         pos += d + rng.uniform(0.1, 0.35)
-    return x, _median_voiced(f_all, env_all), {}
+    return x, _median_voiced(f_all, env_all), dict(contour=(f_all, env_all))
 
 
 def _bleat(spec, rng, n, sr, f0):
@@ -595,7 +621,7 @@ def _bleat(spec, rng, n, sr, f0):
         x[s:s + m] += seg / (np.abs(seg).max() + 1e-9) * trem * e
         env_all[s:s + m] = e
         f_all[s:s + m] = f
-    return x + 0.01 * _band(_noise(rng, n), sr, 1000, 6000), _median_voiced(f_all, env_all), dict(vibrato=True)
+    return x + 0.01 * _band(_noise(rng, n), sr, 1000, 6000), _median_voiced(f_all, env_all), dict(vibrato=True, contour=(f_all, env_all))
 
 
 def _caw(spec, rng, n, sr, f0):
@@ -626,7 +652,7 @@ def _neigh(spec, rng, n, sr, f0):
     x[s:s + m] = seg / (np.abs(seg).max() + 1e-9) * e + 0.12 * _band(_noise(rng, m), sr, 500, 4000) * e
     f_all, env_all = np.full(n, f0), np.zeros(n)
     f_all[s:s + m], env_all[s:s + m] = f, e
-    return x, _median_voiced(f_all, env_all), dict(vibrato=True)
+    return x, _median_voiced(f_all, env_all), dict(vibrato=True, contour=(f_all, env_all))
 
 
 def _roar(spec, rng, n, sr, f0):
@@ -717,10 +743,12 @@ def _traffic(spec, rng, n, sr, f0):
 def _door_slam(spec, rng, n, sr, f0):
     s = int(rng.uniform(0.1, 0.35) * sr)
     tt = np.maximum(_t(n, sr) - s / sr, 0)
-    thump = np.sin(2 * np.pi * rng.uniform(55, 110) * tt) * _burst_env(n, sr, s, 0.002, rng.uniform(0.06, 0.14))
-    body = _band(_noise(rng, n), sr, 80, 1200) * _burst_env(n, sr, s, 0.001, rng.uniform(0.08, 0.2))
+    # the thump (the door's lowest panel mode, at f0) rings on after the broadband body noise has died away,
+    # as a low mode does: a decaying low tone under a short crash
+    thump = np.sin(2 * np.pi * f0 * tt) * _burst_env(n, sr, s, 0.002, rng.uniform(0.08, 0.16))
+    body = _band(_noise(rng, n), sr, 80, 1200) * _burst_env(n, sr, s, 0.001, rng.uniform(0.03, 0.07))
     rattle = _band(_noise(rng, n), sr, 1500, 6000) * _burst_env(n, sr, s + int(0.01 * sr), 0.001, 0.03) * 0.4
-    return 1.5 * thump + body + rattle, math.nan, {}
+    return 1.5 * thump + body + rattle, f0, {}
 
 
 def _clap(spec, rng, n, sr, f0):
@@ -739,8 +767,9 @@ def _clap(spec, rng, n, sr, f0):
 
 
 def _knock(spec, rng, n, sr, f0):
+    # each knock rings the panel's resonance at f0 (a damped sine, tau 20 ms) under a short click
     x = np.zeros(n)
-    res = rng.uniform(150, 380)
+    res = f0
     pos = rng.uniform(0.05, 0.25)
     m = int(0.15 * sr)
     tt = _t(m, sr)
@@ -752,7 +781,7 @@ def _knock(spec, rng, n, sr, f0):
         seg += 0.5 * _band(_noise(rng, m), sr, 1000, 5000) * _burst_env(m, sr, 0, 0.0003, 0.004)
         _add_at(x, s, seg)
         pos += rng.uniform(0.14, 0.3)
-    return x, math.nan, {}
+    return x, f0, {}
 
 
 def _footsteps(spec, rng, n, sr, f0):
@@ -813,7 +842,8 @@ def render_source(spec: SourceSpec, rng: np.random.Generator, sr: int, duration_
                   f0_hz: float | None = None) -> RenderedClip:
     """Synthesise one clip of a source: float32[samples] mono at sr Hz, peak-normalised to 0.5 (levelled later).
 
-    f0_hz in the result is what the clip sounds at (median of the f0 contour where the sound is on); NaN when unpitched.
+    f0_hz in the result is what the clip sounds at (median of the f0 contour where the sound is on) when the clip has
+    a single f0 (pitch_kind steady or vibrato); NaN for glides and unpitched sources (see RenderedClip).
     """
     if spec.recipe not in _RECIPES:
         raise UnknownNameError(f"demo source {spec.name!r}: unknown recipe {spec.recipe!r}")
@@ -826,11 +856,16 @@ def render_source(spec: SourceSpec, rng: np.random.Generator, sr: int, duration_
     if peak > 0:
         x = 0.5 * x / peak
     if not spec.pitched:
-        f0_heard = math.nan
-    note = note_name(f0_heard) if spec.category == "music" and not math.isnan(f0_heard) else ""
-    return RenderedClip(audio=x.astype(np.float32), sr=sr, f0_hz=float(f0_heard), duration_s=n / sr,
+        kind, f0_median, spread = "none", math.nan, math.nan
+    else:
+        f0_median = float(f0_heard)
+        spread = _contour_spread_cents(*info["contour"]) if "contour" in info else 0.0
+        kind = "glide" if spread > GLIDE_SPREAD_CENTS else ("vibrato" if info.get("vibrato") else "steady")
+    f0_single = float(f0_heard) if kind in ("steady", "vibrato") else math.nan
+    note = note_name(f0_single) if spec.category == "music" and not math.isnan(f0_single) else ""
+    return RenderedClip(audio=x.astype(np.float32), sr=sr, f0_hz=f0_single, duration_s=n / sr,
                         vibrato=bool(info.get("vibrato", False)), weak_fundamental=bool(info.get("weak_fundamental", False)),
-                        note=note)
+                        note=note, pitch_kind=kind, f0_median_hz=f0_median, f0_spread_cents=spread)
 
 
 def measure_level_dbfs(audio: np.ndarray) -> float:

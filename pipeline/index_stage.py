@@ -19,7 +19,9 @@ from pipeline.stage import StageRun, code_version, log
 
 __all__ = ["index_stage", "clip_texts"]
 
-_SR_HZ = 48000  # decode once to this rate; each encoder resamples once to its own
+def _decode_sr_hz(config) -> int:
+    """Decode once, at the rate of the encoder that sees the most audio: 48 kHz for CLAP, else aisfx's 44.1 kHz."""
+    return 48000 if str(config.retrieval).startswith("clap") else 44100
 
 
 def clip_texts(row: dict, source_name: str = "") -> str:
@@ -58,6 +60,7 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         return run.previous()
 
     config = IndexConfig.from_params(params)
+    sr_hz = _decode_sr_hz(config)
     clips = pd.read_parquet(clips_path)
     source = {}
     if cats_path.exists():
@@ -75,12 +78,12 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
             continue
         try:
             data = read_clip_bytes(corpus_root, row["shard"], row["member"], int(row["offset"]), int(row["size"]))
-            audio, _, _ = load_audio_bytes(data, _SR_HZ, max_duration_s=None)
+            audio, _, _ = load_audio_bytes(data, sr_hz, max_duration_s=None)
         except (InputError, OSError, ValueError, RuntimeError) as e:  # one clip's failure is a reject row, with its reason
             reason = getattr(e, "reason", None) or type(e).__name__
             rejects.append(Reject(stage="index", key=cid, reason=str(reason), detail=str(e)[:200]).model_dump())
             continue
-        batch.append((cid, audio[: int(config.max_audio_s * _SR_HZ)], _SR_HZ, clip_texts(row, source.get(cid, ""))))
+        batch.append((cid, audio[: int(config.max_audio_s * sr_hz)], sr_hz, clip_texts(row, source.get(cid, ""))))
     if not batch:
         raise InputError(f"{clips_path}: no clip could be decoded for the index")
     index = build_index(batch, config, quiet=quiet)

@@ -1,7 +1,8 @@
 """The pure core of the measure stage: audio in, one measurement record out.
 
-`measure_audio(audio, sr, params)` returns exactly the fields of `benchmark.schema.Measurement` except
-clip_id and audio_sha256. `measure_audio_bytes` adds decoding (for the stage's worker and the benchmark).
+`measure_audio(audio, sr, params)` returns the fields of `benchmark.schema.Measurement` except clip_id and
+audio_sha256, plus the two NOTE_FIELDS (why the pitch came out as it did). `measure_audio_bytes` adds decoding
+(for the stage's worker and the benchmark).
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ from pipeline.measure.audio import (
     to_mono,
 )
 from pipeline.measure.features import loudness_lufs, peak_dbfs, spectral_centroid_hz
-from pipeline.measure.pitch import cents_between, get_estimator, summarise_track
+from pipeline.measure.pitch import (
+    cents_between,
+    estimate_pitch_high,
+    find_fast_periodicity,
+    get_estimator,
+    summarise_track,
+)
 
-__all__ = ["measure_audio", "measure_audio_bytes", "MEASUREMENT_FIELDS"]
+__all__ = ["measure_audio", "measure_audio_bytes", "MEASUREMENT_FIELDS", "NOTE_FIELDS"]
 
 MEASUREMENT_FIELDS = (
     "f0_hz",
@@ -41,6 +48,8 @@ MEASUREMENT_FIELDS = (
     "analysed_s",
     "channels",
 )
+# Why a clip's pitch came out as it did; not schema fields (the stage writes them to pitch_notes.parquet).
+NOTE_FIELDS = ("f0_pass", "unpitched_reason")
 
 
 def _frame_activity(active: np.ndarray, frame_s: float, offset_s: float, hop_s: float, n: int, centred: bool) -> np.ndarray:
@@ -50,11 +59,50 @@ def _frame_activity(active: np.ndarray, frame_s: float, offset_s: float, hop_s: 
     return active[idx]
 
 
-def _pitch(audio: np.ndarray, sr: int, name: str, active: np.ndarray, frame_s: float, offset_s: float, params: dict) -> dict:
+def _pitch(audio: np.ndarray, sr: int, name: str, active: np.ndarray, frame_s: float, offset_s: float, params: dict,
+           high_memo: dict) -> dict:
+    """The clip's pitch by estimator `name`, then the high-range check (see _check_high)."""
     track = get_estimator(name)(audio, sr, params)
     act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
     section = params.get(name.split("-")[0], {})  # yin | pyin | crepe
-    return summarise_track(track, act, params, float(section.get("min_confidence", 0.0)))
+    out = summarise_track(track, act, params, float(section.get("min_confidence", 0.0)))
+    out["f0_pass"] = "base"
+    return _check_high(out, audio, sr, active, frame_s, offset_s, params, high_memo)
+
+
+def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, frame_s: float, offset_s: float,
+                params: dict, memo: dict) -> dict:
+    """The octave guard above the base range (params `high`).
+
+    The base pass can only time periods of at least sr/fmax_hz samples, so a pitch above fmax_hz comes out as a
+    sub-multiple (an octave or a twelfth low), and pitch near fmax_hz is timed coarsely. When the base pass's
+    voiced median is at or above high.check_from_hz, or high.trigger_frac of the active frames are periodic faster
+    than fmax_hz, the window is analysed again at high.sr Hz over high.fmin_hz..high.fmax_hz, and that pass
+    decides: its pitch if it finds one (f0_pass "high"); else, when the base pass had claimed a pitch in the high
+    pass's domain, the high pass's unpitched result and reason (a number it could not confirm is not kept);
+    else the base result stands.
+    """
+    hi = params.get("high")
+    if not hi or not hi.get("enabled", True):
+        return base
+    if "fast_frac" not in memo:
+        fast = find_fast_periodicity(audio, sr, params)
+        act = _frame_activity(active, frame_s, offset_s, float(params["hop_s"]), len(fast), centred=True)
+        memo["fast_frac"] = float(fast[act].mean()) if act.any() else 0.0
+    median = base["voiced_median_hz"]
+    needed = (math.isfinite(median) and median >= float(hi["check_from_hz"])) or memo["fast_frac"] >= float(hi["trigger_frac"])
+    if not needed:
+        return base
+    if "high" not in memo:
+        track = estimate_pitch_high(audio, sr, params)
+        act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
+        memo["high"] = {**summarise_track(track, act, params), "f0_pass": "high"}
+    high = memo["high"]
+    if high["pitched"]:
+        return dict(high)
+    if base["pitched"] and base["f0_hz"] >= float(hi["fmin_hz"]):
+        return dict(high)  # unpitched, with the high pass's reason
+    return base
 
 
 def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
@@ -65,7 +113,9 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
     whole clip. Raises AudioRejected (empty | nonfinite | silent) for audio with nothing to measure.
     Returns f0_hz (NaN unless pitched), voiced_frac, f0_confidence, f0_iqr_cents, pitched, estimator,
     f0_check_hz and estimator_disagree (cross-check mode; NaN / False otherwise), centroid_hz, loudness_lufs,
-    rms_dbfs (over active frames), peak_dbfs, duration_s, active_duration_s, analysed_s, channels.
+    rms_dbfs (over active frames), peak_dbfs, duration_s, active_duration_s, analysed_s, channels (the schema's
+    Measurement fields but clip_id and audio_sha256), and the NOTE_FIELDS: f0_pass (base | high: which pass gave
+    the pitch figures) and unpitched_reason ("" when pitched, else why not; see pitch.summarise_track).
     """
     audio = np.asarray(audio, dtype=np.float32)
     channels = 1 if audio.ndim == 1 else int(audio.shape[0])
@@ -86,14 +136,18 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
     win = y[a0:a1]
     offset_s = a0 / sr
 
+    # Frames that vote on the pitch: active and within pitched.active_rel_db of the loudest frame (a background
+    # hiss 35 dB under a bleat is part of the clip, not of the sound whose pitch we report).
+    loud = active & (level_db > float(level_db.max()) - float(params["pitched"].get("active_rel_db", params["active_rel_db"])))
     primary = str(params["estimator"])
-    out = _pitch(win, sr, primary, active, frame_s, offset_s, params)
+    memo: dict = {}
+    out = _pitch(win, sr, primary, loud, frame_s, offset_s, params, memo)
     out["estimator"] = primary
     out["f0_check_hz"] = math.nan
     out["estimator_disagree"] = False
     if params.get("cross_check"):
         check_name = str(params["check_estimator"])
-        check = _pitch(win, sr, check_name, active, frame_s, offset_s, params)
+        check = _pitch(win, sr, check_name, loud, frame_s, offset_s, params, memo)
         out["f0_check_hz"] = check["f0_hz"]
         if out["pitched"] and check["pitched"]:
             out["estimator_disagree"] = bool(abs(cents_between(out["f0_hz"], check["f0_hz"])) > float(params["disagree_cents"]))
@@ -110,7 +164,7 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
     out["active_duration_s"] = active_duration_s
     out["analysed_s"] = len(win) / sr
     out["channels"] = channels
-    return {k: _plain(out[k]) for k in MEASUREMENT_FIELDS}
+    return {k: _plain(out[k]) for k in MEASUREMENT_FIELDS + NOTE_FIELDS}
 
 
 def measure_audio_bytes(data: bytes, params: dict) -> dict:

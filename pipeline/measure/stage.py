@@ -1,4 +1,6 @@
-"""The measure stage wrapper: clips.parquet in; measurements.parquet, rejects.parquet and manifest.json out.
+"""The measure stage wrapper: clips.parquet in; measurements.parquet, pitch_notes.parquet, rejects.parquet and
+manifest.json out. pitch_notes.parquet says, per measured clip, which pass gave its pitch (f0_pass: base | high) and
+why it is unpitched (unpitched_reason: "" when pitched; no_voiced | few_voiced | unstable | low_confidence).
 
 Each unique audio (by audio_sha256) is measured once per params, by a module-level pure worker
 (`measure_clip_job`) mapped over a process pool; results go into a ResultStore as they arrive, so a killed run
@@ -20,10 +22,12 @@ from benchmark.errors import InputError
 from benchmark.hashing import sha256_bytes, stable_hash
 from benchmark.schema import COLUMNS, Measurement, Reject
 from pipeline.measure.audio import AudioRejected
-from pipeline.measure.measurement import measure_audio_bytes
+from pipeline.measure.measurement import NOTE_FIELDS, measure_audio_bytes
 from pipeline.stage import ResultStore, StageRun, code_version
 
-__all__ = ["measure_stage", "measure_clip_job", "cache_key"]
+__all__ = ["measure_stage", "measure_clip_job", "cache_key", "PITCH_NOTE_COLUMNS"]
+
+PITCH_NOTE_COLUMNS = ["clip_id", *NOTE_FIELDS]
 
 _CODE_MODULES = (
     "pipeline.measure.stage",
@@ -122,7 +126,7 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
                 jobs[key] = (str(corpus_root), row.shard, row.member, int(row.offset), int(row.size))
         n_units = len(set(keys))
         computed = _run_jobs(jobs, params, store, workers or os.cpu_count() or 1, quiet)
-        rows, rejects = [], []
+        rows, notes, rejects = [], [], []
         for row, key in zip(clips.itertuples(index=False), keys):
             res = store.get(key)
             if res is None:  # cannot happen unless the store was edited underneath us
@@ -135,11 +139,14 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
                                       detail=f"sha256 {res['audio_sha256'][:12]} != clips.parquet {row.audio_sha256[:12]}").model_dump())
                 continue
             rows.append(Measurement(clip_id=row.clip_id, audio_sha256=res["audio_sha256"], **res["measurement"]).model_dump())
+            notes.append({"clip_id": row.clip_id, **{k: str(res["measurement"].get(k, "")) for k in NOTE_FIELDS}})
     finally:
         store.close()
     table = pd.DataFrame(rows, columns=COLUMNS["measurements"]).sort_values("clip_id", kind="stable").reset_index(drop=True)
     rej = pd.DataFrame(rejects, columns=COLUMNS["rejects"]).sort_values(["key", "reason"], kind="stable").reset_index(drop=True)
+    note_table = pd.DataFrame(notes, columns=PITCH_NOTE_COLUMNS).sort_values("clip_id", kind="stable").reset_index(drop=True)
     run.write_table("measurements.parquet", table)
+    run.write_table("pitch_notes.parquet", note_table)
     run.write_table("rejects.parquet", rej)
     check = str(params["check_estimator"]) if params.get("cross_check") else None
     extra = {
@@ -148,6 +155,8 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
         "pitched": int(table["pitched"].sum()) if len(table) else 0,
         "estimator_disagree": int(table["estimator_disagree"].sum()) if len(table) else 0,
         "units": {"unique_audio": n_units, "computed": computed, "from_cache": n_units - computed},
+        "f0_pass": dict(sorted(Counter(note_table["f0_pass"]).items())),
+        "unpitched_reasons": dict(sorted(Counter(r for r in note_table["unpitched_reason"] if r).items())),
     }
     counts = {"kept": len(table), "rejected": dict(sorted(Counter(r["reason"] for r in rejects).items()))}
     return run.finish(counts, extra)
