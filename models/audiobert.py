@@ -140,6 +140,8 @@ class AudioBERT(nn.Module):
         self._mlm = mlm  # the wrapped model (same modules as inside self.lm)
         hidden = mlm.config.hidden_size
         self.proj = nn.Sequential(nn.Linear(config.inject_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        nn.init.zeros_(self.proj[2].weight)  # start as the text model; training learns how much audio to let in
+        nn.init.zeros_(self.proj[2].bias)
         self.audio_norm = nn.LayerNorm(config.inject_dim)
         self.train_head = train_head
         head = _head(mlm)

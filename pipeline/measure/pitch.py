@@ -5,8 +5,10 @@ voiced flag; confidence 0..1). `summarise_track` turns a track into the clip's p
 pitched/unpitched decision (thresholds in params.yaml `measure.pitched`).
 
 Estimators (registry `ESTIMATORS`):
-- `yin`: YIN (de Cheveigné & Kawahara 2002) with parabolic interpolation, vectorised with FFTs; a frame is voiced
-  when its aperiodicity (the CMNDF minimum) is below `yin.voicing_threshold`. The fast CPU default.
+- `yin`: YIN (de Cheveigné & Kawahara 2002) with parabolic interpolation, vectorised with FFTs, plus an octave
+  check; a frame is voiced when its aperiodicity (the CMNDF minimum) is below `yin.voicing_threshold`. The fast CPU
+  default. Pitch above `fmax_hz` is measured by a second YIN pass at a higher rate where a clip needs it
+  (`estimate_pitch_high`, `find_fast_periodicity`; the decision is pipeline.measure.measurement's).
 - `pyin`: librosa's probabilistic YIN (HMM-smoothed; slower, f0 quantised to `pyin.resolution` semitones).
 - `crepe-tiny`, `crepe-full`: CREPE through torchcrepe (see pipeline.measure.crepe).
 """
@@ -51,60 +53,70 @@ def cents_between(f_hz: float | np.ndarray, ref_hz: float | np.ndarray) -> float
     return 1200.0 * np.log2(np.asarray(f_hz, dtype=np.float64) / np.asarray(ref_hz, dtype=np.float64))
 
 
-def _frames(audio: np.ndarray, frame_len: int, hop: int) -> np.ndarray:
-    """float32[samples] -> float64[frames, frame_len], frame i starting at i*hop - frame_len//2 (zero-padded ends)."""
+def _frames(audio: np.ndarray, frame_len: int, hop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32[samples] -> (x, starts, frames): x the float64 signal zero-padded by frame_len//2 in front (and a
+    frame behind), starts int[frames] = i*hop, frames the strided view float64[frames, frame_len] of x, frame i =
+    x[starts[i] : starts[i] + frame_len], i.e. audio from i*hop - frame_len//2."""
     pad = frame_len // 2
     x = np.pad(audio.astype(np.float64), (pad, pad + frame_len))
     n = 1 + len(audio) // hop
-    view = np.lib.stride_tricks.sliding_window_view(x, frame_len)[::hop]
-    return view[:n]
+    view = np.lib.stride_tricks.sliding_window_view(x, frame_len)[::hop][:n]
+    return x, np.arange(n, dtype=np.int64) * hop, view
 
 
-def _differences(frames: np.ndarray, win: int, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """YIN's difference function of each frame, integration window win samples, lags 0..max_lag, two ways:
-    (cmndf, tilted), both float[frames, max_lag + 1].
+def _window_sums(csum: np.ndarray, starts: np.ndarray, lags: np.ndarray, win: int) -> np.ndarray:
+    """float[frames, lags]: sum of the signal behind csum (its cumulative sum, csum[0] = 0) over
+    [start + lag, start + lag + win) for each frame start and lag."""
+    at = starts[:, None] + lags[None, :]
+    return csum[at + win] - csum[at]
 
-    cmndf is YIN's cumulative mean normalised difference. tilted is the plain normalised difference
-    d(tau) / (energy(0) + energy(tau)), in 0..2 (1 - McLeod's NSDF), of the first difference of the frame
-    (a +6 dB/octave tilt, from the same correlations): it does not drift with the lag, and rumble under the
-    fundamental does not dominate it, so it compares a period with its multiples fairly.
+
+def _differences(frames: np.ndarray, csum2: np.ndarray, starts: np.ndarray, win: int, max_lag: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YIN's difference function of each frame, integration window win samples, lags 0..max_lag.
+
+    csum2: cumulative sum of the padded signal's squares (csum2[0] = 0). Returns (cmndf, diff, corr): cmndf the
+    cumulative mean normalised difference (for choosing the dip and for voicing), diff the raw difference,
+    symmetric about a period, so a parabola through it times the period to well under a cent where the cmndf's
+    lag-dependent normalisation skews it (10+ cents at 10 samples per period), each float[frames, max_lag + 1];
+    corr float[frames, max_lag + 2] the correlations sum_j x[j+tau] x[j], j < win.
     """
-    n_fft = scipy.fft.next_fast_len(frames.shape[1] + win, real=True)
+    n_fft = scipy.fft.next_fast_len(frames.shape[1], real=True)  # j + tau < frame length: no circular wrap
     spec_all = scipy.fft.rfft(frames, n_fft, axis=1)
     spec_win = scipy.fft.rfft(frames[:, :win], n_fft, axis=1)
-    corr = scipy.fft.irfft(spec_all * np.conj(spec_win), n_fft, axis=1)[:, : max_lag + 2]  # sum_j x[j+tau] x[j], j < win
-    csum = np.concatenate([np.zeros((frames.shape[0], 1)), np.cumsum(frames**2, axis=1)], axis=1)
+    corr = scipy.fft.irfft(spec_all * np.conj(spec_win), n_fft, axis=1)[:, : max_lag + 2]
     lags = np.arange(max_lag + 1)
-    energy = csum[:, lags + win] - csum[:, lags]  # energy of x[tau : tau + win]
+    energy = _window_sums(csum2, starts, lags, win)  # energy of x[tau : tau + win]
     diff = np.maximum(energy[:, :1] + energy - 2.0 * corr[:, : max_lag + 1], 0.0)
     diff[:, 0] = 0.0
     cum = np.cumsum(diff[:, 1:], axis=1)
     cmndf = np.ones_like(diff)
     cmndf[:, 1:] = diff[:, 1:] * lags[1:] / np.maximum(cum, 1e-12)
-    # y = x[n] - x[n-1]: its correlation is 2 r(tau) - r(tau-1) - r(tau+1) (to one sample at the window's edge)
-    dx = np.diff(frames, axis=1, prepend=frames[:, :1])
-    dsum = np.concatenate([np.zeros((frames.shape[0], 1)), np.cumsum(dx**2, axis=1)], axis=1)
-    d_energy = dsum[:, lags + win] - dsum[:, lags]
-    r_prev = np.concatenate([corr[:, 1:2], corr[:, : max_lag]], axis=1)  # r(-1) = r(1) for the 0 lag
-    d_corr = 2.0 * corr[:, : max_lag + 1] - r_prev - corr[:, 1 : max_lag + 2]
-    total = d_energy[:, :1] + d_energy
-    tilted = np.clip((total - 2.0 * d_corr) / np.maximum(total, 1e-12), 0.0, 2.0)
-    return cmndf, tilted
+    return cmndf, diff, corr
 
 
-def _descend(seg: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Per row, walk from column idx to the nearest local minimum of seg (downhill, either side)."""
-    rows = np.arange(seg.shape[0])
-    last = seg.shape[1] - 1
-    for _ in range(seg.shape[1]):
-        right = np.minimum(idx + 1, last)
-        left = np.maximum(idx - 1, 0)
-        go_r = seg[rows, right] < seg[rows, idx]
-        go_l = ~go_r & (seg[rows, left] < seg[rows, idx])
-        if not (go_r.any() or go_l.any()):
-            break
-        idx = np.where(go_r, right, np.where(go_l, left, idx))
-    return idx
+def _tilted_difference(corr: np.ndarray, dsum2: np.ndarray, starts: np.ndarray, win: int, lag: np.ndarray) -> np.ndarray:
+    """float[frames]: the plain normalised difference d(lag) / (energy(0) + energy(lag)), in 0..2 (1 - McLeod's
+    NSDF), of the frame's first difference x[n] - x[n-1] (a +6 dB/octave tilt), at one lag per frame.
+
+    Unlike the cmndf it does not drift with the lag, and rumble under the fundamental does not dominate it, so it
+    compares a period with its multiples fairly. The tilted signal's correlation is 2 r(tau) - r(tau-1) - r(tau+1)
+    of the frame's (to one sample at the window's edge); dsum2 is the cumulative sum of the tilted signal's squares.
+    """
+    rows = np.arange(corr.shape[0])
+    r = 2.0 * corr[rows, lag] - corr[rows, np.abs(lag - 1)] - corr[rows, lag + 1]
+    e0 = dsum2[starts + win] - dsum2[starts]
+    el = dsum2[starts + lag + win] - dsum2[starts + lag]
+    total = e0 + el
+    return np.clip((total - 2.0 * r) / np.maximum(total, 1e-12), 0.0, 2.0)
+
+
+def _cumsum2(x: np.ndarray) -> np.ndarray:
+    """Cumulative sum of x**2 with a leading 0."""
+    out = np.empty(len(x) + 1)
+    out[0] = 0.0
+    np.cumsum(x * x, out=out[1:])
+    return out
 
 
 def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
@@ -112,43 +124,53 @@ def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
     voicing_threshold, window_s, octave_tol); hop params hop_s seconds.
 
     The period is YIN's first dip under the threshold (else the deepest dip), then checked one octave and a twelfth
-    up: a dip at tau/2 or tau/3 whose plain normalised difference is within yin.octave_tol of tau's is the period
-    (noise under the fundamental, such as engine rumble, otherwise makes the cumulative normalisation favour 2*tau).
+    up: a dip at tau/2 or tau/3 where the tilted normalised difference (_tilted_difference) is under
+    yin.voicing_threshold and within yin.octave_tol of tau's is the period (noise under the fundamental, such as
+    engine rumble, otherwise makes the cumulative normalisation favour 2*tau).
     """
     cfg = params.get("yin", {})
     hop = max(1, int(round(params["hop_s"] * sr)))
     min_lag = max(2, int(np.floor(sr / params["fmax_hz"])))
     max_lag = int(np.ceil(sr / params["fmin_hz"])) + 1
     win = max(int(round(cfg.get("window_s", 0.064) * sr)), max_lag)
-    frames = _frames(audio, win + max_lag + 2, hop)
-    d, nd = _differences(frames, win, max_lag + 1)
+    x, starts, frames = _frames(audio, win + max_lag + 2, hop)
+    csum2 = _cumsum2(x)
+    d, raw, corr = _differences(frames, csum2, starts, win, max_lag + 1)
     seg = d[:, min_lag : max_lag + 1]
     below = seg < cfg.get("threshold", 0.2)
     # The first dip under the threshold (YIN's absolute threshold), followed down to its local minimum;
     # frames without such a dip take the global minimum.
-    first = np.where(below.any(axis=1), below.argmax(axis=1), seg.argmin(axis=1))
-    idx = _descend(seg, first)
+    idx = np.where(below.any(axis=1), below.argmax(axis=1), seg.argmin(axis=1))
     rows = np.arange(seg.shape[0])
+    for _ in range(seg.shape[1]):
+        nxt = np.minimum(idx + 1, seg.shape[1] - 1)
+        step = seg[rows, nxt] < seg[rows, idx]
+        if not step.any():
+            break
+        idx = np.where(step, nxt, idx)
     voicing = cfg.get("voicing_threshold", 0.3)
     tol = cfg.get("octave_tol", 0.0)
     if tol > 0:
+        dsum2 = _cumsum2(np.diff(x, prepend=x[0]))
         for k in (2, 3):  # octave, then twelfth: the shortest period that explains the frame as well
             tau = idx + min_lag
-            cand = np.rint(tau / k).astype(np.int64) - min_lag
-            ok = cand >= 1
-            c = _descend(seg, np.clip(cand, 0, seg.shape[1] - 1))
-            near = np.abs(c + min_lag - tau / k) <= np.maximum(1.0, 0.03 * tau / k)
-            better = ok & near & (nd[rows, c + min_lag] <= nd[rows, tau] + tol) & (nd[rows, c + min_lag] < voicing)
+            centre = np.rint(tau / k).astype(np.int64) - min_lag
+            ok = centre >= 1
+            centre = np.clip(centre, 1, seg.shape[1] - 2)
+            near = centre[:, None] + np.arange(-1, 2)[None, :]  # the dip within a lag of tau / k
+            c = near[rows, seg[rows[:, None], near].argmin(axis=1)]
+            short = _tilted_difference(corr, dsum2, starts, win, c + min_lag)
+            better = ok & (short < voicing) & (short <= _tilted_difference(corr, dsum2, starts, win, tau) + tol)
             idx = np.where(better, c, idx)
     tau = idx + min_lag
     aperiodicity = d[rows, tau]
-    # Parabolic interpolation of the dip (tau +- 1 exist: d has max_lag + 2 columns).
-    left, mid, right = d[rows, tau - 1], aperiodicity, d[rows, tau + 1]
+    # Parabolic interpolation of the dip in the raw difference (tau +- 1 exist: it has max_lag + 2 columns).
+    left, mid, right = raw[rows, tau - 1], raw[rows, tau], raw[rows, tau + 1]
     denom = left - 2.0 * mid + right
     shift = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0.0)
     period = tau + np.clip(shift, -1.0, 1.0)
     f0 = sr / period
-    energy = (frames[:, :win] ** 2).mean(axis=1)
+    energy = (csum2[starts + win] - csum2[starts]) / win
     voiced = (aperiodicity < voicing) & (energy > 1e-10)
     voiced &= (f0 >= params["fmin_hz"]) & (f0 <= params["fmax_hz"])
     conf = np.clip(1.0 - aperiodicity, 0.0, 1.0)
@@ -162,9 +184,10 @@ def find_fast_periodicity(audio: np.ndarray, sr: int, params: dict) -> np.ndarra
     hop = max(1, int(round(params["hop_s"] * sr)))
     top = max(2, int(np.floor(sr / params["fmax_hz"])))
     win = max(int(round(params["high"].get("detect_window_s", 0.008) * sr)), 4 * top)
-    frames = _frames(audio, win + top + 3, hop)
-    d, _ = _differences(frames, win, top + 1)
-    energy = (frames[:, :win] ** 2).mean(axis=1)
+    x, starts, frames = _frames(audio, win + top + 3, hop)
+    csum2 = _cumsum2(x)
+    d, _, _ = _differences(frames, csum2, starts, win, top + 1)
+    energy = (csum2[starts + win] - csum2[starts]) / win
     return (d[:, 2 : top + 1].min(axis=1) < params.get("yin", {}).get("voicing_threshold", 0.3)) & (energy > 1e-10)
 
 

@@ -17,16 +17,17 @@ def tone(f0_hz: float, duration_s: float, sr: int, phase: float = 0.0) -> np.nda
     return (0.5 * np.sin(2 * np.pi * f0_hz * t + phase)).astype(np.float32)
 
 
-def harmonic_tone(f0_hz: float, duration_s: float, sr: int, n_harmonics: int = 8, fundamental_gain: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Harmonics 1..n (below Nyquist) with 1/k amplitudes and random phases; fundamental_gain scales harmonic 1
-    (0.03 = a weak fundamental, about -30 dB)."""
+def harmonic_tone(f0_hz: float, duration_s: float, sr: int, n_harmonics: int = 8, fundamental_gain: float = 1.0, seed: int = 0,
+                  rolloff: float = 1.0) -> np.ndarray:
+    """Harmonics 1..n (below Nyquist) with 1/k**rolloff amplitudes and random phases; fundamental_gain scales
+    harmonic 1 (0.03 = a weak fundamental, about -30 dB)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(duration_s * sr)) / sr
     y = np.zeros_like(t)
     for k in range(1, n_harmonics + 1):
         if k * f0_hz >= sr / 2:
             break
-        amp = (fundamental_gain if k == 1 else 1.0) / k
+        amp = (fundamental_gain if k == 1 else 1.0) / k**rolloff
         y += amp * np.sin(2 * np.pi * k * f0_hz * t + rng.uniform(0, 2 * np.pi))
     return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
 
@@ -41,7 +42,8 @@ def vibrato_tone(f0_hz: float, duration_s: float, sr: int, depth_cents: float = 
 
 
 def noise(kind: str, duration_s: float, sr: int, seed: int = 0, band_hz: tuple[float, float] | None = None) -> np.ndarray:
-    """Unpitched noise: kind white | pink | brown | band (band-passed white noise, band_hz = (low, high), 4th order)."""
+    """Unpitched noise: kind white | pink | brown | band (band-passed white noise, band_hz = (low, high), 4th order);
+    pink and brown noise are cut to band_hz when it is given."""
     rng = np.random.default_rng(seed)
     n = int(duration_s * sr)
     w = rng.standard_normal(n)
@@ -52,6 +54,8 @@ def noise(kind: str, duration_s: float, sr: int, seed: int = 0, band_hz: tuple[f
         f = np.fft.rfftfreq(n, 1 / sr)
         f[0] = f[1]
         spec /= np.sqrt(f) if kind == "pink" else f
+        if band_hz is not None:  # band-limited: e.g. engine rumble, brown from 30 Hz
+            spec[(f < band_hz[0]) | (f > band_hz[1])] = 0.0
         y = np.fft.irfft(spec, n)
     elif kind == "band":
         lo, hi = band_hz or (500.0, 1000.0)

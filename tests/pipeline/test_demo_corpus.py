@@ -19,7 +19,7 @@ import soundfile as sf
 from benchmark.errors import ConfigError
 from benchmark.schema import license_kind
 from pipeline.demo_corpus import GROUND_TRUTH_COLUMNS, META_COLUMNS, build_bench_shards, build_demo_corpus
-from pipeline.demo_sounds import source_spec
+from pipeline.demo_sounds import GLIDE_SPREAD_CENTS, PITCH_KINDS, render_source, source_spec
 
 SEED, N_CLIPS, N_SHARDS = 11, 40, 3
 MEMBER_RE = re.compile(r"^scratch/freesound_new/(train|test)/(\d{5,6})\.(flac|json)$")
@@ -47,7 +47,8 @@ def members(corpus) -> dict[tuple[str, str], bytes]:
 @pytest.fixture(scope="module")
 def truth(corpus) -> pd.DataFrame:
     return pd.read_csv(corpus / "ground_truth.csv", keep_default_na=False,
-                       na_values={c: ["nan"] for c in ("f0_hz", "gain_db", "centroid_hz", "duration_s")})
+                       na_values={c: ["nan"] for c in ("f0_hz", "f0_median_hz", "f0_spread_cents", "gain_db", "centroid_hz",
+                                                       "duration_s")})
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -193,6 +194,44 @@ def test_f0_of_steady_tones_matches_the_audio(truth, members):
         frame = audio[mid - int(0.15 * sr): mid + int(0.15 * sr)]
         est = _autocorr_f0(frame, sr, fmin=0.8 * row.f0_hz, fmax=1.25 * row.f0_hz)
         assert abs(est / row.f0_hz - 1) < 0.02, (row.source_name, row.f0_hz, est)
+
+
+def test_pitch_kind_says_whether_one_f0_is_defined(truth):
+    good = truth[truth.bad == ""]
+    assert set(good.pitch_kind) <= set(PITCH_KINDS) and {"steady", "none"} <= set(good.pitch_kind)
+    assert (good.pitched == good.pitch_kind.isin(["steady", "vibrato"])).all()
+    for _, row in good.iterrows():
+        spec = source_spec(row.source_name)
+        if row.pitch_kind == "none":
+            assert not spec.pitched and math.isnan(row.f0_median_hz) and math.isnan(row.f0_spread_cents)
+        elif row.pitch_kind == "glide":  # a moving pitch: no single f0, its contour's median kept apart
+            lo, hi = spec.f0_range_hz
+            assert math.isnan(row.f0_hz) and row.f0_spread_cents > GLIDE_SPREAD_CENTS
+            assert lo / 1.3 <= row.f0_median_hz <= hi * 1.3
+        else:
+            assert row.f0_median_hz == row.f0_hz and 0 <= row.f0_spread_cents <= GLIDE_SPREAD_CENTS
+            assert row.pitch_kind == ("vibrato" if row.vibrato else "steady")
+
+
+@pytest.mark.parametrize("name", ["siren", "cat", "horse", "bird"])
+def test_sweeping_calls_are_glides(name):
+    clip = render_source(source_spec(name), np.random.default_rng(1), 16000)
+    assert clip.pitch_kind == "glide" and math.isnan(clip.f0_hz) and clip.f0_spread_cents > GLIDE_SPREAD_CENTS
+
+
+@pytest.mark.parametrize("name", ["frog", "knock", "door", "engine"])
+def test_periodic_non_music_sources_repeat_at_their_f0(name):
+    # frog: a train of resonant pulses at f0 per second; knock and door: a damped resonance at f0; engine: a hum
+    sr = 16000
+    clip = render_source(source_spec(name), np.random.default_rng(2), sr)
+    assert clip.pitch_kind == "steady" and not math.isnan(clip.f0_hz)
+    x = clip.audio.astype(np.float64)
+    env = np.convolve(x**2, np.ones(800) / 800, mode="same")
+    loud = int(np.argmax(env))  # the frame around the loudest moment
+    period = int(round(3 * sr / clip.f0_hz))
+    frame = x[max(0, loud - period): loud + period]
+    est = _autocorr_f0(frame, sr, fmin=0.8 * clip.f0_hz, fmax=1.25 * clip.f0_hz)
+    assert abs(est / clip.f0_hz - 1) < 0.03, (name, clip.f0_hz, est)
 
 
 def test_every_bad_member_is_present(truth, members):

@@ -90,3 +90,53 @@ def test_multichannel_audio_is_mixed_and_counted(params):
     y = tone(262.0, 0.5, SR)
     m = measure_audio(np.stack([y, y]), SR, params)
     assert m["channels"] == 2 and abs(cents_between(m["f0_hz"], 262.0)) <= 10.0
+
+
+def _sweep(f_start_hz: float, f_end_hz: float, duration_s: float, sr: int) -> np.ndarray:
+    """A sine gliding log-linearly from f_start_hz to f_end_hz."""
+    t = np.arange(int(duration_s * sr)) / sr
+    f = f_start_hz * (f_end_hz / f_start_hz) ** (t / duration_s)
+    return (0.5 * np.sin(2 * np.pi * np.cumsum(f) / sr)).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0", [2349.3, 3520.0, 4186.0, 5274.0])
+def test_pitch_above_the_base_range_is_measured_not_halved(params, f0):
+    assert f0 > params["fmax_hz"]  # the base pass alone could only report f0/2 or f0/3 here
+    for y in (tone(f0, 1.0, SR), harmonic_tone(f0, 1.0, SR, seed=int(f0))):
+        m = measure_audio(y, SR, params)
+        assert m["pitched"] and m["f0_pass"] == "high", (f0, m)
+        assert abs(cents_between(m["f0_hz"], f0)) <= 10.0, (f0, m["f0_hz"])
+
+
+@pytest.mark.parametrize("f0", [1100.0, 1178.9, 1400.0])
+def test_weak_fundamental_is_not_reported_an_octave_low(params, f0):
+    # An oboe-like tone: at 16 kHz its period (11-15 samples) falls between lags, bright partials make the difference
+    # sharp, and YIN's dip at two periods looks deeper; the high pass at 48 kHz times it.
+    y = harmonic_tone(f0, 1.0, SR, n_harmonics=12, fundamental_gain=0.08, rolloff=0.8, seed=int(f0))
+    m = measure_audio(y, SR, params)
+    assert m["pitched"] and abs(cents_between(m["f0_hz"], f0)) <= 10.0, m["f0_hz"]
+
+
+def test_rumble_under_the_fundamental_does_not_halve_the_pitch(params):
+    # An engine: 90 Hz harmonics over brown noise from 30 Hz at 6 dB SNR; the rumble near 45 Hz repeats better at
+    # two periods, which fooled YIN's cumulative normalisation into 45 Hz on about half the frames.
+    hum = harmonic_tone(90.0, 2.0, SR, n_harmonics=24, seed=3)
+    rumble = noise("brown", 2.0, SR, seed=4, band_hz=(30.0, 3000.0))
+    y = hum / np.sqrt(np.mean(hum**2)) + 0.5 * rumble / np.sqrt(np.mean(rumble**2))
+    m = measure_audio((0.25 * y).astype(np.float32), SR, params)
+    assert m["pitched"] and abs(cents_between(m["f0_hz"], 90.0)) <= 10.0, m
+    assert m["f0_iqr_cents"] <= 20.0
+
+
+def test_glides_are_unpitched_with_a_reason(params):
+    for y in (_sweep(500.0, 1000.0, 1.5, SR), _sweep(3200.0, 5000.0, 1.5, SR)):  # a siren; a chirp above fmax_hz
+        m = measure_audio(y, SR, params)
+        assert not m["pitched"] and math.isnan(m["f0_hz"]) and m["unpitched_reason"] == "unstable", m
+
+
+def test_quiet_background_does_not_vote_on_the_pitch(params):
+    # a 0.8 s bleat, then 1.5 s of hiss 32 dB down: within the clip's active range, but not part of the sound
+    bleat, hiss = tone(250.0, 0.8, SR), noise("band", 1.5, SR, seed=6, band_hz=(1000.0, 6000.0))
+    hiss = hiss * np.float32(np.sqrt(np.mean(bleat**2) / np.mean(hiss**2)) * 10 ** (-32 / 20))
+    m = measure_audio(np.concatenate([bleat, hiss]), SR, params)
+    assert m["pitched"] and abs(cents_between(m["f0_hz"], 250.0)) <= 10.0, m

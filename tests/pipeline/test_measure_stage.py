@@ -14,6 +14,7 @@ import soundfile as sf
 from benchmark.hashing import sha256_bytes
 from benchmark.schema import COLUMNS
 from pipeline.measure import measure_stage
+from pipeline.measure.stage import PITCH_NOTE_COLUMNS
 from pipeline.measure.synth import noise, tone
 from pipeline.params import stage_params
 
@@ -88,6 +89,11 @@ def test_stage_writes_measurements_rejects_and_manifest(corpus):
     assert man["units"] == {"unique_audio": 5, "computed": 5, "from_cache": 0}
     assert man["estimators"]["f0_hz"] == params["estimator"] and man["per_estimator"] == {params["estimator"]: 4}
     assert json.loads((build / "measure" / "manifest.json").read_text())["counts"]["kept"] == 4
+    notes = pd.read_parquet(build / "measure" / "pitch_notes.parquet")
+    assert list(notes.columns) == PITCH_NOTE_COLUMNS and list(notes["clip_id"]) == list(m["clip_id"])
+    why = dict(zip(notes["clip_id"], notes["unpitched_reason"]))
+    assert why["freesound/1"] == why["freesound/3"] == "" and why["freesound/4"] in ("no_voiced", "few_voiced", "unstable")
+    assert man["f0_pass"] == {"base": 4} and man["unpitched_reasons"] == {why["freesound/4"]: 1}
 
 
 def test_rerun_skips_and_resume_computes_only_missing(corpus):
