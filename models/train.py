@@ -22,7 +22,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -290,12 +290,19 @@ def _lr_lambda(config: TrainConfig, total: int):
 
 
 def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: bool):
+    from models._io import atomic_write_text
     from models.span_detector import SpanConfig, SpanDetector, span_scores, train_span_detector
 
+    report_path = out_dir / "detector" / "report.json"
+    if report_path.exists():  # a resumed run keeps the detector it trained before
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        if report.get("config_key") == config.key():
+            return SpanDetector.load(out_dir / "detector", device=config.device), report["report"]
     if config.detector_dir:
         det = SpanDetector.load(config.detector_dir, device=config.device)
         det.save(out_dir / "detector")
         return det, {"reused": config.detector_dir}
+    torch.manual_seed(config.seed)
     scfg = SpanConfig(
         encoder=config.detector_encoder or config.lm, epochs=config.detector_epochs, batch_size=config.detector_batch_size,
         lr=config.detector_lr, max_length=config.max_length, seed=config.seed, device=config.device,
@@ -309,7 +316,9 @@ def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: b
         if items:
             scores[split] = span_scores(det.predict([it["sentence"] for it in items]), [it["spans"] for it in items])
     det.save(out_dir / "detector")
-    return det, {"losses": losses, "scores": scores}
+    report = {"losses": losses, "scores": scores}
+    atomic_write_text(report_path, json.dumps({"config_key": config.key(), "report": report}, indent=2) + "\n")
+    return det, report
 
 
 def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: str | Path = "runs/audiobert", quiet: bool = True) -> Path:

@@ -161,6 +161,23 @@ def cmd_tasks(args) -> None:
         print(f"{t.name}\tv{t.version}\t{t.kind}\tchoices={choices}\t{t.description}")
 
 
+def cmd_params(args) -> None:
+    """The resolved settings (params.yaml + environment) and the registered tasks; with --out, written only on change
+    (the Makefile's stages depend on that file, so a setting changed through the environment reruns them)."""
+    from benchmark.tasks import get_task, list_tasks
+    from pipeline.stage import write_json
+
+    resolved = {"params": _all_params(args),
+                "tasks": {n: get_task(n).model_dump(exclude={"path"}) for n in list_tasks()}}
+    text = json.dumps(resolved, indent=2, sort_keys=True, default=str) + "\n"
+    if not args.out:
+        print(text, end="")
+        return
+    out = Path(args.out)
+    if not out.exists() or out.read_text(encoding="utf-8") != text:
+        write_json(resolved, out)
+
+
 def cmd_train(args) -> None:
     from models.train import TrainConfig, train
 
@@ -242,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default=None)
     p = add("tasks", cmd_tasks, "list the registered tasks", corpus=False)
     p.add_argument("name", nargs="?", default=None)
+    p = add("params", cmd_params, "print the resolved settings and registered tasks (--out: write them only when changed)", corpus=False)
+    p.add_argument("--out", default=None)
     p = add("train", cmd_train, "train the span detector and AudioBERT on a release", corpus=False)
     p.add_argument("release")
     p.add_argument("--out", required=True)

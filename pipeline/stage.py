@@ -13,6 +13,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ class StageRun:
         self.out_dir = Path(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._input_fps: dict[str, str] | None = None
+        self._t0 = time.perf_counter()
 
     @property
     def manifest_path(self) -> Path:
@@ -180,7 +182,7 @@ class StageRun:
             manifest.update(_jsonable(extra))
         write_json(manifest, self.manifest_path)
         summary = {k: counts[k] for k in ("kept", "rejected") if k in counts}
-        log(f"[{self.name}] done: {json.dumps(summary, sort_keys=True, default=str)[:400]}")
+        log(f"[{self.name}] done in {time.perf_counter() - self._t0:.1f}s: {json.dumps(summary, sort_keys=True, default=str)[:400]}")
         return manifest
 
 

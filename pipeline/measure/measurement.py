@@ -78,8 +78,9 @@ def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, fram
     sub-multiple (an octave or a twelfth low), and pitch near fmax_hz is timed coarsely. When the base pass's
     voiced median is at or above high.check_from_hz, or high.trigger_frac of the active frames are periodic faster
     than fmax_hz, the window is analysed again at high.sr Hz over high.fmin_hz..high.fmax_hz, and that pass
-    decides: its pitch if it finds one (f0_pass "high"); else, when the base pass had claimed a pitch in the high
-    pass's domain, the high pass's unpitched result and reason (a number it could not confirm is not kept);
+    decides: its pitch if it finds one (f0_pass "high"), unless the base pass found a pitch below the high range
+    (then neither is kept: unpitched_reason passes_disagree); else, when the base pass had claimed a pitch in the
+    high pass's domain, the high pass's unpitched result and reason (a number it could not confirm is not kept);
     else the base result stands.
     """
     hi = params.get("high")
@@ -98,6 +99,9 @@ def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, fram
         act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
         memo["high"] = {**summarise_track(track, act, params), "f0_pass": "high"}
     high = memo["high"]
+    if high["pitched"] and base["pitched"] and base["f0_hz"] < float(hi["fmin_hz"]):
+        # two pitches, the base one below the high pass's range: which is an octave error is unknown; keep neither
+        return {**base, "f0_hz": math.nan, "pitched": False, "unpitched_reason": "passes_disagree"}
     if high["pitched"]:
         return dict(high)
     if base["pitched"] and base["f0_hz"] >= float(hi["fmin_hz"]):

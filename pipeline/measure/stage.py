@@ -1,6 +1,7 @@
 """The measure stage wrapper: clips.parquet in; measurements.parquet, pitch_notes.parquet, rejects.parquet and
 manifest.json out. pitch_notes.parquet says, per measured clip, which pass gave its pitch (f0_pass: base | high) and
-why it is unpitched (unpitched_reason: "" when pitched; no_voiced | few_voiced | unstable | low_confidence).
+why it is unpitched (unpitched_reason: "" when pitched; no_voiced | few_voiced | unstable | low_confidence |
+passes_disagree).
 
 Each unique audio (by audio_sha256) is measured once per params, by a module-level pure worker
 (`measure_clip_job`) mapped over a process pool; results go into a ResultStore as they arrive, so a killed run

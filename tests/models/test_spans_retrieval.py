@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from benchmark.errors import InputError, ModelLoadError
-from models.retrieval import AudioIndex, IndexConfig, build_index, recall_at_k
+from models.retrieval import AudioIndex, recall_at_k
 from models.span_detector import SpanConfig, SpanDetector, _decode, label_tokens, span_char_ranges, span_scores
 
 from .conftest import sine
