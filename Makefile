@@ -91,11 +91,14 @@ $(B)/index/manifest.json: $(B)/measure/manifest.json $(B)/extract/manifest.json 
 $(RELEASE)/manifest.json: $(B)/filter/manifest.json $(BUILD_ROOT)/wiki/manifest.json $(B)/index/manifest.json ## release: versioned dataset + card, validated
 	$(call STAGE,release) --releases $(RELEASES)
 
-$(B)/train/manifest.json: $(RELEASE)/manifest.json ## train: span detector + AudioBERT (demo config)
-	$(AB) train $(RELEASE) --out $(B)/train --demo $(Q)
+$(B)/train/audiobert/config.json: $(RELEASE)/manifest.json ## train: span detector + AudioBERT (demo preset here)
+	$(AB) train $(RELEASE) --out $(B)/train/audiobert --preset demo $(Q)
 
-$(B)/eval/results.json: $(B)/train/manifest.json ## eval: text-only baseline vs AudioBERT, every task and split
-	$(AB) eval $(RELEASE) --models $(B)/train --out $(B)/eval $(Q)
+$(B)/train/text/config.json: $(B)/train/audiobert/config.json ## train: the text-only twin (same LM and gate, no audio)
+	$(AB) train $(RELEASE) --out $(B)/train/text --preset demo --mode text --detector-dir $(B)/train/audiobert/detector $(Q)
+
+$(B)/eval/results.json: $(B)/train/text/config.json ## eval: text-only vs AudioBERT, every task and split
+	$(AB) eval $(RELEASE) --models $(B)/train/text $(B)/train/audiobert --out $(B)/eval $(Q)
 
 release: $(RELEASE)/manifest.json ## build the release for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
 

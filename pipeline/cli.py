@@ -181,18 +181,18 @@ def cmd_params(args) -> None:
 def cmd_train(args) -> None:
     from models.train import TrainConfig, train
 
-    cfg = TrainConfig.demo() if args.demo else TrainConfig()
-    overrides = {k: v for k, v in {"epochs": args.epochs, "device": args.device, "seed": args.seed, "lm": args.lm}.items() if v is not None}
-    cfg = cfg.replace(**overrides) if hasattr(cfg, "replace") else cfg
-    for k, v in overrides.items():
-        setattr(cfg, k, v)
-    print(train(args.release, cfg, Path(args.out)))
+    p = _params(args, "train", preset=args.preset, mode=args.mode, epochs=args.epochs, lm=args.lm, device=args.device,
+                seed=args.seed, detector_dir=args.detector_dir)
+    print(train(args.release, TrainConfig.from_params(p), Path(args.out), quiet=args.quiet))
 
 
 def cmd_eval(args) -> None:
     from models.eval import evaluate
 
-    evaluate(args.release, args.models or [], Path(args.out))
+    p = _params(args, "eval", device=args.device, max_items=args.max_items)
+    evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]), metrics=tuple(p["metrics"]),
+             device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), quiet=args.quiet)
+    print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
 
 
 def cmd_demo(args) -> None:
@@ -261,18 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default=None)
     p = add("params", cmd_params, "print the resolved settings and registered tasks (--out: write them only when changed)", corpus=False)
     p.add_argument("--out", default=None)
-    p = add("train", cmd_train, "train the span detector and AudioBERT on a release", corpus=False)
-    p.add_argument("release")
-    p.add_argument("--out", required=True)
-    p.add_argument("--demo", action="store_true", help="the small demo config (else the published settings)")
+    p = add("train", cmd_train, "train the span detector and AudioBERT (or its text-only twin) on a release", corpus=False)
+    p.add_argument("release", help="a release folder or name (e.g. demo, official)")
+    p.add_argument("--out", required=True, help="checkpoint folder (training resumes from its last state)")
+    p.add_argument("--preset", default=None, choices=["published", "demo"], help="published settings (default) or the small demo config")
+    p.add_argument("--mode", default=None, choices=["audiobert", "text"], help="text: the same model and gate with no audio")
+    p.add_argument("--detector-dir", default=None, help="reuse a trained span detector")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lm", default=None, help="hub id or local path of the masked LM")
+    p.add_argument("--lm", default=None, help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=None)
-    p = add("eval", cmd_eval, "evaluate baselines and trained checkpoints on a release; writes results.md/json", corpus=False)
+    p = add("eval", cmd_eval, "evaluate checkpoints and text-only LMs on a release; writes results.md and results.json", corpus=False)
     p.add_argument("release")
-    p.add_argument("--models", nargs="*", default=None, help="checkpoint dirs, hub ids or local paths")
+    p.add_argument("--models", nargs="+", required=True,
+                   help="checkpoint folders, mlm:<hub id or path>, causal:<hub id or path> (causal:smollm2 = the packaged SmolLM2)")
     p.add_argument("--out", required=True)
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    p.add_argument("--max-items", type=int, default=None, help="per task and split, a fixed hash-chosen subset (0 = all)")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)", corpus=False)
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     return ap
