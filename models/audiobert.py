@@ -4,10 +4,11 @@ Read top to bottom:
 
 1. `encode_items` turns sentences into token ids with the single [MASK] widened to as many [MASK]s as the answer
    has word pieces, and finds the first token of each span.
-2. `AudioBERT.forward` looks up the token embeddings, adds (or substitutes) `proj(audio)` at each span's first
-   token, and runs the LM with its LoRA adapter (peft, on query/key/value) switched on ONLY for rows whose
-   sentence has a span; other rows run the unchanged LM (`disable_adapter`). Logits are computed at the
-   [MASK] positions only.
+2. `AudioBERT.embed` looks up the token embeddings and, at each span's first token, adds
+   tanh(gate) · proj(audio) (or substitutes proj(audio)); proj ends in a LayerNorm scaled to the size of a token
+   embedding, and the learnable gate starts at 0, so AudioBERT starts as its text twin. The LM then runs with
+   its LoRA adapter (peft, on query/key/value) switched on ONLY for rows whose sentence has a span; other rows
+   run the unchanged LM (`disable_adapter`). Logits are computed at the [MASK] positions only.
 3. `score_choices` ranks a task's answers by the mean log-probability of their word pieces.
 
 The MLM head is trained too when the LM came without one (all-MiniLM-L6-v2); it is shared by both paths.
@@ -139,10 +140,15 @@ class AudioBERT(nn.Module):
         self.lm = get_peft_model(mlm, lora)
         self._mlm = mlm  # the wrapped model (same modules as inside self.lm)
         hidden = mlm.config.hidden_size
-        self.proj = nn.Sequential(nn.Linear(config.inject_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-        nn.init.zeros_(self.proj[2].weight)  # start as the text model; training learns how much audio to let in
-        nn.init.zeros_(self.proj[2].bias)
         self.audio_norm = nn.LayerNorm(config.inject_dim)
+        self.proj = nn.Sequential(nn.Linear(config.inject_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        # proj(audio) is layer-normed and scaled to a token embedding's size, so it can never swamp the span's own
+        # token (unscaled, Adam grew it to ~80x the token's norm within one demo epoch); with `add`, a learnable
+        # gate tanh(audio_gate) in [-1, 1], zero at start, says how much of it to let in: the model starts as the text twin.
+        self.proj_norm = nn.LayerNorm(hidden, elementwise_affine=False)
+        self.audio_gate = nn.Parameter(torch.zeros(()))
+        emb_w = mlm.get_input_embeddings().weight.detach().float()
+        self.register_buffer("token_rms", emb_w.pow(2).mean().sqrt(), persistent=False)  # per-dim RMS of token embeddings
         self.train_head = train_head
         head = _head(mlm)
         out_emb = mlm.get_output_embeddings()
@@ -174,13 +180,21 @@ class AudioBERT(nn.Module):
             return emb
         b_idx, s_idx = valid.nonzero(as_tuple=True)
         tok = batch.span_pos[b_idx, s_idx]
-        vec = self.proj(self.audio_norm(audio[b_idx, s_idx].to(emb.dtype)))
+        vec = self.project_audio(audio[b_idx, s_idx].to(emb.dtype)).to(emb.dtype)
         emb = emb.clone()
         if self.config.injection == "replace":
-            emb[b_idx, tok] = vec.to(emb.dtype)
+            emb[b_idx, tok] = vec
         else:
-            emb[b_idx, tok] = emb[b_idx, tok] + vec.to(emb.dtype)
+            emb[b_idx, tok] = emb[b_idx, tok] + torch.tanh(self.audio_gate).to(emb.dtype) * vec
         return emb
+
+    def project_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """float[N, hidden] of the size of a token embedding (per-dim RMS token_rms) from audio float[N, inject_dim]."""
+        return self.token_rms.to(audio.dtype) * self.proj_norm(self.proj(self.audio_norm(audio)))
+
+    def audio_share(self) -> float:
+        """tanh(audio_gate): the injected audio's size as a share of a token embedding's (`add`; 0 = the text model)."""
+        return float(torch.tanh(self.audio_gate.detach()))
 
     def hidden_states(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
         """float[B, T, H]: adapter on for rows with a span, off (the unchanged LM) for the others."""

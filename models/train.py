@@ -57,6 +57,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 3e-4
     head_lr: float = 0.0  # 0 = lr; used for a freshly initialised MLM head
+    audio_lr: float = 0.0  # 0 = lr; for the fresh audio projection and its gate (audiobert mode)
     weight_decay: float = 0.01
     warmup_frac: float = 0.1
     schedule: str = "cosine"  # cosine | linear | constant
@@ -365,11 +366,13 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     # 4. optimiser, schedule, resume
     dev = torch.device(config.device)
     model.to(dev)
-    head_params = [p for n, p in model.named_parameters() if p.requires_grad and ("cls." in n or "lm_head" in n)]
-    other = [p for n, p in model.named_parameters() if p.requires_grad and not ("cls." in n or "lm_head" in n)]
-    groups = [{"params": other, "lr": config.lr}]
-    if head_params:
-        groups.append({"params": head_params, "lr": config.head_lr or config.lr})
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    is_head = lambda n: "cls." in n or "lm_head" in n  # noqa: E731
+    is_audio = lambda n: n.split(".")[0] in ("proj", "audio_norm", "audio_gate")  # noqa: E731
+    groups = [{"params": [p for n, p in named if not is_head(n) and not is_audio(n)], "lr": config.lr}]
+    for params, lr in (([p for n, p in named if is_head(n)], config.head_lr), ([p for n, p in named if is_audio(n)], config.audio_lr)):
+        if params:
+            groups.append({"params": params, "lr": lr or config.lr})
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     steps_per_epoch = (len(items) + config.batch_size - 1) // config.batch_size
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, steps_per_epoch * config.epochs))
@@ -408,7 +411,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
             opt.step()
             sched.step()
             total, n = total + loss.item(), n + 1
-        history.append({"epoch": epoch + 1, "loss": total / max(1, n)})
+        history.append({"epoch": epoch + 1, "loss": total / max(1, n), "audio_share": round(model.audio_share(), 4)})
         save_torch(last, {
             "config_key": config.key(), "epoch": epoch + 1, "history": history, "model": model.trainable_state(),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
