@@ -320,6 +320,33 @@ def _regenerate_section(manifest: dict) -> str:
     return "\n\n".join(text)
 
 
+def _tasks_section(manifest: dict) -> str:
+    """Each task: what it asks, its answers, how it was built and its limits (the task file's card_notes)."""
+    from benchmark.errors import UnknownNameError
+    from benchmark.tasks import get_task
+
+    out = []
+    for name, info in sorted((manifest.get("tasks") or {}).items()):
+        choices = info.get("choices") or []
+        shown = ", ".join(choices[:12]) + (f" … ({len(choices)} in all)" if len(choices) > 12 else "")
+        try:
+            spec = get_task(name)
+            head = f"### {name} (v{spec.version}, {spec.kind})\n\n{spec.description}\n\nAnswers: {shown}."
+            notes = spec.card_notes
+        except UnknownNameError:
+            head, notes = f"### {name}\n\nAnswers: {shown}.", ""
+        out.append(head + (f"\n\n{notes}" if notes else ""))
+    wiki = ((manifest.get("provenance") or {}).get("wiki")) or {}
+    if wiki.get("snapshots"):
+        parts = [f"{k}: {v.get('entries')} entries, {v.get('hand_curated')} marked hand_curated (snapshot {v.get('version')})"
+                 for k, v in sorted(wiki["snapshots"].items())]
+        out.append("### The wiki split\n\nTest-only items from the versioned Wikipedia snapshot shipped with the code — "
+                   + "; ".join(parts) + ". Entries marked hand_curated were written offline from general knowledge, not "
+                   f"fetched; `auditorybench wiki refresh` rebuilds the snapshot online. {wiki.get('dropped_repeating_corpus_sentence', 0)} "
+                   "wiki items that repeated a corpus sentence were dropped.")
+    return "\n\n".join(out)
+
+
 def _summary_section(manifest: dict) -> str:
     counts = manifest.get("counts", {})
     tasks = sorted(manifest.get("tasks", {}))
@@ -343,6 +370,7 @@ def render_card(release_dir: Path, manifest: dict, *, stage_manifests: dict[str,
         "front_matter": _front_matter(manifest),
         "title": f"AuditoryBench — {manifest.get('name')} {manifest.get('version')}",
         "summary": _summary_section(manifest),
+        "tasks": _tasks_section(manifest),
         "built": _built_section(manifest, stage_manifests or {}),
         "splits": _splits_section(manifest),
         "balance": _balance_section(manifest),

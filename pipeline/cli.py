@@ -125,8 +125,9 @@ def cmd_release(args) -> None:
     from pipeline.release_stage import release_stage
 
     b = _build_dir(args)
-    name = args.name or b.name
     p = _params(args, "release", version=args.version, exclude_nc=True if args.exclude_nc else None)
+    # a release without non-commercial clips is another dataset: by default it gets its own name, never the full one's
+    name = args.name or (f"{b.name}-no-nc" if p.get("exclude_nc") else b.name)
     wiki_dir = Path(args.build_root) / "wiki"
     path = release_stage(b, Path(args.releases), name, p, wiki_dir if (wiki_dir / "items.parquet").exists() else None, quiet=args.quiet)
     print(path)

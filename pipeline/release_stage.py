@@ -49,6 +49,15 @@ def _read_manifests(build_dir: Path) -> dict[str, dict]:
     return out
 
 
+def wiki_provenance(wiki_dir: Path | None, dropped: int) -> dict:
+    """What the card says of the wiki split: snapshot versions and how many entries were written by hand."""
+    if wiki_dir is None or not (Path(wiki_dir) / MANIFEST).exists():
+        return {}
+    m = json.loads((Path(wiki_dir) / MANIFEST).read_text(encoding="utf-8"))
+    snaps = {k: {f: v[f] for f in ("version", "entries", "hand_curated", "sha256") if f in v} for k, v in (m.get("snapshots") or {}).items()}
+    return {"snapshots": snaps, "items": (m.get("counts") or {}).get("kept"), "dropped_repeating_corpus_sentence": dropped}
+
+
 def gather_provenance(build_dir: Path, manifests: dict[str, dict], release_params: dict) -> dict:
     """Corpus identity, code versions, LLM backends/models/prompt versions, estimator and params, from the stage
     manifests (no timestamps, no output locations: the release must not depend on where it is written)."""
@@ -161,7 +170,8 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     }
     path = build_release(
         items, releases_dir, name, version, clips=clips, task_choices=default_task_choices(items),
-        provenance=gather_provenance(build_dir, manifests, release_params), stage_manifests=manifests,
+        provenance=gather_provenance(build_dir, manifests, release_params) | {"wiki": wiki_provenance(wiki_dir, wiki_dropped)},
+        stage_manifests=manifests,
         audio_index_dir=inputs.get("audio_index"), exclude_nc=exclude_nc,
         plot_tables={k: v for k, v in plot_tables.items() if v is not None},
     )
