@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--max-clips", type=int, default=0, help="first N good demo clips (default: all)")
     ap.add_argument("--demo-root", type=Path, default=DEMO, help="demo corpus folder (holds ground_truth.csv)")
-    ap.add_argument("--baseline-max-clips", type=int, default=0, help="time the baseline on the first N clips (default: all)")
+    ap.add_argument("--baseline-max-clips", type=int, default=40, help="time the baseline on the first N clips (default 40, over 60 s of audio; 0 = all)")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--synthetic", action="store_true", help="use the synthesised set even when the demo corpus exists")
     args = ap.parse_args()

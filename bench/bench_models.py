@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -99,7 +100,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--index", default=None)
+    demo_index = Path("build/demo/index/audio_index")
+    ap.add_argument("--index", default=str(demo_index) if demo_index.is_dir() else None,
+                    help="a built audio index (default: the demo's, when make demo has run; else synthetic clips)")
     a = ap.parse_args()
     step = bench_step(a.lm, a.steps, a.batch, device=a.device)
     print(f"step time ({a.lm}, batch {a.batch}, every item with a span, {a.device}): text-only {step['text'] * 1e3:.1f} ms, "

@@ -1,31 +1,16 @@
-"""Atomic file writes for models/ (temp file beside the target, then rename); models/ does not import pipeline/."""
+"""Atomic writes of text, numpy arrays and torch objects for models/ (benchmark.hashing.atomic_path underneath)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
+from benchmark.hashing import atomic_path
+
 __all__ = ["atomic_path", "atomic_write_text", "save_npy", "save_torch"]
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

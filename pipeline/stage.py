@@ -12,16 +12,14 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import pandas as pd
 
-from benchmark.hashing import sha256_file, stable_hash
+from benchmark.hashing import atomic_path, sha256_file, stable_hash
 
 __all__ = [
     "StageRun",
@@ -39,22 +37,6 @@ _BIG = 64 << 20  # files above this are fingerprinted by size + head + tail, not
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success rename it over `path` (atomic on one filesystem)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary readable files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
