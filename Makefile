@@ -91,13 +91,13 @@ $(B)/index/manifest.json: $(B)/measure/manifest.json $(B)/extract/manifest.json 
 $(RELEASE)/manifest.json: $(B)/filter/manifest.json $(BUILD_ROOT)/wiki/manifest.json $(B)/index/manifest.json ## release: versioned dataset + card, validated
 	$(call STAGE,release) --releases $(RELEASES)
 
-$(B)/train/audiobert/config.json: $(RELEASE)/manifest.json ## train: span detector + AudioBERT (demo preset here)
+$(B)/train/audiobert/config.json: $(RELEASE)/manifest.json $(CODE) ## train: span detector + AudioBERT (demo preset here)
 	$(AB) train $(RELEASE) --out $(B)/train/audiobert --preset demo $(Q)
 
-$(B)/train/text/config.json: $(B)/train/audiobert/config.json ## train: the text-only twin (same LM and gate, no audio)
+$(B)/train/text/config.json: $(B)/train/audiobert/config.json $(CODE) ## train: the text-only twin (same LM and gate, no audio)
 	$(AB) train $(RELEASE) --out $(B)/train/text --preset demo --mode text --detector-dir $(B)/train/audiobert/detector $(Q)
 
-$(B)/eval/results.json: $(B)/train/text/config.json ## eval: text-only vs AudioBERT, every task and split
+$(B)/eval/results.json: $(B)/train/text/config.json $(CODE) ## eval: text-only vs AudioBERT, every task and split
 	$(AB) eval $(RELEASE) --models $(B)/train/text $(B)/train/audiobert --out $(B)/eval $(Q)
 
 release: $(RELEASE)/manifest.json ## build the release for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
@@ -106,7 +106,7 @@ demo: $(B)/eval/results.json ## the whole job on the embedded demo corpus, endin
 	@cat $(B)/eval/results.md
 
 test: $(INSTALLED) ## run the test suite
-	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	$(PY) -m pytest -q --durations=10 tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 bench: $(INSTALLED) ## speed and memory figures, as ratios against baselines measured in the same run
 	$(PY) bench/run_all.py

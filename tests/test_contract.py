@@ -49,11 +49,12 @@ def contract(tmp_path_factory) -> dict:
     tasks_dir.mkdir()
     (tasks_dir / "brightness_comparison.yaml").write_text(TOY_TASK)
     os.environ["AUDITORYBENCH_TASK_DIRS"] = str(tasks_dir)  # this process's registry sees the toy task too
-    env = {**os.environ, "AUDITORYBENCH_RELEASE_CARDS_DIR": str(tmp / "cards")}
+    # a smaller demo corpus than make demo's, so that the suite stays quick; every task still gets items
+    env = {**os.environ, "AUDITORYBENCH_RELEASE_CARDS_DIR": str(tmp / "cards"), "AUDITORYBENCH_DEMO_CORPUS_N_CLIPS": "200"}
     common = [f"BUILD_ROOT={tmp / 'build'}", f"DEMO_ROOT={tmp / 'demo_corpus'}", "QUIET=1"]
     _make({**env, "AUDITORYBENCH_TASKS_ENABLED": json.dumps(ORIGINAL)}, "release", *common, f"RELEASES={tmp / 'before'}")
     _make(env, "release", *common, f"RELEASES={tmp / 'after'}")
-    return {"tmp": tmp, "before": tmp / "before" / "demo-1.0.0", "after": tmp / "after" / "demo-1.0.0"}
+    return {"tmp": tmp, "env": env, "before": tmp / "before" / "demo-1.0.0", "after": tmp / "after" / "demo-1.0.0"}
 
 
 def test_every_registered_task_reaches_a_valid_release(contract: dict) -> None:
@@ -82,8 +83,22 @@ def test_new_tasks_leave_the_original_tasks_unchanged(contract: dict) -> None:
             assert a == b, rel
 
 
+def test_every_task_trains_and_evaluates(contract: dict) -> None:
+    from models.eval import evaluate
+    from models.train import TrainConfig, train
+
+    ckpt = train(contract["after"], TrainConfig.demo(mode="text", epochs=1, seed=0), contract["tmp"] / "text-1epoch")
+    results = evaluate(contract["after"], [str(ckpt)], contract["tmp"] / "eval", splits=("train", "test"), max_items=12)
+    text = (contract["tmp"] / "eval" / "results.md").read_text()
+    for task in load_release(contract["after"]).tasks:
+        rows = [r for r in results["rows"] if r["task"] == task and r["split"] == "train"]
+        assert len(rows) == 1 and 0.0 <= rows[0]["accuracy"] <= 1.0 and rows[0]["n"] > 0, task
+        assert f"| {task} | train |" in text, task
+    assert json.loads((contract["tmp"] / "eval" / "results.json").read_text())["rows"] == json.loads(json.dumps(results["rows"]))
+
+
 def test_release_rerun_is_byte_identical_and_does_no_work(contract: dict) -> None:
-    env = {**os.environ, "AUDITORYBENCH_RELEASE_CARDS_DIR": str(contract["tmp"] / "cards")}
+    env = contract["env"]
     digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in contract["after"].rglob("*") if p.is_file()}
     proc = subprocess.run(["make", "release", f"BUILD_ROOT={contract['tmp'] / 'build'}", f"DEMO_ROOT={contract['tmp'] / 'demo_corpus'}",
                            "QUIET=1", f"RELEASES={contract['tmp'] / 'after'}"], cwd=REPO, env=env, capture_output=True, text=True)

@@ -150,3 +150,17 @@ def test_causal_and_masked_baselines(tiny_lm_dir, tmp_path):
     m = MaskedLMBaseline(str(tmp_path / "mlm"))
     sm = m.score(items, ["dog", "cat", "eagle owl"])
     assert sm.shape == (2, 3) and np.isfinite(sm).all() and (sm <= 0).all()
+
+
+def test_audio_starts_gated_off_and_at_token_scale(tiny_lm_dir):
+    model, tok = _model(tiny_lm_dir)
+    model.eval()
+    batch = encode_items(tok, ["The sound of woof woof comes from a [MASK]."], [1], [["woof woof"]])
+    audio = 1e3 * torch.randn(1, 1, 4)  # a huge raw embedding must not swamp the span's token
+    with torch.no_grad():
+        assert torch.equal(model.full_logits(batch, audio), model.full_logits(batch, None))  # gate 0: the text model
+        vec = model.project_audio(audio[0])
+        tok_norm = model._mlm.get_input_embeddings().weight.norm(dim=-1).mean()
+        assert 0.5 < float(vec.norm() / tok_norm) < 2.0
+        model.audio_gate.fill_(1.0)
+        assert not torch.allclose(model.full_logits(batch, audio), model.full_logits(batch, None))
