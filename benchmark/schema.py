@@ -8,7 +8,7 @@ Units are in the names: `_s` seconds, `_hz` Hz, `_db`/`_dbfs` decibels.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError as PydanticValidationError
 
+from benchmark.errors import InputError
 from benchmark.hashing import stable_hash
 from benchmark.schema import COLUMNS, Item, item_id
 from benchmark.tasks import enabled_tasks, get_task
 from pipeline.stage import StageRun, code_version
 
-__all__ = ["animal_items", "comparison_items", "drop_repeated_sentences", "balance_labels", "filter_stage"]
+__all__ = ["animal_items", "comparison_items", "drop_repeated_sentences", "balance_labels", "apply_review_decisions", "filter_stage"]
 
 _PRIORITY = {"train": 0, "test": 1, "dev": 2}
 
@@ -152,6 +153,19 @@ def balance_labels(items: list[dict], rejects: list[dict]) -> list[dict]:
     return keep
 
 
+def apply_review_decisions(items: list[dict], path: Path, rejects: list[dict]) -> list[dict]:
+    """Drop the items a reviewer marked `drop` in a CSV with columns id, decision (other decisions keep the item)."""
+    dec = pd.read_csv(path, dtype=str)
+    missing = {"id", "decision"} - set(dec.columns)
+    if missing:
+        raise InputError(f"{path}: review decisions need columns id and decision (missing {sorted(missing)})")
+    drop_ids = set(dec.loc[dec["decision"].str.strip().str.lower() == "drop", "id"])
+    for i in items:
+        if i["id"] in drop_ids:
+            rejects.append({"stage": "filter", "key": i["id"], "reason": "review_drop", "detail": str(path)})
+    return [i for i in items if i["id"] not in drop_ids]
+
+
 def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict:
     build_dir = Path(build_dir)
     params = params_all.get("filter") or {}
@@ -163,7 +177,9 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict
         "sentences": build_dir / "write" / "sentences.parquet",
     }
     decisions_path = params.get("review_decisions")
-    if decisions_path and Path(decisions_path).exists():
+    if decisions_path:
+        if not Path(decisions_path).is_file():
+            raise InputError(f"{decisions_path}: review decisions file (filter.review_decisions) not found")
         inputs["review_decisions"] = Path(decisions_path)
     run = StageRun("filter", build_dir / "filter", {**params, "tasks": params_all.get("tasks") or {}}, inputs=inputs, code=code_version(__name__, "benchmark.schema", "benchmark.tasks"), quiet=quiet)
     if run.fresh():
@@ -187,12 +203,7 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict
             rejects.append({"stage": "filter", "key": i["id"], "reason": "rare_answer", "detail": f"{i['answer']!r}: {answer_counts[i['answer']]} item(s)"})
     items = [i for i in items if not (i["task"] == "animal_sound_recognition" and i["answer"] in rare)]
     if "review_decisions" in inputs:
-        dec = pd.read_csv(inputs["review_decisions"], dtype=str)
-        drop_ids = set(dec.loc[dec["decision"].str.lower() == "drop", "id"])
-        for i in items:
-            if i["id"] in drop_ids:
-                rejects.append({"stage": "filter", "key": i["id"], "reason": "review_drop", "detail": str(inputs["review_decisions"])})
-        items = [i for i in items if i["id"] not in drop_ids]
+        items = apply_review_decisions(items, inputs["review_decisions"], rejects)
     items = balance_labels(items, rejects)
     df = pd.DataFrame(items, columns=COLUMNS["items"]).sort_values(["task", "split", "id"]).reset_index(drop=True)
     rj = pd.DataFrame(rejects, columns=COLUMNS["rejects"]).sort_values(["reason", "key"]).reset_index(drop=True)

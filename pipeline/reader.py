@@ -16,7 +16,6 @@ import posixpath
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import soundfile as sf
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from benchmark.errors import InputError
 from benchmark.hashing import sha256_bytes
 from benchmark.schema import COLUMNS, license_kind
-from pipeline.stage import ResultStore, StageRun, code_version, fingerprint, log
+from pipeline.stage import ResultStore, StageRun, code_version, log
 
 __all__ = ["read_clip_bytes", "find_shards", "find_meta_csv", "read_meta", "read_shard", "read_loose", "read_stage", "corpus_id_for"]
 

@@ -6,9 +6,11 @@ import math
 from collections import Counter
 
 import pandas as pd
+import pytest
 
+from benchmark.errors import InputError
 from benchmark.tasks import get_task
-from pipeline.filter import balance_labels, comparison_items, drop_repeated_sentences
+from pipeline.filter import apply_review_decisions, balance_labels, comparison_items, drop_repeated_sentences
 from pipeline.pairs import make_pairs, side_table
 from pipeline.split import assign_split, split_clips
 
@@ -110,3 +112,15 @@ def test_repeated_sentences_and_balance() -> None:
     dev = Counter(i["answer"] for i in balanced if i["split"] == "dev")
     assert dev == {"higher": 2, "lower": 1}
     assert sum(r["reason"] == "rebalance" for r in rejects) == 3
+
+
+def test_review_decisions_drop_items_by_id(tmp_path) -> None:
+    items = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
+    csv = tmp_path / "decisions.csv"
+    csv.write_text("id,decision\na,drop\nb,keep\nzzz,drop\n")
+    rejects: list[dict] = []
+    assert [i["id"] for i in apply_review_decisions(items, csv, rejects)] == ["b", "c"]
+    assert [(r["key"], r["reason"]) for r in rejects] == [("a", "review_drop")]
+    csv.write_text("item,verdict\na,drop\n")
+    with pytest.raises(InputError, match="decisions.csv: review decisions need columns id and decision"):
+        apply_review_decisions(items, csv, [])
