@@ -19,7 +19,8 @@ DEMO_CORPUS := $(DEMO_ROOT)/freesound
 CORPUS ?= $(DEMO_CORPUS)
 META ?=
 LLM ?= rules
-CORPUS_ID ?= $(if $(filter $(DEMO_CORPUS) $(DEMO_CORPUS)/,$(CORPUS)),demo,$(notdir $(patsubst %/,%,$(firstword $(subst *, ,$(CORPUS))))))
+# the corpus folder's name; for a glob, the deepest folder before the first wildcard (as pipeline.reader.corpus_id_for)
+CORPUS_ID ?= $(if $(filter $(DEMO_CORPUS) $(DEMO_CORPUS)/,$(CORPUS)),demo,$(if $(findstring *,$(CORPUS)),$(notdir $(patsubst %/,%,$(dir $(firstword $(subst *, ,$(CORPUS)))))),$(notdir $(patsubst %/,%,$(CORPUS)))))
 BUILD_ROOT ?= build
 RELEASES ?= releases
 B := $(BUILD_ROOT)/$(CORPUS_ID)
@@ -36,7 +37,7 @@ CORPUS_DEP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench release clean FORCE
+.PHONY: help install demo test bench release clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_./$$()%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-34s %s\n", $$1, $$2}'
@@ -55,8 +56,13 @@ $(INSTALLED): pyproject.toml
 	$(PY) -c "import peft, transformers, librosa"
 	touch $@
 
-$(CONFIG): FORCE $(INSTALLED) ## resolved settings (params.yaml + environment) and tasks; rewritten only when they change
-	@$(AB) params --out $@
+# The resolved settings are refreshed on every make run (written only when they change), so a setting changed
+# through the environment reruns the stages that depend on it.
+ifneq ($(wildcard $(AB)),)
+$(shell $(AB) params --out $(CONFIG) >/dev/null 2>&1)
+endif
+$(CONFIG): $(INSTALLED) ## resolved settings (params.yaml + environment) and tasks
+	$(AB) params --out $@
 
 $(DEMO_ROOT)/manifest.json: $(CODE) ## the embedded demo corpus: tar shards + meta CSV + ground truth
 	$(AB) corpus --out $(DEMO_ROOT) $(Q)

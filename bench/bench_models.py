@@ -109,6 +109,7 @@ def main() -> None:
           f"AudioBERT {step['audiobert'] * 1e3:.1f} ms, ratio {step['ratio']:.2f} (goal <= 1.3)")
     ret = bench_retrieval(a.index)
     print("retrieval on held-out clips: " + json.dumps(ret, sort_keys=True))
+    print(json.dumps({"step_time": step, "retrieval": ret}, sort_keys=True, default=float))
 
 
 if __name__ == "__main__":

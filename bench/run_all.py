@@ -13,6 +13,21 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
+def last_json_object(stdout: str) -> dict | None:
+    """The last JSON object a bench printed (one line, or indented over several)."""
+    lines = stdout.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("{"):
+            for end in range(len(lines), i, -1):
+                try:
+                    obj = json.loads("\n".join(lines[i:end]))
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(obj, dict):
+                    return obj
+    return None
+
+
 def main() -> None:
     out_dir = REPO / "bench_out"
     out_dir.mkdir(exist_ok=True)
@@ -26,11 +41,11 @@ def main() -> None:
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True)
         sys.stderr.write(proc.stderr[-4000:])
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
+        figures = last_json_object(proc.stdout)
+        if proc.returncode != 0 or figures is None:
             results[name] = {"error": f"exit {proc.returncode}", "stdout_tail": proc.stdout[-2000:]}
         else:
-            results[name] = json.loads(lines[-1])
+            results[name] = figures
         results[name]["bench_wall_s"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(results[name], indent=2), flush=True)
     (out_dir / "bench.json").write_text(json.dumps(results, indent=2, sort_keys=True))

@@ -165,18 +165,19 @@ def cmd_tasks(args) -> None:
 def cmd_params(args) -> None:
     """The resolved settings (params.yaml + environment) and the registered tasks; with --out, written only on change
     (the Makefile's stages depend on that file, so a setting changed through the environment reruns them)."""
+    from benchmark.hashing import atomic_path
     from benchmark.tasks import get_task, list_tasks
-    from pipeline.stage import write_json
 
     resolved = {"params": _all_params(args),
                 "tasks": {n: get_task(n).model_dump(exclude={"path"}) for n in list_tasks()}}
-    text = json.dumps(resolved, indent=2, sort_keys=True, default=str) + "\n"
+    text = json.dumps(resolved, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
     if not args.out:
         print(text, end="")
         return
     out = Path(args.out)
     if not out.exists() or out.read_text(encoding="utf-8") != text:
-        write_json(resolved, out)
+        with atomic_path(out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
 
 def cmd_train(args) -> None:

@@ -46,7 +46,11 @@ def read_clip_bytes(corpus_root: str | Path, shard: str, member: str, offset: in
 
 def corpus_id_for(corpus: str | Path) -> str:
     """The corpus's name: `demo` for the embedded demo corpus, else the corpus folder's name (glob parts stripped)."""
-    p = Path(str(corpus).split("*")[0].rstrip("/"))
+    s = str(corpus)
+    glob_at = min((s.index(ch) for ch in "*?[" if ch in s), default=-1)
+    if glob_at >= 0:  # a glob: the deepest folder before the first wildcard ("/data/freesound/train_*/*.tar" → freesound)
+        s = s[:glob_at] if s[:glob_at].endswith("/") else str(Path(s[:glob_at]).parent)
+    p = Path(s.rstrip("/"))
     if p.parent.name == "demo_corpus":
         return "demo"
     return p.name or "corpus"

@@ -136,3 +136,12 @@ def test_killed_read_resumes_with_only_the_missing_shards(tmp_path: Path) -> Non
         a = (tmp_path / "killed" / "read" / name).read_bytes()
         b = (tmp_path / "clean" / "read" / name).read_bytes()
         assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
+
+
+def test_corpus_id_names_the_corpus_folder() -> None:
+    from pipeline.reader import corpus_id_for
+
+    assert corpus_id_for("demo_corpus/freesound") == "demo"
+    assert corpus_id_for("/data/laion630k/freesound/") == "freesound"
+    assert corpus_id_for("/data/laion630k/freesound/train_*/*.tar") == "freesound"
+    assert corpus_id_for("/data/laion630k/audiocaps/*/*.tar") == "audiocaps"
