@@ -202,9 +202,8 @@ def cmd_demo(args) -> None:
     """The whole chain on the embedded demo corpus, as `make demo` does."""
     import subprocess
 
-    env = dict(os.environ)
     cmd = ["make", "demo", f"LLM={args.llm}"] + (["QUIET=1"] if args.quiet else [])
-    raise SystemExit(subprocess.call(cmd, env=env))
+    raise SystemExit(subprocess.call(cmd))
 
 
 # ---- parser ---------------------------------------------------------------------------------------------------

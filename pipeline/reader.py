@@ -210,8 +210,7 @@ def read_shard(root: Path, shard: Path, source: str, meta_rows: dict, quiet: boo
                     obj, reason, detail = _parse_json(data, name)
                     if obj is None:
                         reject(f"{rel}:{name}", reason, detail)
-                        halves.pop(stem, None)
-                        halves[stem] = _Half(meta={"__bad__": True})
+                        half.meta = {"__bad__": True}
                         continue
                     half.meta = obj
                 else:

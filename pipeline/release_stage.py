@@ -8,7 +8,6 @@ write/sentences.parquet (optional, for the card's figures), extract/categories.p
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -20,22 +19,15 @@ from benchmark.errors import InputError
 from benchmark.hashing import stable_hash
 from benchmark.release import MANIFEST, build_release, load_release
 from benchmark.schema import COLUMNS
+from benchmark.tasks import task_choices
+from benchmark.validate import normalise_sentence
 from pipeline.stage import StageRun, code_version, log
 
-__all__ = ["release_stage", "gather_provenance", "default_task_choices", "UPSTREAM_STAGES"]
+__all__ = ["release_stage", "gather_provenance", "UPSTREAM_STAGES"]
 
 UPSTREAM_STAGES = ("read", "extract", "measure", "split", "pairs", "write", "filter")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _LLM_KEYS = ("backend", "model", "prompt", "prompt_version", "prompt_versions", "prompt_sha256", "temperature")
-
-
-def default_task_choices(items: pd.DataFrame) -> dict[str, list[str]]:
-    """benchmark.tasks.task_choices when the task registry exists, else each task's sorted set of answers."""
-    if importlib.util.find_spec("benchmark.tasks") is not None:
-        from benchmark.tasks import task_choices
-
-        return task_choices(items)
-    return {t: sorted(set(g["answer"].astype(str))) for t, g in items.groupby("task", sort=True)}
 
 
 def _read_manifests(build_dir: Path) -> dict[str, dict]:
@@ -97,15 +89,11 @@ def _optional_table(path: Path, columns: list[str]) -> pd.DataFrame | None:
     return df[columns]
 
 
-def _norm(sentence: str) -> str:
-    return " ".join(str(sentence).lower().split())
-
-
 def drop_wiki_repeats(wiki: pd.DataFrame, items: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Wiki items whose sentence (case and spacing ignored) is already a corpus item of the same task are dropped:
+    """Wiki items whose sentence (case and spacing ignored, as validate compares them) is already a corpus item of the same task are dropped:
     the wiki split is test-only and must not repeat a train sentence."""
-    seen = set(zip(items["task"], items["sentence"].map(_norm)))
-    keep = [(t, _norm(s)) not in seen for t, s in zip(wiki["task"], wiki["sentence"])]
+    seen = set(zip(items["task"], items["sentence"].map(normalise_sentence)))
+    keep = [(t, normalise_sentence(s)) not in seen for t, s in zip(wiki["task"], wiki["sentence"])]
     return wiki[keep].reset_index(drop=True), int(len(wiki) - sum(keep))
 
 
@@ -171,7 +159,7 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
         "categories": _optional_table(optional["categories"], ["clip_id", "category"]),
     }
     path = build_release(
-        items, releases_dir, name, version, clips=clips, task_choices=default_task_choices(items),
+        items, releases_dir, name, version, clips=clips, task_choices=task_choices(items),
         provenance=gather_provenance(build_dir, manifests, release_params) | {"wiki": wiki_provenance(wiki_dir, wiki_dropped)},
         stage_manifests=manifests,
         audio_index_dir=inputs.get("audio_index"), exclude_nc=exclude_nc,

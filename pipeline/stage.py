@@ -207,9 +207,6 @@ class ResultStore:
                 [(k, json.dumps(v, sort_keys=True, ensure_ascii=False, default=_nan_safe)) for k, v in pairs],
             )
 
-    def keys(self) -> set[str]:
-        return {r[0] for r in self._db.execute("SELECT key FROM results")}
-
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
