@@ -5,7 +5,7 @@ The index is built once from audio arrays and saved as a folder (the release's `
     index.json                 clip ids, captions, the models that made the embeddings, retrieval recall@k
     retrieval_embeddings.npy   float32[n_clips, d_r], L2-normalised, in the text-audio joint space
     inject_embeddings.npy      float32[n_clips, d_i], what AudioBERT injects (AST / aisfx / CLAP audio)
-    text_head.pt               demo retrieval model only: the text projection (its audio side is already applied)
+    text_head.npy              demo retrieval model only: the text projection, float32[out, in + 1] (weight | bias) (its audio side is already applied)
 
 A query ("<span> sound") is encoded by the index's text side (CLAP text tower, or the demo model:
 a frozen sentence encoder + a trained projection) and ranked by cosine similarity; top-k keeps the similarity.
@@ -177,7 +177,7 @@ class AudioIndex:
             kind = side.get("kind")
             if kind == "demo":
                 if self.text_head is None:
-                    raise ModelLoadError("audio index: demo retrieval model has no text_head.pt")
+                    raise ModelLoadError("audio index: demo retrieval model has no text_head.npy")
                 self._query_encoder = _DemoTextSide(side["encoder"], self.text_head, device=device)
             elif kind == "clap":
                 self._query_encoder = _ClapTextSide(side["name"], device=device)
@@ -197,14 +197,16 @@ class AudioIndex:
         return self.search_embeddings(self.encode_queries(texts), k)
 
     def save(self, out_dir: str | Path) -> Path:
-        from models._io import atomic_write_text, save_npy, save_torch
+        from models._io import atomic_write_text, save_npy
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         save_npy(out / "retrieval_embeddings.npy", self.retrieval_embeddings.astype(np.float32))
         save_npy(out / "inject_embeddings.npy", self.inject_embeddings.astype(np.float32))
         if self.text_head is not None:
-            save_torch(out / "text_head.pt", {"weight": self.text_head.weight.detach().cpu(), "bias": self.text_head.bias.detach().cpu()})
+            # one float32 array [out, in + 1] (weight | bias): .npy bytes depend on the values alone (byte-stable)
+            head = torch.cat([self.text_head.weight.detach().cpu(), self.text_head.bias.detach().cpu()[:, None]], dim=1)
+            save_npy(out / "text_head.npy", head.numpy().astype(np.float32))
         meta = {
             "format": 1,
             "clip_ids": self.clip_ids,
@@ -227,10 +229,10 @@ class AudioIndex:
         except (OSError, ValueError, json.JSONDecodeError) as e:
             raise InputError(f"{d}: not a readable audio index ({type(e).__name__}: {e})") from e
         head = None
-        if (d / "text_head.pt").exists():
-            w = torch.load(d / "text_head.pt", map_location="cpu", weights_only=True)
-            head = nn.Linear(w["weight"].shape[1], w["weight"].shape[0])
-            head.load_state_dict(w)
+        if (d / "text_head.npy").exists():
+            w = torch.from_numpy(np.load(d / "text_head.npy"))
+            head = nn.Linear(w.shape[1] - 1, w.shape[0])
+            head.load_state_dict({"weight": w[:, :-1].contiguous(), "bias": w[:, -1].contiguous()})
         return cls(list(meta["clip_ids"]), list(meta["captions"]), r, i, meta["models"], meta.get("metrics", {}), head)
 
 

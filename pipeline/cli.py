@@ -1,7 +1,8 @@
 """`auditorybench`: one subcommand per stage and tool. Settings: flag > environment variable > params.yaml.
 
-The Makefile calls these subcommands in pipeline order; each stage skips itself when its inputs, params and code
-did not change, and resumes where it stopped when it was killed.
+The stage subcommands are generated from the declarations in pipeline/contract.py. The Makefile calls them in
+pipeline order; each stage skips itself when its freshness key (inputs, params, backend, code) is unchanged, and
+resumes where it stopped when it was killed.
 """
 
 from __future__ import annotations
@@ -13,26 +14,12 @@ import sys
 from pathlib import Path
 
 from benchmark.errors import AuditoryBenchError
+from pipeline.contract import DEMO_CORPUS, DEMO_ROOT
 
-__all__ = ["main", "build_parser"]
-
-DEMO_ROOT = Path("demo_corpus")
-DEMO_CORPUS = DEMO_ROOT / "freesound"
+__all__ = ["main", "build_parser", "context"]
 
 
-def _build_dir(args) -> Path:
-    from pipeline.reader import corpus_id_for
-
-    corpus_id = args.corpus_id or corpus_id_for(args.corpus)
-    return Path(args.build_root) / corpus_id
-
-
-def _corpus_root(build_dir: Path) -> Path:
-    manifest = build_dir / "read" / "manifest.json"
-    if not manifest.exists():
-        raise AuditoryBenchError(f"{manifest}: not found; run `auditorybench read` first")
-    return Path(json.loads(manifest.read_text())["corpus"]["root"])
-
+# ---- settings and the stage context --------------------------------------------------------------------------
 
 def _params(args, section: str, **flags):
     from pipeline.params import stage_params
@@ -40,13 +27,54 @@ def _params(args, section: str, **flags):
     return stage_params(section, flags, path=args.params)
 
 
-def _all_params(args) -> dict:
-    from pipeline.params import load_params
+def _overrides(args) -> dict[str, dict]:
+    """--set section.key=value (YAML value), --llm, then the stage's own flags: what they change enters the key."""
+    import yaml
 
-    return load_params(args.params)
+    from benchmark.errors import ConfigError
+    from pipeline.contract import get_stage
+
+    out: dict[str, dict] = {}
+    for item in getattr(args, "set", None) or []:
+        name, sep, raw = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set {item!r}: expected section.key=value (e.g. measure.estimator=pyin)")
+        out.setdefault(section, {})[key] = yaml.safe_load(raw)
+    if getattr(args, "llm", None):
+        for section in ("extract", "write"):
+            out.setdefault(section, {})["backend"] = args.llm
+    if getattr(args, "fn", None) is cmd_stage:
+        for f in get_stage(args.command).flags:
+            value = getattr(args, _dest(f), None)
+            if f.key and value is not None:
+                out.setdefault(f.section, {})[f.key] = value
+    return out
 
 
-# ---- stage handlers -------------------------------------------------------------------------------------------
+def context(args):
+    """The pipeline.contract.Context of a stage, `status` or `plan` invocation."""
+    from pipeline.contract import Context, get_stage
+
+    options = {}
+    if getattr(args, "fn", None) is cmd_stage:
+        options = {_dest(f): getattr(args, _dest(f)) for f in get_stage(args.command).flags if not f.key}
+    return Context(corpus=args.corpus, corpus_id=args.corpus_id or "", build_root=Path(args.build_root),
+                   releases=Path(args.releases), params_path=args.params, meta=args.meta, overrides=_overrides(args),
+                   options=options, quiet=args.quiet)
+
+
+def _dest(f) -> str:
+    return f.names[0].lstrip("-").replace("-", "_")
+
+
+def cmd_stage(args) -> None:
+    from pipeline.contract import run_stage
+
+    run_stage(args.command, context(args))
+
+
+# ---- tools (not stages) ---------------------------------------------------------------------------------------
 
 def cmd_corpus(args) -> None:
     from pipeline.demo_corpus import build_demo_corpus
@@ -57,80 +85,40 @@ def cmd_corpus(args) -> None:
     print(folder)
 
 
-def cmd_read(args) -> None:
-    from pipeline.reader import read_stage
+def cmd_status(args) -> None:
+    """Every stage as fresh / stale (why) / missing, for the corpus given (like `dvc status`)."""
+    from pipeline.contract import status
 
-    read_stage(args.corpus, _build_dir(args), _params(args, "read"), meta=args.meta, quiet=args.quiet)
-
-
-def cmd_extract(args) -> None:
-    from pipeline.extract import extract_stage
-
-    extract_stage(_build_dir(args), _params(args, "extract", backend=args.backend, model_override=args.model), quiet=args.quiet, offline=args.offline)
+    ctx = context(args)
+    print(f"corpus {ctx.corpus} -> {ctx.build_dir} (release {ctx.release_dir()})")
+    for s in status(ctx):
+        print("  " + s.line())
 
 
-def cmd_measure(args) -> None:
-    from pipeline.measure.stage import measure_stage
+def cmd_plan(args) -> None:
+    """For the Makefile (read once, at parse time): corpus id, release folder and the stages that must run."""
+    from pipeline.contract import is_demo, stale_stages
 
-    b = _build_dir(args)
-    p = _params(args, "measure", estimator=args.estimator, device=args.device, cross_check=args.cross_check)
-    measure_stage(b, _corpus_root(b), p, workers=args.workers, quiet=args.quiet)
-
-
-def cmd_split(args) -> None:
-    from pipeline.split import split_stage
-
-    split_stage(_build_dir(args), _params(args, "split", seed=args.seed), quiet=args.quiet)
+    ctx = context(args)
+    stale = stale_stages(ctx)
+    if is_demo(ctx.corpus) and not _demo_corpus_fresh(args):
+        stale = ["corpus", *stale]
+    print(f"corpus_id={ctx.corpus_id} release={ctx.release_dir()} stale={','.join(stale)}")
 
 
-def cmd_pairs(args) -> None:
-    from pipeline.pairs import pairs_stage
+def _demo_corpus_fresh(args) -> bool:
+    """Whether `auditorybench corpus` would do nothing (its manifest holds the key it would write)."""
+    from pipeline.contract import code_hash
+    from pipeline.stage import StageRun
 
-    pairs_stage(_build_dir(args), _all_params(args), quiet=args.quiet)
-
-
-def cmd_write(args) -> None:
-    from benchmark.tasks import writer_specs
-    from pipeline.extract import write_stage
-
-    write_stage(_build_dir(args), _params(args, "write", backend=args.backend, model_override=args.model), writer_specs(_all_params(args)),
-                quiet=args.quiet, offline=args.offline)
-
-
-def cmd_filter(args) -> None:
-    from pipeline.filter import filter_stage
-
-    filter_stage(_build_dir(args), _all_params(args), quiet=args.quiet)
-
-
-def cmd_wiki(args) -> None:
-    if args.action == "refresh":
-        from pipeline.wiki.stage import wiki_refresh
-
-        print(json.dumps(wiki_refresh(_params(args, "wiki"), quiet=args.quiet), indent=2, sort_keys=True, default=str))
-        return
-    from pipeline.wiki.stage import wiki_stage
-
-    wiki_stage(Path(args.build_root) / "wiki", _params(args, "wiki"), quiet=args.quiet)
-
-
-def cmd_index(args) -> None:
-    from pipeline.index_stage import index_stage
-
-    b = _build_dir(args)
-    index_stage(b, _corpus_root(b), _params(args, "index", device=args.device), quiet=args.quiet)
-
-
-def cmd_release(args) -> None:
-    from pipeline.release_stage import release_stage
-
-    b = _build_dir(args)
-    p = _params(args, "release", version=args.version, exclude_nc=True if args.exclude_nc else None)
-    # a release without non-commercial clips is another dataset: by default it gets its own name, never the full one's
-    name = args.name or (f"{b.name}-no-nc" if p.get("exclude_nc") else b.name)
-    wiki_dir = Path(args.build_root) / "wiki"
-    path = release_stage(b, Path(args.releases), name, p, wiki_dir if (wiki_dir / "items.parquet").exists() else None, quiet=args.quiet)
-    print(path)
+    root = Path(args.corpus).parent
+    if not (root / "manifest.json").exists():
+        return False
+    p = _params(args, "demo_corpus")
+    params = {k: int(p[k]) for k in ("seed", "n_clips", "n_shards", "sample_rate")}
+    run = StageRun("corpus", root, params, code=code_hash("pipeline.demo_corpus"), quiet=True)
+    old = run.previous() or {}
+    return old.get("key") == run.full_key() and all((root / rel).exists() for rel in old.get("outputs", {}))
 
 
 def cmd_validate(args) -> None:
@@ -180,24 +168,6 @@ def cmd_params(args) -> None:
             tmp.write_text(text, encoding="utf-8")
 
 
-def cmd_train(args) -> None:
-    from models.train import TrainConfig, train
-
-    p = _params(args, "train", preset=args.preset, mode=args.mode, epochs=args.epochs, lm=args.lm, device=args.device,
-                seed=args.seed, detector_dir=args.detector_dir)
-    print(train(args.release, TrainConfig.from_params(p), Path(args.out), quiet=args.quiet))
-
-
-def cmd_eval(args) -> None:
-    from models.eval import evaluate
-
-    p = _params(args, "eval", device=args.device, max_items=args.max_items)
-    evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]), metrics=tuple(p["metrics"]),
-             device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), quiet=args.quiet)
-    if not args.quiet:
-        print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
-
-
 def cmd_demo(args) -> None:
     """The whole chain on the embedded demo corpus, as `make demo` does."""
     import subprocess
@@ -209,78 +179,51 @@ def cmd_demo(args) -> None:
 # ---- parser ---------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.contract import STAGES
+
     ap = argparse.ArgumentParser(prog="auditorybench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn, help: str, corpus: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, fn, help: str, pipeline: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
         p.add_argument("--params", default=None, help="params.yaml to use (default: the repository's, or $AUDITORYBENCH_PARAMS)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--build-root", default=os.environ.get("AUDITORYBENCH_BUILD", "build"), help="where stage outputs live (default: build)")
-        if corpus:
+        if pipeline:  # what the Makefile passes to every stage and to `plan`, so that both resolve the same key
             p.add_argument("--corpus", default=os.environ.get("CORPUS", str(DEMO_CORPUS)), help="corpus folder or glob of tar shards (default: the demo corpus)")
-            p.add_argument("--corpus-id", default=None, help="name of the corpus's build folder (default: demo, or the corpus folder's name)")
+            p.add_argument("--corpus-id", default=None, help="name of the corpus's build folder and release (default: demo, or the "
+                                                             "corpus folder's name + a fingerprint of its shard list)")
+            p.add_argument("--meta", default=os.environ.get("META") or None, help="the *_meta.csv with licences (default: found beside the corpus)")
+            p.add_argument("--releases", default=os.environ.get("AUDITORYBENCH_RELEASES", "releases"))
+            p.add_argument("--llm", default=None, choices=["rules", "openai"], help="backend of extract and write")
+            p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a setting (repeatable)")
         return p
 
-    p = add("corpus", cmd_corpus, "build the embedded demo corpus (LAION-Audio-630K format) from its seed", corpus=False)
+    # the stages: one subcommand each, generated from their declarations (pipeline/contract.py)
+    for stage in STAGES:
+        p = add(stage.name, cmd_stage, stage.help, pipeline=True)
+        for f in stage.flags:
+            p.add_argument(*f.names, **({"dest": _dest(f)} if f.names[0].startswith("-") else {}), **f.kwargs)
+    p = add("status", cmd_status, "every stage as fresh / stale (and why) / missing, for a corpus", pipeline=True)
+    p = add("plan", cmd_plan, "for the Makefile: corpus id, release folder and the stages that must run", pipeline=True)
+
+    # the tools: add a non-stage subcommand here (a handler above, and its arguments)
+    p = add("corpus", cmd_corpus, "build the embedded demo corpus (LAION-Audio-630K format) from its seed")
     p.add_argument("--out", default=str(DEMO_ROOT))
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--n-clips", type=int, default=None)
-    p = add("read", cmd_read, "read tar shards (or an extracted folder) + meta CSV into the clip table")
-    p.add_argument("--meta", default=os.environ.get("META") or None, help="the *_meta.csv with licences (default: found beside the corpus)")
-    for name, fn, help in (("extract", cmd_extract, "categorise clips and write animal items (rules or LLM backend)"),
-                           ("write", cmd_write, "write comparison sentences for the pairs (rules or LLM backend)")):
-        p = add(name, fn, help)
-        p.add_argument("--backend", default=os.environ.get("LLM") or None, choices=["rules", "openai"])
-        p.add_argument("--model", default=None, help="LLM model name (else $AUDITORYBENCH_LLM_MODEL, else params.yaml)")
-        p.add_argument("--offline", action="store_true", help="use the LLM cache only; fail naming the first missing entry")
-    p = add("measure", cmd_measure, "measure f0, brightness, loudness and duration of every clip")
-    p.add_argument("--estimator", default=None, help="pyin | crepe-tiny | crepe-full | ... (see params.yaml)")
-    p.add_argument("--cross-check", action="store_true", default=None, help="run a second estimator and flag disagreements")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
-    p.add_argument("--workers", type=int, default=None)
-    p = add("split", cmd_split, "assign clips to train/dev/test by hashing audio-content groups")
-    p.add_argument("--seed", type=int, default=None)
-    add("pairs", cmd_pairs, "make comparison pairs inside each split for every comparison task")
-    add("filter", cmd_filter, "keep or reject items (agreement, repeats, balance, rare answers, review)")
-    p = add("wiki", cmd_wiki, "build the test-only wiki sets from the Wikipedia snapshot (or refresh the snapshot online)", corpus=False)
-    p.add_argument("action", nargs="?", default="build", choices=["build", "refresh"])
-    p = add("index", cmd_index, "build the audio index (retrieval + injection embeddings) over the corpus clips")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
-    p = add("release", cmd_release, "write the versioned release with its data card, and validate it")
-    p.add_argument("--releases", default=os.environ.get("AUDITORYBENCH_RELEASES", "releases"))
-    p.add_argument("--name", default=None, help="release name (default: the corpus id)")
-    p.add_argument("--version", default=None)
-    p.add_argument("--exclude-nc", action="store_true", help="leave out items that use non-commercial clips")
-    p = add("validate", cmd_validate, "check a release for overlaps, duplicates, balance and schema; non-zero exit on a violation", corpus=False)
+    p = add("validate", cmd_validate, "check a release for overlaps, duplicates, balance and schema; non-zero exit on a violation")
     p.add_argument("release")
-    p = add("import-official", cmd_import_official, "convert the official AuditoryBench CSVs into the release format", corpus=False)
+    p = add("import-official", cmd_import_official, "convert the official AuditoryBench CSVs into the release format")
     p.add_argument("src", help="the dataset/ folder of the AudioBERT repository")
     p.add_argument("--releases", default=os.environ.get("AUDITORYBENCH_RELEASES", "releases"))
     p.add_argument("--version", default=None)
-    p = add("tasks", cmd_tasks, "list the registered tasks", corpus=False)
+    p = add("tasks", cmd_tasks, "list the registered tasks")
     p.add_argument("name", nargs="?", default=None)
-    p = add("params", cmd_params, "print the resolved settings and registered tasks (--out: write them only when changed)", corpus=False)
+    p = add("params", cmd_params, "print the resolved settings and registered tasks (--out: write them only when changed)")
     p.add_argument("--out", default=None)
-    p = add("train", cmd_train, "train the span detector and AudioBERT (or its text-only twin) on a release", corpus=False)
-    p.add_argument("release", help="a release folder or name (e.g. demo, official)")
-    p.add_argument("--out", required=True, help="checkpoint folder (training resumes from its last state)")
-    p.add_argument("--preset", default=None, choices=["published", "demo"], help="published settings (default) or the small demo config")
-    p.add_argument("--mode", default=None, choices=["audiobert", "text"], help="text: the same model and gate with no audio")
-    p.add_argument("--detector-dir", default=None, help="reuse a trained span detector")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lm", default=None, help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=None)
-    p = add("eval", cmd_eval, "evaluate checkpoints and text-only LMs on a release; writes results.md and results.json", corpus=False)
-    p.add_argument("release")
-    p.add_argument("--models", nargs="+", required=True,
-                   help="checkpoint folders, mlm:<hub id or path>, causal:<hub id or path> (causal:smollm2 = the packaged SmolLM2)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
-    p.add_argument("--max-items", type=int, default=None, help="per task and split, a fixed hash-chosen subset (0 = all)")
-    p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)", corpus=False)
+    p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)")
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     return ap
 

@@ -18,7 +18,7 @@ from benchmark.errors import InputError
 from benchmark.hashing import stable_hash
 from benchmark.schema import COLUMNS, Item, item_id
 from benchmark.tasks import enabled_tasks, get_task
-from pipeline.stage import StageRun, code_version
+from pipeline.stage import StageRun
 
 __all__ = ["animal_items", "comparison_items", "drop_repeated_sentences", "balance_labels", "apply_review_decisions", "filter_stage"]
 
@@ -166,7 +166,7 @@ def apply_review_decisions(items: list[dict], path: Path, rejects: list[dict]) -
     return [i for i in items if i["id"] not in drop_ids]
 
 
-def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict:
+def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dict | None = None) -> dict:
     build_dir = Path(build_dir)
     params = params_all.get("filter") or {}
     inputs = {
@@ -181,7 +181,7 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict
         if not Path(decisions_path).is_file():
             raise InputError(f"{decisions_path}: review decisions file (filter.review_decisions) not found")
         inputs["review_decisions"] = Path(decisions_path)
-    run = StageRun("filter", build_dir / "filter", {**params, "tasks": params_all.get("tasks") or {}}, inputs=inputs, code=code_version(__name__, "benchmark.schema", "benchmark.tasks"), quiet=quiet)
+    run = StageRun("filter", build_dir / "filter", {**params, "tasks": params_all.get("tasks") or {}}, inputs=inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()  # type: ignore[return-value]
     clips = pd.read_parquet(inputs["clips"])

@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmark.hashing import stable_hash
 from benchmark.tasks import TaskSpec, comparison_tasks
-from pipeline.stage import StageRun, code_version
+from pipeline.stage import StageRun
 
 __all__ = ["make_pairs", "pairs_stage", "side_table", "PAIR_COLUMNS"]
 
@@ -143,7 +143,7 @@ def make_pairs(task: TaskSpec, split: str, sides: pd.DataFrame, params_all: dict
     return out, dropped
 
 
-def pairs_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict:
+def pairs_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dict | None = None) -> dict:
     """build_dir/pairs/pairs.parquet for every comparison task, from measurements, categories and clip splits."""
     build_dir = Path(build_dir)
     inputs = {
@@ -155,7 +155,7 @@ def pairs_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict:
     tasks = comparison_tasks(params_all)
     stage_params = {"pairs": params_all.get("pairs") or {}, "tasks": {t.name: t.model_dump(exclude={"path"}) for t in tasks},
                     "seed": (params_all.get("split") or {}).get("seed", 0)}
-    run = StageRun("pairs", build_dir / "pairs", stage_params, inputs=inputs, code=code_version(__name__, "benchmark.tasks"), quiet=quiet)
+    run = StageRun("pairs", build_dir / "pairs", stage_params, inputs=inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()  # type: ignore[return-value]
     clips = pd.read_parquet(inputs["clips"])

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from benchmark.errors import InputError
 from benchmark.hashing import sha256_bytes
 from benchmark.schema import COLUMNS, license_kind
-from pipeline.stage import ResultStore, StageRun, code_version, log
+from pipeline.stage import ResultStore, StageRun, log
 
-__all__ = ["read_clip_bytes", "find_shards", "find_meta_csv", "read_meta", "read_shard", "read_loose", "read_stage", "corpus_id_for"]
+__all__ = ["read_clip_bytes", "find_shards", "find_meta_csv", "read_meta", "read_shard", "read_loose", "read_stage", "read_inputs", "corpus_name"]
 
 AUDIO_EXTS = (".flac", ".wav", ".mp3", ".ogg")
 
@@ -44,8 +44,9 @@ def read_clip_bytes(corpus_root: str | Path, shard: str, member: str, offset: in
     return (root / member).read_bytes()
 
 
-def corpus_id_for(corpus: str | Path) -> str:
-    """The corpus's name: `demo` for the embedded demo corpus, else the corpus folder's name (glob parts stripped)."""
+def corpus_name(corpus: str | Path) -> str:
+    """The corpus's name: `demo` for the embedded demo corpus, else the corpus folder's name (glob parts stripped).
+    Build folders and releases add a fingerprint of the shard list to it (pipeline.contract.corpus_id)."""
     s = str(corpus)
     glob_at = min((s.index(ch) for ch in "*?[" if ch in s), default=-1)
     if glob_at >= 0:  # a glob: the deepest folder before the first wildcard ("/data/freesound/train_*/*.tar" → freesound)
@@ -289,19 +290,29 @@ def _dedupe(clips: list[dict], rejects: list[dict]) -> list[dict]:
     return kept
 
 
-def read_stage(corpus: str | Path, build_dir: Path, params: dict, meta: str | Path | None = None, quiet: bool = False) -> dict:
-    """Read a corpus into build_dir/read/clips.parquet + rejects.parquet. Finished shards are kept in a result store,
-    so a killed read resumes at the first unfinished shard."""
+def read_inputs(corpus: str | Path, meta: str | Path | None = None) -> dict[str, Path]:
+    """What the read stage reads, by name: every tar shard ("shard:<relative path>"), the meta CSV, or the
+    extracted folder ("loose"). Its freshness key hashes them, so a new or changed shard reruns read."""
     root, shards = find_shards(corpus)
-    meta_path = find_meta_csv(root, meta or params.get("meta"))
-    source = params.get("source") or root.name
-    inputs = {f"shard:{s.relative_to(root) if s.is_relative_to(root) else s}": s for s in shards}
+    inputs: dict[str, Path] = {f"shard:{s.relative_to(root) if s.is_relative_to(root) else s}": s for s in shards}
+    meta_path = find_meta_csv(root, meta)
     if meta_path:
         inputs["meta_csv"] = meta_path
     if not shards:
         inputs["loose"] = root
+    return inputs
+
+
+def read_stage(corpus: str | Path, build_dir: Path, params: dict, meta: str | Path | None = None, quiet: bool = False,
+               key: dict | None = None) -> dict:
+    """Read a corpus into build_dir/read/clips.parquet + rejects.parquet. Finished shards are kept in a result store,
+    so a killed read resumes at the first unfinished shard. key: the stage's freshness key (pipeline.contract)."""
+    root, shards = find_shards(corpus)
+    inputs = read_inputs(corpus, meta or params.get("meta"))
+    meta_path = inputs.get("meta_csv")
+    source = params.get("source") or root.name
     run_params = {**params, "source": source}
-    run = StageRun("read", Path(build_dir) / "read", run_params, inputs=inputs, code=code_version(__name__, "benchmark.schema"), quiet=quiet)
+    run = StageRun("read", Path(build_dir) / "read", run_params, inputs=inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()  # type: ignore[return-value]
     meta_rows = read_meta(meta_path)
@@ -334,8 +345,9 @@ def read_stage(corpus: str | Path, build_dir: Path, params: dict, meta: str | Pa
         "kept": len(df),
         "rejected": {k: int(v) for k, v in sorted(rj["reason"].value_counts().items())},
         "shards": len(shards),
-        "shards_computed": computed,
         "license_flagged": int(df["license_flag"].sum()) if len(df) else 0,
         "license_kinds": {k: int(v) for k, v in sorted(df["license_kind"].value_counts().items())} if len(df) else {},
     }
+    if computed < len(shards):
+        log(f"[read] {len(shards) - computed} of {len(shards)} shards were read by an earlier, interrupted run")
     return run.finish(counts, extra={"corpus": {"root": str(root), "source": source, "meta_csv": str(meta_path or "")}})

@@ -13,7 +13,7 @@ import pandas as pd
 
 from benchmark.errors import ConfigError
 from benchmark.hashing import unit_interval
-from pipeline.stage import StageRun, code_version
+from pipeline.stage import StageRun
 
 __all__ = ["assign_split", "split_clips", "split_stage"]
 
@@ -42,10 +42,10 @@ def split_clips(clips: pd.DataFrame, quarantined: set[str], seed: int | str, fra
     return df[["clip_id", "group_id", "split"]].sort_values("clip_id").reset_index(drop=True)
 
 
-def split_stage(build_dir: Path, params: dict, quiet: bool = False) -> dict:
+def split_stage(build_dir: Path, params: dict, quiet: bool = False, key: dict | None = None) -> dict:
     build_dir = Path(build_dir)
     inputs = {"clips": build_dir / "read" / "clips.parquet", "measure_rejects": build_dir / "measure" / "rejects.parquet"}
-    run = StageRun("split", build_dir / "split", params, inputs=inputs, code=code_version(__name__), quiet=quiet)
+    run = StageRun("split", build_dir / "split", params, inputs=inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()  # type: ignore[return-value]
     clips = pd.read_parquet(inputs["clips"])

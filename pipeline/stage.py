@@ -1,15 +1,16 @@
 """What every stage shares: atomic writes, a manifest.json sidecar, skip-if-fresh, and a resumable result store.
 
-A stage's outputs live in `build/<corpus_id>/<stage>/`. Its manifest records the params it used, the
-fingerprints of its inputs, the sha256 of its outputs, counts kept/rejected by reason and the code version.
-A stage whose inputs, params and code did not change does nothing (`StageRun.fresh()`).
+A stage's outputs live in `build/<corpus_id>/<stage>/`. Its manifest records its freshness key (input
+fingerprints, resolved params, backend identity, code hash: see pipeline.contract), the params it used, the
+sha256 of its outputs and counts kept/rejected by reason. The manifest's bytes depend on the inputs alone; what
+varies from run to run (units computed vs. found in the result store) goes to run.json beside it.
+A stage whose key did not change and whose outputs are intact does nothing (`StageRun.fresh()`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -28,7 +29,6 @@ __all__ = [
     "write_parquet",
     "write_json",
     "fingerprint",
-    "code_version",
     "log",
 ]
 
@@ -69,29 +69,21 @@ def fingerprint(path: str | Path) -> str:
     return "big:" + h.hexdigest()
 
 
-def code_version(*modules: str) -> str:
-    """Hash of the named modules' source files: a stage reruns when its own code changes, not on every commit."""
-    import importlib
-
-    srcs = {}
-    for name in sorted(modules):
-        mod = importlib.import_module(name)
-        f = getattr(mod, "__file__", None)
-        if f:
-            srcs[name] = hashlib.sha256(Path(f).read_bytes()).hexdigest()
-    return stable_hash(srcs)
-
-
 @dataclass
 class StageRun:
-    """One run of one stage: knows its outputs folder, params and inputs, and writes the manifest last."""
+    """One run of one stage: knows its outputs folder, params and inputs, and writes the manifest last.
+
+    key: the stage's freshness key from pipeline.contract (inputs, params, backend, code). Without one (a stage
+    function called directly), the key is built here from params, the input files and `code` (default: the code
+    hash of the stage declared under this name)."""
 
     name: str
     out_dir: Path
     params: dict
     inputs: dict[str, Path] = field(default_factory=dict)
-    code: str = ""
+    code: str | dict | None = None
     quiet: bool = False  # silences progress bars only; the one-line summaries are always printed
+    key: dict | None = None
     _outputs: dict[str, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -100,11 +92,23 @@ class StageRun:
         self._input_fps: dict[str, str] | None = None
         self._t0 = time.perf_counter()
 
+    def full_key(self) -> dict:
+        if self.key is None:
+            code = self.code
+            if code is None:
+                from pipeline.contract import STAGES, code_hash
+
+                code = code_hash(f"pipeline.stages.{self.name}") if any(s.name == self.name for s in STAGES) else ""
+            self.key = {"inputs": self.input_fingerprints(), "params": _jsonable(self.params), "code": code}
+        return self.key
+
     @property
     def manifest_path(self) -> Path:
         return self.out_dir / "manifest.json"
 
     def input_fingerprints(self) -> dict[str, str]:
+        if self.key is not None and "inputs" in self.key:
+            return self.key["inputs"]
         if self._input_fps is None:
             self._input_fps = {k: fingerprint(v) for k, v in sorted(self.inputs.items())}
         return self._input_fps
@@ -118,20 +122,15 @@ class StageRun:
             return None
 
     def fresh(self) -> bool:
-        """True when a manifest exists for the same code, params and inputs, and every output is intact."""
+        """True when a manifest holds the same freshness key and every output is intact."""
         old = self.previous()
-        if not old:
-            return False
-        if old.get("code_version") != self.code or old.get("params") != _jsonable(self.params):
-            return False
-        if old.get("inputs") != self.input_fingerprints():
+        if not old or old.get("key") != self.full_key():
             return False
         for rel, digest in old.get("outputs", {}).items():
             p = self.out_dir / rel
             if not p.exists() or sha256_file(p) != digest:
                 return False
-        os.utime(self.manifest_path)  # so make sees the stage as up to date and does not ask again
-        log(f"[{self.name}] inputs, params and code unchanged: nothing to do ({self.out_dir})")
+        log(f"[{self.name}] inputs, params, backend and code unchanged: nothing to do ({self.out_dir})")
         return True
 
     def path(self, rel: str) -> Path:
@@ -151,10 +150,14 @@ class StageRun:
         """Record a file the stage wrote itself (e.g. a folder's member) in the manifest."""
         self._outputs[rel] = sha256_file(self.out_dir / rel)
 
-    def finish(self, counts: dict, extra: dict | None = None) -> dict:
+    def finish(self, counts: dict, extra: dict | None = None, run_stats: dict | None = None) -> dict:
+        """Write the manifest (deterministic) and run.json (run_stats: what varies between runs); return the
+        manifest with run_stats under "run"."""
+        key = self.full_key()
         manifest = {
             "stage": self.name,
-            "code_version": self.code,
+            "key": key,
+            "code_version": stable_hash(key.get("code"), n=16),
             "params": _jsonable(self.params),
             "inputs": self.input_fingerprints(),
             "outputs": dict(sorted(self._outputs.items())),
@@ -162,10 +165,12 @@ class StageRun:
         }
         if extra:
             manifest.update(_jsonable(extra))
+        run = {"seconds": round(time.perf_counter() - self._t0, 3), **(run_stats or {})}
+        write_json(run, self.out_dir / "run.json")
         write_json(manifest, self.manifest_path)
         summary = {k: counts[k] for k in ("kept", "rejected") if k in counts}
         log(f"[{self.name}] done in {time.perf_counter() - self._t0:.1f}s: {json.dumps(summary, sort_keys=True, default=str)[:400]}")
-        return manifest
+        return {**manifest, "run": run}
 
 
 def _jsonable(obj: Any) -> Any:

@@ -21,7 +21,7 @@ from pipeline.extract.lexicon import load_lexicon
 from pipeline.extract.records import Failure, make_clip_text, make_pair_text
 from pipeline.extract.rules import RulesBackend
 from pipeline.extract.validate import validate_animal_item, validate_category, validate_sentence
-from pipeline.stage import StageRun, code_version, log
+from pipeline.stage import StageRun, log
 
 __all__ = ["extract_stage", "write_stage", "make_backend", "BACKENDS", "CATEGORY_COLUMNS", "ANIMAL_COLUMNS", "SENTENCE_COLUMNS"]
 
@@ -29,9 +29,6 @@ BACKENDS = ("rules", "openai")
 CATEGORY_COLUMNS = ["clip_id", "category", "source_name", "category_path", "confidence", "backend"]
 ANIMAL_COLUMNS = ["clip_id", "sentence", "answer", "description", "spans", "backend", "model", "prompt_version"]
 SENTENCE_COLUMNS = ["pair_id", "task", "sentence", "span1", "span2", "answer", "llm_guess", "backend", "model", "prompt_version"]
-_CODE = ("pipeline.extract.stages", "pipeline.extract.validate", "pipeline.extract.rules", "pipeline.extract.lexicon",
-         "pipeline.extract.llm", "pipeline.extract.client", "pipeline.extract.records", "pipeline.extract.text",
-         "pipeline.extract.prompts", "pipeline.extract.cache")
 _TRANSIENT = ("llm_rate_limited", "llm_server_error", "llm_timeout", "llm_connection_error", "llm_http_error",
               "llm_protocol_error")
 _EXTRACT_PROMPTS = {"categorise": "prompt_categorise", "animal_item": "prompt_animal_item"}
@@ -97,7 +94,7 @@ def _llm_extra(backend) -> dict:
     return extra
 
 
-def extract_stage(build_dir: Path, params: dict, quiet: bool = False, offline: bool = False) -> dict:
+def extract_stage(build_dir: Path, params: dict, quiet: bool = False, offline: bool = False, key: dict | None = None) -> dict:
     """build_dir/read/clips.parquet -> build_dir/extract/{categories,animal_items,rejects}.parquet + manifest.json."""
     build_dir = Path(build_dir)
     clips_path = build_dir / "read" / "clips.parquet"
@@ -105,14 +102,14 @@ def extract_stage(build_dir: Path, params: dict, quiet: bool = False, offline: b
         raise InputError(f"{clips_path}: no clip table; run the read stage first")
     backend = make_backend(params, build_dir, _EXTRACT_PROMPTS, "extract", offline=offline, quiet=quiet)
     try:
-        return _extract(build_dir, clips_path, params, backend, quiet)
+        return _extract(build_dir, clips_path, params, backend, quiet, key)
     finally:
         backend.close()
 
 
-def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bool) -> dict:
+def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bool, key: dict | None) -> dict:
     run = StageRun("extract", build_dir / "extract", _run_params(params, backend, "extract"), inputs={"clips": clips_path},
-                   code=code_version(*_CODE), quiet=quiet)
+                   key=key, quiet=quiet)
     prev = run.previous()
     if prev and not prev.get("counts", {}).get("transient") and run.fresh():
         return prev
@@ -185,7 +182,8 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
     return run.finish(counts, extra)
 
 
-def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = False, offline: bool = False) -> dict:
+def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = False, offline: bool = False,
+                key: dict | None = None) -> dict:
     """build_dir/pairs/pairs.parquet -> build_dir/write/{sentences,rejects}.parquet + manifest.json.
     The writer sees source names and captions only; the measured label is joined in after validation."""
     build_dir = Path(build_dir)
@@ -194,15 +192,15 @@ def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = F
         raise InputError(f"{pairs_path}: no pair table; run the pairs stage first")
     backend = make_backend(params, build_dir, _WRITE_PROMPTS, "write", offline=offline, quiet=quiet)
     try:
-        return _write(build_dir, pairs_path, params, task_specs, backend, quiet)
+        return _write(build_dir, pairs_path, params, task_specs, backend, quiet, key)
     finally:
         backend.close()
 
 
-def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, backend, quiet: bool) -> dict:
+def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, backend, quiet: bool, key: dict | None) -> dict:
     run_params = _run_params(params, backend, "write")
     run_params["task_specs"] = task_specs
-    run = StageRun("write", build_dir / "write", run_params, inputs={"pairs": pairs_path}, code=code_version(*_CODE), quiet=quiet)
+    run = StageRun("write", build_dir / "write", run_params, inputs={"pairs": pairs_path}, key=key, quiet=quiet)
     prev = run.previous()
     if prev and not prev.get("counts", {}).get("transient") and run.fresh():
         return prev

@@ -3,7 +3,7 @@
 Inputs under build_dir (= build/<corpus_id>): read/clips.parquet; extract/categories.parquet (optional: the
 clip's sound source becomes an extra caption, "<source> sound"); measure/rejects.parquet (optional: clips rejected
 there are skipped). Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/:
-index.json, retrieval_embeddings.npy, inject_embeddings.npy, text_head.pt for the demo model) + manifest.json.
+index.json, retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
 Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
 """
 
@@ -15,9 +15,9 @@ import pandas as pd
 
 from benchmark.errors import InputError
 from benchmark.schema import COLUMNS, Reject
-from pipeline.stage import StageRun, code_version, log
+from pipeline.stage import StageRun, log
 
-__all__ = ["index_stage", "clip_texts"]
+__all__ = ["index_stage", "clip_texts", "run"]
 
 def _decode_sr_hz(config) -> int:
     """Decode once, at the rate of the encoder that sees the most audio: 48 kHz for CLAP, else aisfx's 44.1 kHz."""
@@ -35,7 +35,7 @@ def clip_texts(row: dict, source_name: str = "") -> str:
     return "\n".join(texts)
 
 
-def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = False) -> dict:
+def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = False, key: dict | None = None) -> dict:
     """Build build_dir/index/audio_index/ from the clips of the read stage; return the stage manifest."""
     from tqdm import tqdm
 
@@ -54,8 +54,7 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         inputs["categories"] = cats_path
     if rej_path.exists():
         inputs["measure_rejects"] = rej_path
-    run = StageRun("index", build_dir / "index", params, inputs,
-                   code=code_version("pipeline.index_stage", "models.retrieval", "models.audio_encoders"), quiet=quiet)
+    run = StageRun("index", build_dir / "index", params, inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()
 
@@ -103,3 +102,7 @@ def _by_reason(rejects: list[dict]) -> dict[str, int]:
     for r in rejects:
         out[r["reason"]] = out.get(r["reason"], 0) + 1
     return dict(sorted(out.items()))
+
+
+def run(ctx) -> dict:
+    return index_stage(ctx.build_dir, ctx.corpus_root(), ctx.section("index"), quiet=ctx.quiet, key=ctx.key("index"))

@@ -24,20 +24,12 @@ from benchmark.hashing import sha256_bytes, stable_hash
 from benchmark.schema import COLUMNS, Measurement, Reject
 from pipeline.measure.audio import AudioRejected
 from pipeline.measure.measurement import NOTE_FIELDS, measure_audio_bytes
-from pipeline.stage import ResultStore, StageRun, code_version
+from pipeline.stage import ResultStore, StageRun
 
-__all__ = ["measure_stage", "measure_clip_job", "cache_key", "PITCH_NOTE_COLUMNS"]
+__all__ = ["measure_stage", "measure_clip_job", "cache_key", "PITCH_NOTE_COLUMNS", "run"]
 
 PITCH_NOTE_COLUMNS = ["clip_id", *NOTE_FIELDS]
 
-_CODE_MODULES = (
-    "pipeline.measure.stage",
-    "pipeline.measure.measurement",
-    "pipeline.measure.audio",
-    "pipeline.measure.pitch",
-    "pipeline.measure.crepe",
-    "pipeline.measure.features",
-)
 
 
 def measure_clip_job(corpus_root: str, shard: str, member: str, offset: int, size: int, params: dict) -> dict:
@@ -101,7 +93,8 @@ def _run_jobs(jobs: dict[str, tuple], params: dict, store: ResultStore, workers:
     return done
 
 
-def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int | None = None, quiet: bool = False) -> dict:
+def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int | None = None, quiet: bool = False,
+                  key: dict | None = None) -> dict:
     """Measure every clip of build_dir/read/clips.parquet; write build_dir/measure/{measurements,rejects}.parquet.
 
     params: the `measure` section of params.yaml. workers: processes (default os.cpu_count(); 1 = in-process).
@@ -112,7 +105,7 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
     clips_path = build_dir / "read" / "clips.parquet"
     if not clips_path.exists():
         raise InputError(f"{clips_path}: missing (run the read stage first)")
-    run = StageRun("measure", build_dir / "measure", params, inputs={"clips": clips_path}, code=code_version(*_CODE_MODULES), quiet=quiet)
+    run = StageRun("measure", build_dir / "measure", params, inputs={"clips": clips_path}, key=key, quiet=quiet)
     if run.fresh():
         return run.previous() or {}
     clips = pd.read_parquet(clips_path, columns=["clip_id", "shard", "member", "offset", "size", "audio_sha256"])
@@ -155,9 +148,14 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
         "per_estimator": {str(params["estimator"]): len(table), **({check: len(table)} if check else {})},
         "pitched": int(table["pitched"].sum()) if len(table) else 0,
         "estimator_disagree": int(table["estimator_disagree"].sum()) if len(table) else 0,
-        "units": {"unique_audio": n_units, "computed": computed, "from_cache": n_units - computed},
+        "unique_audio": n_units,
         "f0_pass": dict(sorted(Counter(note_table["f0_pass"]).items())),
         "unpitched_reasons": dict(sorted(Counter(r for r in note_table["unpitched_reason"] if r).items())),
     }
     counts = {"kept": len(table), "rejected": dict(sorted(Counter(r["reason"] for r in rejects).items()))}
-    return run.finish(counts, extra)
+    return run.finish(counts, extra, run_stats={"units": {"unique_audio": n_units, "computed": computed, "from_cache": n_units - computed}})
+
+
+def run(ctx) -> dict:
+    return measure_stage(ctx.build_dir, ctx.corpus_root(), ctx.section("measure"), workers=ctx.options.get("workers"),
+                         quiet=ctx.quiet, key=ctx.key("measure"))

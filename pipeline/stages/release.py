@@ -9,21 +9,21 @@ write/sentences.parquet (optional, for the card's figures), extract/categories.p
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from benchmark.errors import InputError
+from benchmark.errors import InputError, ReleaseIntegrityError
 from benchmark.hashing import stable_hash
 from benchmark.release import MANIFEST, build_release, load_release
 from benchmark.schema import COLUMNS
 from benchmark.tasks import task_choices
 from benchmark.validate import normalise_sentence
-from pipeline.stage import StageRun, code_version, log
+from pipeline.contract import code_hash
+from pipeline.stage import StageRun, log
 
-__all__ = ["release_stage", "gather_provenance", "UPSTREAM_STAGES"]
+__all__ = ["release_stage", "gather_provenance", "explain_release_change", "UPSTREAM_STAGES", "run"]
 
 UPSTREAM_STAGES = ("read", "extract", "measure", "split", "pairs", "write", "filter")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,9 @@ def gather_provenance(build_dir: Path, manifests: dict[str, dict], release_param
         found |= {k: v for k, v in m.items() if k.startswith("prompt") or k.startswith("llm")}
         if found:
             llm[stage] = found
-    modules = ("benchmark.release", "benchmark.validate", "benchmark.card", "benchmark.schema", __name__)
+    code_files: dict[str, str] = dict(code_hash(__name__))
+    for m in manifests.values():
+        code_files |= (m.get("key") or {}).get("code") or {}
     return {
         "corpus": {
             "id": build_dir.name,
@@ -70,7 +72,8 @@ def gather_provenance(build_dir: Path, manifests: dict[str, dict], release_param
             "fingerprint": stable_hash(read.get("inputs") or {}, n=64) if read else "",
             "clips": (read.get("counts") or {}).get("kept"),
         },
-        "code_version": {"release": code_version(*modules)} | {s: m.get("code_version", "") for s, m in sorted(manifests.items())},
+        "code_version": {"release": stable_hash(code_hash(__name__), n=16)} | {s: m.get("code_version", "") for s, m in sorted(manifests.items())},
+        "code_files": dict(sorted(code_files.items())),
         "llm": llm,
         "estimator": (manifests.get("measure", {}).get("params") or {}).get("estimator", ""),
         "params": {s: m.get("params", {}) for s, m in sorted(manifests.items())} | {"release": release_params},
@@ -98,12 +101,13 @@ def drop_wiki_repeats(wiki: pd.DataFrame, items: pd.DataFrame) -> tuple[pd.DataF
 
 
 def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, wiki_dir: Path | None,
-                  quiet: bool = False) -> Path:
+                  quiet: bool = False, key: dict | None = None) -> Path:
     """Write releases_dir/<name>-<version>/ from build_dir and copy its card to data_cards/<name>-<version>.md.
 
     params: the `release:` section (version, exclude_nc, cards_dir) — a whole params dict with a "release" key
     works too. A release whose inputs and params did not change is not rebuilt; a name-version that exists with
-    other content raises ReleaseIntegrityError; a release that breaks a benchmark rule raises ValidationError."""
+    other content raises ReleaseIntegrityError naming the files, the settings and code that differ, and how to
+    publish it as a new version; a release that breaks a benchmark rule raises ValidationError."""
     build_dir, releases_dir = Path(build_dir), Path(releases_dir)
     rp = dict(params.get("release", params) if isinstance(params.get("release"), dict) else params)
     version = str(rp.get("version") or "")
@@ -135,13 +139,11 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
             inputs[f"manifest:{stage}"] = build_dir / stage / MANIFEST
 
     run_params = release_params | {"name": name, "releases_dir": str(releases_dir), "cards_dir": str(cards_dir)}
-    run = StageRun("release", build_dir / "release", run_params, inputs=inputs,
-                   code=code_version(__name__, "benchmark.release", "benchmark.validate", "benchmark.card"), quiet=quiet)
+    run = StageRun("release", build_dir / "release", run_params, inputs=inputs, key=key, quiet=quiet)
     target = releases_dir / f"{name}-{version}"
     card_copy = cards_dir / f"{name}-{version}.md"
     if run.fresh() and target.is_dir() and card_copy.exists():
         load_release(target)  # raises if someone changed it since
-        os.utime(target / MANIFEST)  # so make sees the release as up to date
         return target
 
     items = pd.read_parquet(inputs["items"])
@@ -158,13 +160,18 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
         "sentences": _optional_table(optional["sentences"], ["answer", "llm_guess"]),
         "categories": _optional_table(optional["categories"], ["clip_id", "category"]),
     }
-    path = build_release(
-        items, releases_dir, name, version, clips=clips, task_choices=task_choices(items),
-        provenance=gather_provenance(build_dir, manifests, release_params) | {"wiki": wiki_provenance(wiki_dir, wiki_dropped)},
-        stage_manifests=manifests,
-        audio_index_dir=inputs.get("audio_index"), exclude_nc=exclude_nc,
-        plot_tables={k: v for k, v in plot_tables.items() if v is not None},
-    )
+    provenance = gather_provenance(build_dir, manifests, release_params) | {"wiki": wiki_provenance(wiki_dir, wiki_dropped)}
+    try:
+        path = build_release(
+            items, releases_dir, name, version, clips=clips, task_choices=task_choices(items),
+            provenance=provenance, stage_manifests=manifests,
+            audio_index_dir=inputs.get("audio_index"), exclude_nc=exclude_nc,
+            plot_tables={k: v for k, v in plot_tables.items() if v is not None},
+        )
+    except ReleaseIntegrityError as e:
+        if not (target / MANIFEST).exists():
+            raise
+        raise ReleaseIntegrityError(f"{str(e).split('; bump')[0]}; {explain_release_change(target, provenance, version)}") from None
     cards_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path / "README.md", card_copy)
     rel = load_release(path)
@@ -178,3 +185,50 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     if not quiet:
         log(f"[release] {path} ({rel.manifest['counts']['items']} items, licence {rel.license}); card {card_copy}")
     return path
+
+
+def _flat(obj, prefix: str = "") -> dict[str, object]:
+    if isinstance(obj, dict):
+        out: dict[str, object] = {}
+        for k, v in obj.items():
+            out |= _flat(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return {prefix: obj}
+
+
+def explain_release_change(target: Path, provenance: dict, version: str) -> str:
+    """Why a build differs from the release already published under its name: the settings, code files, corpus and
+    LLM identity that changed (from the two provenance records), and the flag that publishes a new version."""
+    old = json.loads((target / MANIFEST).read_text(encoding="utf-8")).get("provenance") or {}
+    causes = []
+    for part, label in (("params", "setting"), ("llm", "LLM"), ("estimator", "estimator"), ("corpus", "corpus")):
+        a, b = _flat(old.get(part) or {}), _flat(provenance.get(part) or {})
+        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if changed:
+            causes.append(f"{label} changed: " + ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in changed[:3])
+                          + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""))
+    a, b = old.get("code_files") or {}, provenance.get("code_files") or {}
+    code = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if code:
+        causes.append("code changed: " + ", ".join(code[:4]) + (f" (+{len(code) - 4} more)" if len(code) > 4 else ""))
+    bumped = _next_version(version)
+    return (f"caused by: {'; '.join(causes) or 'no recorded setting or code change (a non-deterministic stage?)'}; "
+            f"publish it as a new version with `auditorybench release --version {bumped}` "
+            f"(make: `make release VERSION={bumped}`), or remove {target}")
+
+
+def _next_version(version: str) -> str:
+    parts = version.split(".")
+    if parts and parts[-1].isdigit():
+        return ".".join(parts[:-1] + [str(int(parts[-1]) + 1)])
+    return version + ".1"
+
+
+def run(ctx) -> dict:
+    """Release the corpus's build as releases/<name>-<version> (name: the corpus id; --version: another version)."""
+    b = ctx.build_dir
+    wiki_dir = ctx.stage_dir("wiki")
+    path = release_stage(b, ctx.releases, ctx.release_name(), ctx.section("release"),
+                         wiki_dir if (wiki_dir / "items.parquet").exists() else None, quiet=ctx.quiet, key=ctx.key("release"))
+    print(path)
+    return json.loads((b / "release" / MANIFEST).read_text(encoding="utf-8"))

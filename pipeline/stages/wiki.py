@@ -13,12 +13,12 @@ import pandas as pd
 
 from benchmark.hashing import sha256_file
 from benchmark.schema import COLUMNS
-from pipeline.stage import StageRun, code_version
+from pipeline.stage import StageRun
 from pipeline.wiki.client import DEFAULT_API_URL, DEFAULT_USER_AGENT, WikiClient, refresh_animal_snapshot, refresh_snapshot
 from pipeline.wiki.items import ANIMAL_TEMPLATES, PITCH_TEMPLATES, build_animal_items, build_pitch_items, label_balance
 from pipeline.wiki.snapshot import ANIMAL_SOUNDS_PATH, RANGES_PATH, load_snapshot
 
-__all__ = ["wiki_stage", "wiki_refresh", "snapshot_paths"]
+__all__ = ["wiki_stage", "wiki_refresh", "snapshot_paths", "run"]
 
 _ITEM_KEYS = ("min_gap", "templates", "animal_templates")
 
@@ -40,7 +40,7 @@ def _snapshot_info(path: Path, snap: dict) -> dict:
     }
 
 
-def wiki_stage(out_dir: Path, params: dict, quiet: bool = False) -> dict:
+def wiki_stage(out_dir: Path, params: dict, quiet: bool = False, key: dict | None = None) -> dict:
     """Write out_dir/items.parquet (both wiki tasks, schema.Item columns, sorted by id), rejects.parquet and
     the manifest; return the manifest. Does nothing when snapshots, params and code are unchanged.
 
@@ -53,7 +53,7 @@ def wiki_stage(out_dir: Path, params: dict, quiet: bool = False) -> dict:
         out_dir=Path(out_dir),
         params=item_params,
         inputs={"ranges": ranges_path, "animal_sounds": animals_path},
-        code=code_version("pipeline.wiki.parser", "pipeline.wiki.items", "pipeline.wiki.snapshot", "pipeline.wiki.stage"),
+        key=key,
         quiet=quiet,
     )
     if run.fresh():
@@ -119,3 +119,14 @@ def wiki_refresh(params: dict, quiet: bool = False) -> dict:
         "requests": client.requests,
         "cache_hits": client.cache_hits,
     }
+
+
+def run(ctx) -> dict:
+    """Build the wiki sets (shared by every corpus: build/wiki), or with the `refresh` action rebuild the snapshots."""
+    if ctx.options.get("action") == "refresh":
+        import json
+
+        out = wiki_refresh(ctx.section("wiki"), quiet=ctx.quiet)
+        print(json.dumps(out, indent=2, sort_keys=True, default=str))
+        return out
+    return wiki_stage(ctx.stage_dir("wiki"), ctx.section("wiki"), quiet=ctx.quiet, key=ctx.key("wiki"))

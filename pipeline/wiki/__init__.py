@@ -4,7 +4,6 @@ from pipeline.wiki.client import WikiClient, WikiPage, refresh_animal_snapshot, 
 from pipeline.wiki.items import wiki_animal_items, wiki_pitch_items
 from pipeline.wiki.parser import extract_range, find_range, parse_animal_sounds, parse_note
 from pipeline.wiki.snapshot import ANIMAL_SOUNDS_PATH, RANGES_PATH, load_snapshot
-from pipeline.wiki.stage import wiki_refresh, wiki_stage
 
 __all__ = [
     "WikiClient",
@@ -20,6 +19,4 @@ __all__ = [
     "load_snapshot",
     "RANGES_PATH",
     "ANIMAL_SOUNDS_PATH",
-    "wiki_stage",
-    "wiki_refresh",
 ]

@@ -208,8 +208,8 @@ def test_loads_with_hf_datasets(tmp_path):
 
 
 def test_release_stage_from_a_build_folder(tmp_path):
-    """pipeline.release_stage reads a build folder's outputs and manifests (tested here beside the format it writes)."""
-    from pipeline.release_stage import release_stage
+    """pipeline.stages.release reads a build folder's outputs and manifests (tested here beside the format it writes)."""
+    from pipeline.stages.release import release_stage
 
     build = tmp_path / "build" / "democorpus"
     for stage in ("read", "filter", "pairs", "write", "index", "measure"):

@@ -118,7 +118,7 @@ def test_loading_fails_loudly(tmp_path, tiny_lm_dir):
 
 
 def test_index_stage_builds_skips_rejects_and_is_fresh(tmp_path, tiny_lm_dir):
-    from pipeline.index_stage import index_stage
+    from pipeline.stages.index import index_stage
 
     corpus, build = tmp_path / "corpus", tmp_path / "build"
     corpus.mkdir()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline.demo_corpus import build_demo_corpus
-from pipeline.measure.stage import measure_stage
+from pipeline.stages.measure import measure_stage
 from pipeline.params import stage_params
 from pipeline.reader import read_stage
 

@@ -11,7 +11,7 @@ import pytest
 from benchmark.errors import InputError
 from pipeline.wiki.client import WikiClient, refresh_animal_snapshot, refresh_snapshot
 from pipeline.wiki.snapshot import animal_entry, load_snapshot, range_entry, write_snapshot
-from pipeline.wiki.stage import wiki_refresh, wiki_stage
+from pipeline.stages.wiki import wiki_refresh, wiki_stage
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wiki"
 

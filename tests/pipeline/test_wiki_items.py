@@ -19,7 +19,7 @@ from pipeline.wiki.items import (
 )
 from pipeline.wiki.parser import extract_range, note_to_midi, parse_note
 from pipeline.wiki.snapshot import ANIMAL_SOUNDS_PATH, RANGES_PATH, load_snapshot
-from pipeline.wiki.stage import wiki_stage
+from pipeline.stages.wiki import wiki_stage
 
 TEMPLATES = ["The sound of {a} is typically [MASK] than the sound of {b}.", "{A} usually sounds [MASK] in pitch than {b}."]
 

@@ -1,0 +1,24 @@
+"""The eval stage: the text-only twin vs AudioBERT on every task and split of the release (models.eval)."""
+
+from __future__ import annotations
+
+from pipeline.stage import StageRun
+
+__all__ = ["run"]
+
+
+def run(ctx) -> dict:
+    from models.eval import evaluate
+
+    p = ctx.section("eval")
+    run = StageRun("eval", ctx.stage_dir("eval"), p, key=ctx.key("eval"), quiet=ctx.quiet)
+    if not run.fresh():
+        evaluate(ctx.release_dir(), [str(ctx.stage_dir("train_text")), str(ctx.stage_dir("train"))], run.out_dir,
+                 splits=tuple(p["splits"]), metrics=tuple(p["metrics"]), device=p["device"], seed=int(p["seed"]),
+                 max_items=int(p["max_items"]), quiet=ctx.quiet)
+        run.record_output("results.json")
+        run.record_output("results.md")
+        run.finish({"kept": 1})
+    if not ctx.quiet:
+        print((run.out_dir / "results.md").read_text(encoding="utf-8"))
+    return run.previous() or {}

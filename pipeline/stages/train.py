@@ -1,0 +1,27 @@
+"""The train stage: the span detector and AudioBERT, trained on the corpus's release (models.train).
+
+Training resumes from its last state in the checkpoint folder when it was killed; the manifest is written last."""
+
+from __future__ import annotations
+
+from pipeline.stage import StageRun
+
+__all__ = ["run", "train_stage"]
+
+
+def train_stage(ctx, name: str, mode: str, detector_dir: str | None = None) -> dict:
+    """Train `mode` (audiobert | text) on ctx's release into build/<corpus id>/<name>/; return the manifest."""
+    from models.train import TrainConfig, train
+
+    params = {**ctx.section("train"), "mode": mode, **({"detector_dir": detector_dir} if detector_dir else {})}
+    run = StageRun(name, ctx.stage_dir(name), params, key=ctx.key(name), quiet=ctx.quiet)
+    if run.fresh():
+        return run.previous() or {}
+    config = TrainConfig.from_params(params)
+    train(ctx.release_dir(), config, run.out_dir, quiet=ctx.quiet)
+    run.record_output("config.json")
+    return run.finish({"kept": 1}, extra={"release": ctx.release_dir().name, "config_key": config.key()})
+
+
+def run(ctx) -> dict:
+    return train_stage(ctx, "train", "audiobert")
