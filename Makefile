@@ -1,11 +1,19 @@
-# The Makefile is the pipeline's diagram: each target is a stage's output (its manifest.json), each recipe one
-# `auditorybench` subcommand. A stage whose inputs, params and code did not change does nothing.
+# The Makefile is the pipeline's diagram: each target is a stage's manifest.json, each recipe one `auditorybench`
+# subcommand. The stages are declared in pipeline/contract.py (a test checks this file against the declarations).
 #
-#   corpus → read → extract ─────────────┐
-#               └→ measure → split → pairs → write → filter → release (+ wiki, + index) → train/eval
+#   corpus → read → extract ───────────────────┐
+#               └→ measure → split → pairs → write → filter → release → audiobert → text_twin → results
+#                            wiki ─────────────────────────┘      ↑
+#               read + measure + extract → index ─────────────────┘
+#
+# One freshness mechanism: each stage's key (input hashes, resolved settings, backend identity, code hash of the
+# modules it imports) is compared with its manifest by `auditorybench plan`, once, when make reads this file. The
+# stages it names are forced (FORCE); the others are up to date. Upstream stages are order-only prerequisites, so
+# file times never decide anything.
 #
 # Variables: CORPUS=<folder or glob of tar shards> (default: the embedded demo corpus), META=<*_meta.csv>,
-#            LLM=rules|openai, QUIET=1 (no progress bars).
+#            CORPUS_ID=<name> (default: demo, or the corpus folder's name + a fingerprint of its shard list),
+#            LLM=rules|openai, VERSION=<release version>, SET='section.key=value ...' (any setting), QUIET=1.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -18,18 +26,31 @@ DEMO_ROOT ?= demo_corpus
 DEMO_CORPUS := $(DEMO_ROOT)/freesound
 CORPUS ?= $(DEMO_CORPUS)
 META ?=
-LLM ?= rules
-# the corpus folder's name; for a glob, the deepest folder before the first wildcard (as pipeline.reader.corpus_id_for)
-CORPUS_ID ?= $(if $(filter $(DEMO_CORPUS) $(DEMO_CORPUS)/,$(CORPUS)),demo,$(if $(findstring *,$(CORPUS)),$(notdir $(patsubst %/,%,$(dir $(firstword $(subst *, ,$(CORPUS)))))),$(notdir $(patsubst %/,%,$(CORPUS)))))
+LLM ?=
+VERSION ?=
+SET ?=
+PRESET ?= demo
 BUILD_ROOT ?= build
 RELEASES ?= releases
-B := $(BUILD_ROOT)/$(CORPUS_ID)
-VERSION := $(shell awk '/^release:/{f=1} f && /^  version:/{gsub(/"/,"",$$2); print $$2; exit}' params.yaml)
-RELEASE := $(RELEASES)/$(CORPUS_ID)-$(VERSION)
+CORPUS_ID ?= $(if $(filter $(DEMO_CORPUS) $(DEMO_CORPUS)/,$(CORPUS)),demo,)
 Q := $(if $(QUIET),--quiet,)
-STAGE = $(AB) $(1) --corpus '$(CORPUS)' --corpus-id $(CORPUS_ID) --build-root $(BUILD_ROOT) $(Q)
-CONFIG := $(BUILD_ROOT)/config.json
-CODE := $(INSTALLED) $(CONFIG) $(shell find pipeline benchmark models -name '*.py' -o -name '*.yaml' -o -name '*.txt' -o -name '*.json' 2>/dev/null | grep -v __pycache__)
+comma := ,
+# every stage and `plan` get the same arguments, so they resolve the same settings and the same keys
+ARGS = --corpus '$(CORPUS)' $(if $(CORPUS_ID),--corpus-id $(CORPUS_ID)) --build-root $(BUILD_ROOT) --releases $(RELEASES) \
+       $(if $(META),--meta '$(META)') $(if $(LLM),--llm $(LLM)) --set train.preset=$(PRESET) \
+       $(if $(VERSION),--set release.version=$(VERSION)) $(foreach s,$(SET),--set '$(s)')
+STAGE = $(AB) $(1) $(ARGS) $(Q)
+
+# plan: "corpus_id=<id> release=<folder> stale=<stage>,<stage>..." (stale: missing, or its key changed, or upstream)
+ifneq ($(wildcard $(AB)),)
+PLAN := $(shell $(AB) plan $(ARGS) 2>&1)
+endif
+plan_field = $(patsubst $(1)=%,%,$(filter $(1)=%,$(PLAN)))
+ID := $(call plan_field,corpus_id)
+RELEASE := $(call plan_field,release)
+STALE := $(subst $(comma), ,$(call plan_field,stale))
+force = $(if $(filter $(1),$(STALE)),FORCE)
+B := $(BUILD_ROOT)/$(ID)
 ifeq ($(CORPUS),$(DEMO_CORPUS))
 CORPUS_DEP := $(DEMO_ROOT)/manifest.json
 else
@@ -37,9 +58,10 @@ CORPUS_DEP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench release clean
+.PHONY: help install demo test bench release status clean FORCE
 
 help: ## list the targets
+	@echo "CORPUS=$(CORPUS) -> corpus id $(or $(ID),(run make install first)): build $(B)/, release $(RELEASE)"
 	@grep -hE '^[a-zA-Z0-9_./$$()%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-34s %s\n", $$1, $$2}'
 
 install: $(INSTALLED) ## create .venv and install the project (torch pinned; no-deps packages too)
@@ -56,60 +78,63 @@ $(INSTALLED): pyproject.toml
 	$(PY) -c "import peft, transformers, librosa"
 	touch $@
 
-# The resolved settings are refreshed on every make run (written only when they change), so a setting changed
-# through the environment reruns the stages that depend on it.
-ifneq ($(wildcard $(AB)),)
-$(shell $(AB) params --out $(CONFIG) >/dev/null 2>&1)
-endif
-$(CONFIG): $(INSTALLED) ## resolved settings (params.yaml + environment) and tasks
-	$(AB) params --out $@
-
-$(DEMO_ROOT)/manifest.json: $(CODE) ## the embedded demo corpus: tar shards + meta CSV + ground truth
+$(DEMO_ROOT)/manifest.json: $(call force,corpus) ## the embedded demo corpus: tar shards + meta CSV + ground truth
 	$(AB) corpus --out $(DEMO_ROOT) $(Q)
 
-$(B)/read/manifest.json: $(CORPUS_DEP) $(CODE) ## read: clip table from tar shards + meta CSV
-	$(call STAGE,read) $(if $(META),--meta '$(META)',)
+$(B)/read/manifest.json: $(call force,read) | $(CORPUS_DEP) ## read: clip table from tar shards + meta CSV
+	$(call STAGE,read)
 
-$(B)/extract/manifest.json: $(B)/read/manifest.json ## extract: categories and animal items (LLM=rules|openai)
-	$(call STAGE,extract) --backend $(LLM)
+$(B)/extract/manifest.json: $(call force,extract) | $(B)/read/manifest.json ## extract: categories and animal items (LLM=rules|openai)
+	$(call STAGE,extract)
 
-$(B)/measure/manifest.json: $(B)/read/manifest.json ## measure: f0, centroid, loudness, duration per clip
+$(B)/measure/manifest.json: $(call force,measure) | $(B)/read/manifest.json ## measure: f0, centroid, loudness, duration per clip
 	$(call STAGE,measure)
 
-$(B)/split/manifest.json: $(B)/measure/manifest.json ## split: train/dev/test by audio-content group
+$(B)/split/manifest.json: $(call force,split) | $(B)/read/manifest.json $(B)/measure/manifest.json ## split: train/dev/test by audio-content group
 	$(call STAGE,split)
 
-$(B)/pairs/manifest.json: $(B)/split/manifest.json $(B)/extract/manifest.json ## pairs: comparison pairs inside each split
+$(B)/pairs/manifest.json: $(call force,pairs) | $(B)/read/manifest.json $(B)/extract/manifest.json $(B)/measure/manifest.json $(B)/split/manifest.json ## pairs: comparison pairs inside each split
 	$(call STAGE,pairs)
 
-$(B)/write/manifest.json: $(B)/pairs/manifest.json ## write: comparison sentences + the writer's own guess
-	$(call STAGE,write) --backend $(LLM)
+$(B)/write/manifest.json: $(call force,write) | $(B)/pairs/manifest.json ## write: comparison sentences + the writer's own guess
+	$(call STAGE,write)
 
-$(B)/filter/manifest.json: $(B)/write/manifest.json ## filter: agreement, repeats, balance, rare answers
+$(B)/filter/manifest.json: $(call force,filter) | $(B)/read/manifest.json $(B)/split/manifest.json $(B)/extract/manifest.json $(B)/pairs/manifest.json $(B)/write/manifest.json ## filter: agreement, repeats, balance, rare answers
 	$(call STAGE,filter)
 
-$(BUILD_ROOT)/wiki/manifest.json: $(CODE) ## wiki: test-only sets from the Wikipedia range snapshot
-	$(AB) wiki --build-root $(BUILD_ROOT) $(Q)
+$(BUILD_ROOT)/wiki/manifest.json: $(call force,wiki) ## wiki: test-only sets from the Wikipedia range snapshot (every corpus)
+	$(call STAGE,wiki)
 
-$(B)/index/manifest.json: $(B)/measure/manifest.json $(B)/extract/manifest.json ## index: audio embeddings for retrieval and injection
+$(B)/index/manifest.json: $(call force,index) | $(B)/read/manifest.json $(B)/extract/manifest.json $(B)/measure/manifest.json ## index: audio embeddings for retrieval and injection
 	$(call STAGE,index)
 
-$(RELEASE)/manifest.json: $(B)/filter/manifest.json $(BUILD_ROOT)/wiki/manifest.json $(B)/index/manifest.json ## release: versioned dataset + card, validated
-	$(call STAGE,release) --releases $(RELEASES)
+$(B)/release/manifest.json: $(call force,release) | $(B)/filter/manifest.json $(B)/read/manifest.json $(BUILD_ROOT)/wiki/manifest.json $(B)/pairs/manifest.json $(B)/write/manifest.json $(B)/extract/manifest.json $(B)/index/manifest.json $(B)/measure/manifest.json $(B)/split/manifest.json ## release: versioned dataset + card, validated (releases/<corpus id>-<version>)
+	$(call STAGE,release)
 
-$(B)/train/audiobert/config.json: $(RELEASE)/manifest.json $(CODE) ## train: span detector + AudioBERT (demo preset here)
-	$(AB) train $(RELEASE) --out $(B)/train/audiobert --preset demo $(Q)
+$(B)/audiobert/manifest.json: $(call force,audiobert) | $(B)/release/manifest.json ## audiobert: span detector + AudioBERT trained on the release (PRESET=demo here)
+	$(call STAGE,audiobert)
 
-$(B)/train/text/config.json: $(B)/train/audiobert/config.json $(CODE) ## train: the text-only twin (same LM and gate, no audio)
-	$(AB) train $(RELEASE) --out $(B)/train/text --preset demo --mode text --detector-dir $(B)/train/audiobert/detector $(Q)
+$(B)/text_twin/manifest.json: $(call force,text_twin) | $(B)/release/manifest.json $(B)/audiobert/manifest.json ## text_twin: the text-only twin (same LM and gate, no audio)
+	$(call STAGE,text_twin)
 
-$(B)/eval/results.json: $(B)/train/text/config.json $(CODE) ## eval: text-only vs AudioBERT, every task and split
-	$(AB) eval $(RELEASE) --models $(B)/train/text $(B)/train/audiobert --out $(B)/eval $(Q)
+$(B)/results/manifest.json: $(call force,results) | $(B)/release/manifest.json $(B)/audiobert/manifest.json $(B)/text_twin/manifest.json ## results: text-only vs AudioBERT, every task and split
+	$(call STAGE,results)
 
-release: $(RELEASE)/manifest.json ## build the release for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
+ifneq ($(ID),)
+release: $(B)/release/manifest.json ## build the release for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
 
-demo: $(B)/eval/results.json ## the whole job on the embedded demo corpus, ending with the results table
-	@cat $(B)/eval/results.md
+demo: $(B)/results/manifest.json ## the whole job on the embedded demo corpus, ending with the results table
+	@cat $(B)/results/results.md
+
+status: ## every stage of CORPUS as fresh / stale (and why) / missing
+	@$(AB) status $(ARGS)
+else
+# not installed yet (or the plan failed: its message is printed): install, then run the target again
+release demo status: $(INSTALLED)
+	@$(if $(wildcard $(AB)),echo "$(PLAN)"; exit 2,$(MAKE) --no-print-directory $@)
+endif
+
+FORCE:
 
 test: $(INSTALLED) ## run the test suite
 	$(PY) -m pytest -q --durations=10 tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc

@@ -168,6 +168,24 @@ def cmd_params(args) -> None:
             tmp.write_text(text, encoding="utf-8")
 
 
+def cmd_train(args) -> None:
+    from models.train import TrainConfig, train
+
+    p = _params(args, "train", preset=args.preset, mode=args.mode, epochs=args.epochs, lm=args.lm, device=args.device,
+                seed=args.seed, detector_dir=args.detector_dir)
+    print(train(args.release, TrainConfig.from_params(p), Path(args.out), quiet=args.quiet))
+
+
+def cmd_eval(args) -> None:
+    from models.eval import evaluate
+
+    p = _params(args, "eval", device=args.device, max_items=args.max_items)
+    evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]), metrics=tuple(p["metrics"]),
+             device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), quiet=args.quiet)
+    if not args.quiet:
+        print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
+
+
 def cmd_demo(args) -> None:
     """The whole chain on the embedded demo corpus, as `make demo` does."""
     import subprocess
@@ -223,6 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default=None)
     p = add("params", cmd_params, "print the resolved settings and registered tasks (--out: write them only when changed)")
     p.add_argument("--out", default=None)
+    p = add("train", cmd_train, "train the span detector and AudioBERT (or its text-only twin) on a release")
+    p.add_argument("release", help="a release folder or name (e.g. demo, official)")
+    p.add_argument("--out", required=True, help="checkpoint folder (training resumes from its last state)")
+    p.add_argument("--preset", default=None, choices=["published", "demo"], help="published settings (default) or the small demo config")
+    p.add_argument("--mode", default=None, choices=["audiobert", "text"], help="text: the same model and gate with no audio")
+    p.add_argument("--detector-dir", default=None, help="reuse a trained span detector")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lm", default=None, help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=None)
+    p = add("eval", cmd_eval, "evaluate checkpoints and text-only LMs on a release; writes results.md and results.json")
+    p.add_argument("release")
+    p.add_argument("--models", nargs="+", required=True,
+                   help="checkpoint folders, mlm:<hub id or path>, causal:<hub id or path> (causal:smollm2 = the packaged SmolLM2)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    p.add_argument("--max-items", type=int, default=None, help="per task and split, a fixed hash-chosen subset (0 = all)")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)")
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     return ap

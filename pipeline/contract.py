@@ -38,6 +38,9 @@ __all__ = ["Stage", "Flag", "Context", "STAGES", "get_stage", "stage_order", "co
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("pipeline", "benchmark", "models")
 _DATA_SUFFIXES = (".yaml", ".yml", ".json", ".md", ".txt", ".csv")
+# the machinery that runs stages and computes their keys: not part of what a stage computes, so its imports are
+# not followed (it imports every stage's identity function lazily)
+_MACHINERY = ("pipeline.contract", "pipeline.cli")
 DEMO_ROOT = Path("demo_corpus")
 DEMO_CORPUS = DEMO_ROOT / "freesound"
 
@@ -198,13 +201,13 @@ STAGES: tuple[Stage, ...] = (
                       help="publish under this version (e.g. when <name>-<version> exists with other content)"),
                  flag("--exclude-nc", key="exclude_nc", section="release", action="store_true", default=None,
                       help="leave out items that use non-commercial clips"))),
-    Stage("train", "train the span detector and AudioBERT on the release",
+    Stage("audiobert", "train the span detector and AudioBERT on the corpus's release (`train` trains on any release)",
           inputs={"release": "release/release.json"}, outputs=("config.json",), sections=("train",), flags=_TRAIN_FLAGS),
-    Stage("train_text", "train the text-only twin (same LM and LoRA gate, no audio), reusing the span detector",
-          inputs={"release": "release/release.json", "detector": "train/manifest.json"}, outputs=("config.json",),
+    Stage("text_twin", "train AudioBERT's text-only twin (same LM and LoRA gate, no audio), reusing its span detector",
+          inputs={"release": "release/release.json", "detector": "audiobert/manifest.json"}, outputs=("config.json",),
           sections=("train",), flags=_TRAIN_FLAGS),
-    Stage("eval", "evaluate text-only vs AudioBERT on every task and split; results.md and results.json",
-          inputs={"release": "release/release.json", "audiobert": "train/manifest.json", "text": "train_text/manifest.json"},
+    Stage("results", "evaluate the text-only twin vs AudioBERT on every task and split (`eval` evaluates any model)",
+          inputs={"release": "release/release.json", "audiobert": "audiobert/manifest.json", "text": "text_twin/manifest.json"},
           outputs=("results.json", "results.md"), sections=("eval",),
           flags=(flag("--device", key="device", section="eval", choices=["cpu", "cuda"]),
                  flag("--max-items", key="max_items", section="eval", type=int, help="per task and split (0 = all)"))),
@@ -279,7 +282,7 @@ def _closure(module: str) -> tuple[str, ...]:
         if m in seen:
             continue
         p = _module_file(m)
-        if p is None:
+        if p is None or m in _MACHINERY:
             continue
         seen.add(m)
         todo.extend(_imports_of(m, p) - seen)

@@ -1,4 +1,4 @@
-"""The eval stage: the text-only twin vs AudioBERT on every task and split of the release (models.eval)."""
+"""The results stage: the text-only twin vs AudioBERT on every task and split of the release (models.eval)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ def run(ctx) -> dict:
     from models.eval import evaluate
 
     p = ctx.section("eval")
-    run = StageRun("eval", ctx.stage_dir("eval"), p, key=ctx.key("eval"), quiet=ctx.quiet)
+    run = StageRun("results", ctx.stage_dir("results"), p, key=ctx.key("results"), quiet=ctx.quiet)
     if not run.fresh():
-        evaluate(ctx.release_dir(), [str(ctx.stage_dir("train_text")), str(ctx.stage_dir("train"))], run.out_dir,
+        evaluate(ctx.release_dir(), [str(ctx.stage_dir("text_twin")), str(ctx.stage_dir("audiobert"))], run.out_dir,
                  splits=tuple(p["splits"]), metrics=tuple(p["metrics"]), device=p["device"], seed=int(p["seed"]),
                  max_items=int(p["max_items"]), quiet=ctx.quiet)
         run.record_output("results.json")

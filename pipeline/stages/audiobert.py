@@ -1,4 +1,4 @@
-"""The train stage: the span detector and AudioBERT, trained on the corpus's release (models.train).
+"""The audiobert stage: the span detector and AudioBERT, trained on the corpus's release (models.train).
 
 Training resumes from its last state in the checkpoint folder when it was killed; the manifest is written last."""
 
@@ -24,4 +24,4 @@ def train_stage(ctx, name: str, mode: str, detector_dir: str | None = None) -> d
 
 
 def run(ctx) -> dict:
-    return train_stage(ctx, "train", "audiobert")
+    return train_stage(ctx, "audiobert", "audiobert")
