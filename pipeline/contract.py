@@ -432,12 +432,12 @@ def _jsonable(obj: Any) -> Any:
 
 # ---- status and running --------------------------------------------------------------------------------------
 
-def explain_key_change(old: dict | None, new: dict) -> list[str]:
+def explain_key_change(old: dict | None, new: dict, parts: tuple[str, ...] = ("inputs", "params", "backend", "code")) -> list[str]:
     """Why a stage is stale, one short phrase per differing part of the key."""
     if not old:
         return ["no freshness key in its manifest"]
     why = []
-    for part in ("inputs", "params", "backend", "code"):
+    for part in parts:
         a, b = old.get(part) or {}, new.get(part) or {}
         if a == b:
             continue
@@ -473,18 +473,17 @@ def status(ctx: Context, names: list[str] | None = None) -> list[StageStatus]:
         if not manifest.exists():
             out[name] = StageStatus(name, "missing", [], manifest)
             continue
-        if ups:
-            out[name] = StageStatus(name, "stale", [f"upstream {', '.join(ups)} {'is' if len(ups) == 1 else 'are'} not fresh"], manifest)
-            continue
         try:
             old = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             out[name] = StageStatus(name, "stale", ["manifest unreadable"], manifest)
             continue
-        try:
-            why = explain_key_change(old.get("key"), ctx.key(name))
+        why = [f"upstream {', '.join(ups)} {'is' if len(ups) == 1 else 'are'} not fresh"] if ups else []
+        try:  # with an upstream stage to rerun, its own inputs will change anyway: say what else changed
+            why += explain_key_change(old.get("key"), ctx.key(name), ("params", "backend", "code") if ups else
+                                      ("inputs", "params", "backend", "code"))
         except InputError as e:
-            why = [str(e)]
+            why.append(str(e))
         gone = [rel for rel in old.get("outputs", {}) if not (ctx.stage_dir(name) / rel).exists()]
         if gone:
             why.append(f"output missing: {gone[0]}")

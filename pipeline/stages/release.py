@@ -119,9 +119,9 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     release_params = {k: v for k, v in sorted(rp.items()) if k != "cards_dir"}
 
     inputs = {"items": build_dir / "filter" / "items.parquet", "clips": build_dir / "read" / "clips.parquet"}
-    for key, p in inputs.items():
+    for role, p in inputs.items():
         if not p.exists():
-            raise InputError(f"{p}: missing; run the {'filter' if key == 'items' else 'read'} stage first")
+            raise InputError(f"{p}: missing; run the {'filter' if role == 'items' else 'read'} stage first")
     if wiki_dir is not None:
         inputs["wiki_items"] = Path(wiki_dir) / "items.parquet"
         if not inputs["wiki_items"].exists():
