@@ -348,6 +348,5 @@ def read_stage(corpus: str | Path, build_dir: Path, params: dict, meta: str | Pa
         "license_flagged": int(df["license_flag"].sum()) if len(df) else 0,
         "license_kinds": {k: int(v) for k, v in sorted(df["license_kind"].value_counts().items())} if len(df) else {},
     }
-    if computed < len(shards):
-        log(f"[read] {len(shards) - computed} of {len(shards)} shards were read by an earlier, interrupted run")
-    return run.finish(counts, extra={"corpus": {"root": str(root), "source": source, "meta_csv": str(meta_path or "")}})
+    return run.finish(counts, extra={"corpus": {"root": str(root), "source": source, "meta_csv": str(meta_path or "")}},
+                      run_stats={"shards_computed": computed})

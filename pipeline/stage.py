@@ -151,8 +151,8 @@ class StageRun:
         self._outputs[rel] = sha256_file(self.out_dir / rel)
 
     def finish(self, counts: dict, extra: dict | None = None, run_stats: dict | None = None) -> dict:
-        """Write the manifest (deterministic) and run.json (run_stats: what varies between runs); return the
-        manifest with run_stats under "run"."""
+        """Write the manifest (its bytes depend on the inputs alone) and, if given, run.json (run_stats: what
+        varies between runs, e.g. units found in the result store); return the manifest, with run_stats under "run"."""
         key = self.full_key()
         manifest = {
             "stage": self.name,
@@ -165,12 +165,12 @@ class StageRun:
         }
         if extra:
             manifest.update(_jsonable(extra))
-        run = {"seconds": round(time.perf_counter() - self._t0, 3), **(run_stats or {})}
-        write_json(run, self.out_dir / "run.json")
+        if run_stats:
+            write_json(run_stats, self.out_dir / "run.json")
         write_json(manifest, self.manifest_path)
         summary = {k: counts[k] for k in ("kept", "rejected") if k in counts}
         log(f"[{self.name}] done in {time.perf_counter() - self._t0:.1f}s: {json.dumps(summary, sort_keys=True, default=str)[:400]}")
-        return {**manifest, "run": run}
+        return {**manifest, "run": run_stats} if run_stats else manifest
 
 
 def _jsonable(obj: Any) -> Any:

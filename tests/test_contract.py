@@ -16,45 +16,7 @@ import pytest
 from benchmark.release import load_release
 from benchmark.validate import validate_release
 
-REPO = Path(__file__).resolve().parents[1]
-ORIGINAL = ["animal_sound_recognition", "sound_pitch_comparison"]
-TOY_TASK = """
-name: brightness_comparison
-version: 1
-kind: comparison
-description: "Toy task added by a YAML file alone: which of two sounds is brighter (spectral centroid)"
-answer_choices: [brighter, darker]
-dimension: brightness
-categories: [environment, object]
-measurement:
-  level: clip
-  bases: [{basis: centroid, column: centroid_hz, where: any}]
-gap_rule: {kind: ratio, param: pairs.min_gap}
-templates:
-  - "The sound of {a} is typically [MASK] than the sound of {b}."
-csv_columns: [sentence, answer, span1, span2]
-require_agreement: false
-"""
-
-
-def _make(target_env: dict, *args: str) -> None:
-    proc = subprocess.run(["make", *args], cwd=REPO, env=target_env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"make {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-
-
-@pytest.fixture(scope="session")
-def contract(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("contract")
-    tasks_dir = tmp / "my_tasks"
-    tasks_dir.mkdir()
-    (tasks_dir / "brightness_comparison.yaml").write_text(TOY_TASK)
-    os.environ["AUDITORYBENCH_TASK_DIRS"] = str(tasks_dir)  # this process's registry sees the toy task too
-    # a smaller demo corpus than make demo's, so that the suite stays quick; every task still gets items
-    env = {**os.environ, "AUDITORYBENCH_RELEASE_CARDS_DIR": str(tmp / "cards"), "AUDITORYBENCH_DEMO_CORPUS_N_CLIPS": "200"}
-    common = [f"BUILD_ROOT={tmp / 'build'}", f"DEMO_ROOT={tmp / 'demo_corpus'}", "QUIET=1"]
-    _make({**env, "AUDITORYBENCH_TASKS_ENABLED": json.dumps(ORIGINAL)}, "release", *common, f"RELEASES={tmp / 'before'}")
-    _make(env, "release", *common, f"RELEASES={tmp / 'after'}")
-    return {"tmp": tmp, "env": env, "before": tmp / "before" / "demo-1.0.0", "after": tmp / "after" / "demo-1.0.0"}
+from tests.conftest import ORIGINAL, REPO
 
 
 def test_every_registered_task_reaches_a_valid_release(contract: dict) -> None:
@@ -103,7 +65,7 @@ def test_release_rerun_is_byte_identical_and_does_no_work(contract: dict) -> Non
     proc = subprocess.run(["make", "release", f"BUILD_ROOT={contract['tmp'] / 'build'}", f"DEMO_ROOT={contract['tmp'] / 'demo_corpus'}",
                            "QUIET=1", f"RELEASES={contract['tmp'] / 'after'}"], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 0
-    assert "] done:" not in proc.stderr  # no stage did work
+    assert "] done in" not in proc.stderr  # no stage did work
     assert digests == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in contract["after"].rglob("*") if p.is_file()}
 
 

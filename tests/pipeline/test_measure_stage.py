@@ -86,7 +86,7 @@ def test_stage_writes_measurements_rejects_and_manifest(corpus):
     assert dict(zip(r["key"], r["reason"])) == {"freesound/5": "silent", "freesound/6": "truncated"}
     assert set(r["stage"]) == {"measure"}
     assert man["counts"] == {"kept": 4, "rejected": {"silent": 1, "truncated": 1}}
-    assert man["units"] == {"unique_audio": 5, "computed": 5, "from_cache": 0}
+    assert man["run"]["units"] == {"unique_audio": 5, "computed": 5, "from_cache": 0}
     assert man["estimators"]["f0_hz"] == params["estimator"] and man["per_estimator"] == {params["estimator"]: 4}
     assert json.loads((build / "measure" / "manifest.json").read_text())["counts"]["kept"] == 4
     notes = pd.read_parquet(build / "measure" / "pitch_notes.parquet")
@@ -109,13 +109,13 @@ def test_rerun_skips_and_resume_computes_only_missing(corpus):
         db.execute("DELETE FROM results WHERE key IN (SELECT key FROM results ORDER BY key LIMIT 2)")
     db.close()
     resumed = measure_stage(build, root, params, workers=1, quiet=True)
-    assert resumed["units"] == {"unique_audio": 5, "computed": 2, "from_cache": 3}
+    assert resumed["run"]["units"] == {"unique_audio": 5, "computed": 2, "from_cache": 3}
     assert (build / "measure" / "measurements.parquet").read_bytes() == before
     # A new shard: only its clip is measured.
     rows2 = write_corpus(root, "more/shard-001.tar", {"7": flac(tone(330.0, 1.0, SR))})
     write_clips(build, rows + rows2)
     grown = measure_stage(build, root, params, workers=1, quiet=True)
-    assert grown["units"] == {"unique_audio": 6, "computed": 1, "from_cache": 5} and grown["counts"]["kept"] == 5
+    assert grown["run"]["units"] == {"unique_audio": 6, "computed": 1, "from_cache": 5} and grown["counts"]["kept"] == 5
     # Other params: a different cache key, everything measured again.
     other = measure_stage(build, root, {**params, "max_analysis_s": 2.0}, workers=1, quiet=True)
-    assert other["units"]["computed"] == 6
+    assert other["run"]["units"]["computed"] == 6

@@ -79,7 +79,7 @@ def test_rerun_does_nothing_and_output_is_deterministic(corpus: Path, tmp_path: 
     read_stage(corpus, tmp_path / "a", {}, quiet=True)
     before = (tmp_path / "a" / "read" / "clips.parquet").read_bytes()
     again = read_stage(corpus, tmp_path / "a", {}, quiet=True)
-    assert again["counts"]["shards_computed"] == 4  # the previous manifest: nothing recomputed
+    assert "run" not in again and again["counts"]["shards"] == 4  # the previous manifest: nothing recomputed
     read_stage(corpus, tmp_path / "b", {}, quiet=True)
     assert (tmp_path / "b" / "read" / "clips.parquet").read_bytes() == before
 
@@ -130,7 +130,7 @@ def test_killed_read_resumes_with_only_the_missing_shards(tmp_path: Path) -> Non
     assert 2 <= done < n_shards, "the read finished before it could be killed"
     assert not (tmp_path / "killed" / "read" / "manifest.json").exists()
     resumed = read_stage(root, tmp_path / "killed", {}, quiet=True)
-    assert resumed["counts"]["shards_computed"] == n_shards - done
+    assert resumed["run"]["shards_computed"] == n_shards - done
     read_stage(root, tmp_path / "clean", {}, quiet=True)
     for name in ("clips.parquet", "rejects.parquet"):
         a = (tmp_path / "killed" / "read" / name).read_bytes()
@@ -138,10 +138,10 @@ def test_killed_read_resumes_with_only_the_missing_shards(tmp_path: Path) -> Non
         assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
 
 
-def test_corpus_id_names_the_corpus_folder() -> None:
-    from pipeline.reader import corpus_id_for
+def test_corpus_name_is_the_corpus_folder() -> None:
+    from pipeline.reader import corpus_name
 
-    assert corpus_id_for("demo_corpus/freesound") == "demo"
-    assert corpus_id_for("/data/laion630k/freesound/") == "freesound"
-    assert corpus_id_for("/data/laion630k/freesound/train_*/*.tar") == "freesound"
-    assert corpus_id_for("/data/laion630k/audiocaps/*/*.tar") == "audiocaps"
+    assert corpus_name("demo_corpus/freesound") == "demo"
+    assert corpus_name("/data/laion630k/freesound/") == "freesound"
+    assert corpus_name("/data/laion630k/freesound/train_*/*.tar") == "freesound"
+    assert corpus_name("/data/laion630k/audiocaps/*/*.tar") == "audiocaps"
