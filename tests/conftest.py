@@ -30,7 +30,7 @@ require_agreement: false
 """
 
 
-def runrun_make(target_env: dict, *args: str) -> None:
+def run_make(target_env: dict, *args: str) -> None:
     proc = subprocess.run(["make", *args], cwd=REPO, env=target_env, capture_output=True, text=True)
     assert proc.returncode == 0, f"make {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 

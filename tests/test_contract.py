@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from benchmark.release import load_release
 from benchmark.validate import validate_release
