@@ -141,6 +141,25 @@ def _measure_identity(ctx: "Context") -> dict:
     return out
 
 
+def _index_identity(ctx: "Context") -> dict:
+    """What `auto` resolves to: the published CLAP / AST when the hub cache (or HF_HOME) holds them, else the demo
+    retrieval model and aisfx. Explicit model names are in the params already."""
+    p = ctx.section("index")
+    auto = [k for k in ("retrieval", "inject") if str(p.get(k, "")) == "auto"]
+    if not auto:
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    from models.retrieval import PUBLISHED_AST, PUBLISHED_CLAP
+
+    def cached(repo: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+
+    resolved = {"retrieval": f"clap:{PUBLISHED_CLAP}" if cached(PUBLISHED_CLAP) else "demo",
+                "inject": f"ast:{PUBLISHED_AST}" if cached(PUBLISHED_AST) else "aisfx"}
+    return {k: resolved[k] for k in auto}
+
+
 _TRAIN_FLAGS = (
     flag("--epochs", key="epochs", section="train", type=int),
     flag("--lm", key="lm", section="train", help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)"),
@@ -188,7 +207,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("index", "build the audio index (retrieval + injection embeddings) over the corpus clips",
           inputs={"clips": "read/clips.parquet", "categories": "extract/categories.parquet",
                   "measure_rejects": "measure/rejects.parquet"},
-          outputs=("audio_index", "rejects.parquet"), sections=("index",),
+          outputs=("audio_index", "rejects.parquet"), sections=("index",), identity=_index_identity,
           flags=(flag("--device", key="device", section="index", choices=["cpu", "cuda"]),)),
     Stage("release", "write the versioned release with its data card, and validate it",
           inputs={"items": "filter/items.parquet", "clips": "read/clips.parquet", "wiki_items": "wiki/items.parquet",
