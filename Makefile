@@ -42,8 +42,11 @@ ARGS = --corpus '$(CORPUS)' $(if $(CORPUS_ID),--corpus-id $(CORPUS_ID)) --build-
 STAGE = $(AB) $(1) $(ARGS) $(Q)
 
 # plan: "corpus_id=<id> release=<folder> stale=<stage>,<stage>..." (stale: missing, or its key changed, or upstream)
+# settings given on make's command line (make AUDITORYBENCH_MEASURE_ESTIMATOR=pyin ...) reach the recipes' environment;
+# $(shell) gets them here, so that the plan sees the same settings as the stages
+CMDLINE_ENV = $(foreach v,$(filter AUDITORYBENCH_% OPENAI_BASE_URL,$(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(v)='$($(v))'))
 ifneq ($(wildcard $(AB)),)
-PLAN := $(shell $(AB) plan $(ARGS) 2>&1)
+PLAN := $(shell $(CMDLINE_ENV) $(AB) plan $(ARGS) 2>&1)
 endif
 plan_field = $(patsubst $(1)=%,%,$(filter $(1)=%,$(PLAN)))
 ID := $(call plan_field,corpus_id)
