@@ -49,7 +49,7 @@ def _all_params(args) -> dict:
 # ---- stage handlers -------------------------------------------------------------------------------------------
 
 def cmd_corpus(args) -> None:
-    from pipeline.demo_corpus import build_demo_corpus
+    from pipeline.demo.corpus import build_demo_corpus
 
     p = _params(args, "demo_corpus", seed=args.seed, n_clips=args.n_clips)
     folder = build_demo_corpus(Path(args.out), seed=int(p["seed"]), n_clips=int(p["n_clips"]), n_shards=int(p["n_shards"]),

@@ -35,7 +35,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from benchmark.errors import ConfigError
-from pipeline.demo_sounds import SOURCES, SourceSpec, measure_centroid_hz, measure_level_dbfs, render_source, set_level, source_spec
+from pipeline.demo.sounds import SOURCES, SourceSpec, measure_centroid_hz, measure_level_dbfs, render_source, set_level, source_spec
 from pipeline.stage import StageRun, atomic_path, code_version, log, write_json
 
 __all__ = ["build_demo_corpus", "build_bench_shards", "encode_flac", "GROUND_TRUTH_COLUMNS", "META_COLUMNS", "LICENSE_MIX"]
@@ -493,7 +493,7 @@ def build_demo_corpus(root: Path, seed: int, n_clips: int, n_shards: int, sample
         raise ConfigError(f"demo_corpus.sample_rate = {sample_rate}: need at least 16000 Hz")
     params = {"seed": int(seed), "n_clips": int(n_clips), "n_shards": int(n_shards), "sample_rate": int(sample_rate)}
     run = StageRun(name="corpus", out_dir=root, params=params,
-                   code=code_version("pipeline.demo_corpus", "pipeline.demo_sounds"), quiet=quiet)
+                   code=code_version("pipeline.demo.corpus", "pipeline.demo.sounds"), quiet=quiet)
     corpus = root / "freesound"
     if run.fresh():
         return corpus

@@ -15,7 +15,7 @@ from benchmark.hashing import sha256_bytes
 from benchmark.schema import COLUMNS
 from pipeline.measure import measure_stage
 from pipeline.measure.stage import PITCH_NOTE_COLUMNS
-from pipeline.measure.synth import noise, tone
+from pipeline.demo.synth import noise, tone
 from pipeline.params import stage_params
 
 SR = 48000
