@@ -1,4 +1,4 @@
-"""The data card: rendered from data_cards/template.md and a release's manifest, never hand-edited.
+"""The data card: rendered from benchmark/card_template.md (package data) and a release's manifest, never hand-edited.
 
 The card opens with Hugging Face dataset-card YAML front matter (configs → data_files per task and split, license,
 task_categories, language, pretty_name) and then fixed sections. Its figures are PNGs drawn with matplotlib's
@@ -20,7 +20,7 @@ from benchmark.schema import SPLITS
 
 __all__ = ["render_card", "write_figures", "plot_gap_histogram", "plot_agreement", "TEMPLATE_PATH", "HF_LICENSES"]
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "data_cards" / "template.md"
+TEMPLATE_PATH = Path(__file__).resolve().parent / "card_template.md"  # package data
 STAGE_ORDER = ("read", "extract", "measure", "split", "pairs", "write", "filter")
 HF_LICENSES = {"cc0": "cc0-1.0", "cc-by": "cc-by-4.0", "cc-by-nc": "cc-by-nc-4.0", "sampling+": "other",
                "non-cc": "other", "unknown": "unknown"}
