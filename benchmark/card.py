@@ -315,7 +315,7 @@ def _regenerate_section(manifest: dict) -> str:
         text.append(f"```\n{cmd}\n```")
     text.append("The params, corpus identity, code version and backends used are in `manifest.json`; the same inputs "
                 "and params rebuild this release byte for byte (every file's sha256 is in the manifest). Load and "
-                "verify it with `benchmark.release.load_release(path)`, or read it with "
+                "verify it with `benchmark.release_io.load_release(path)`, or read it with "
                 "`datasets.load_dataset(\"parquet\", data_files=...)`.")
     return "\n\n".join(text)
 

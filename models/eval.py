@@ -48,7 +48,7 @@ def evaluate(
     model and every run sees the same ones); the table shows n of n_total."""
     import torch
 
-    from benchmark.release import load_release
+    from benchmark.release_io import load_release
     from models._io import atomic_write_text
     from models.train import task_items
 

@@ -109,9 +109,10 @@ def cmd_wiki(args) -> None:
 
         print(json.dumps(wiki_refresh(_params(args, "wiki"), quiet=args.quiet), indent=2, sort_keys=True, default=str))
         return
+    from benchmark.tasks import enabled_tasks
     from pipeline.wiki.stage import wiki_stage
 
-    wiki_stage(Path(args.build_root) / "wiki", _params(args, "wiki"), quiet=args.quiet)
+    wiki_stage(Path(args.build_root) / "wiki", _params(args, "wiki"), quiet=args.quiet, tasks=enabled_tasks(_all_params(args)))
 
 
 def cmd_index(args) -> None:

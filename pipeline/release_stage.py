@@ -17,7 +17,8 @@ import pandas as pd
 
 from benchmark.errors import InputError
 from benchmark.hashing import stable_hash
-from benchmark.release import MANIFEST, build_release, load_release
+from benchmark.release import build_release
+from benchmark.release_io import MANIFEST, load_release
 from benchmark.schema import COLUMNS
 from benchmark.tasks import task_choices
 from benchmark.validate import normalise_sentence
@@ -62,7 +63,7 @@ def gather_provenance(build_dir: Path, manifests: dict[str, dict], release_param
         found |= {k: v for k, v in m.items() if k.startswith("prompt") or k.startswith("llm")}
         if found:
             llm[stage] = found
-    modules = ("benchmark.release", "benchmark.validate", "benchmark.card", "benchmark.schema", __name__)
+    modules = ("benchmark.release", "benchmark.release_io", "benchmark.validate", "benchmark.card", "benchmark.schema", __name__)
     return {
         "corpus": {
             "id": build_dir.name,
@@ -136,7 +137,7 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
 
     run_params = release_params | {"name": name, "releases_dir": str(releases_dir), "cards_dir": str(cards_dir)}
     run = StageRun("release", build_dir / "release", run_params, inputs=inputs,
-                   code=code_version(__name__, "benchmark.release", "benchmark.validate", "benchmark.card"), quiet=quiet)
+                   code=code_version(__name__, "benchmark.release", "benchmark.release_io", "benchmark.validate", "benchmark.card", "benchmark.tasks"), quiet=quiet)
     target = releases_dir / f"{name}-{version}"
     card_copy = cards_dir / f"{name}-{version}.md"
     if run.fresh() and target.is_dir() and card_copy.exists():

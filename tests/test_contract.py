@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.release import load_release
+from benchmark.release_io import load_release
 from benchmark.validate import validate_release
 
 REPO = Path(__file__).resolve().parents[1]

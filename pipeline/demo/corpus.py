@@ -154,6 +154,18 @@ _GEAR = ("zoom h4n", "Zoom H1", "tascam dr-40", "Sony PCM-D50", "a Rode NT1-A in
          "Sennheiser MKH416", "Roland R-05", "zoom h6 + rode ntg2")
 _PLACES_EN = ("living room", "kitchen", "garden", "backyard", "studio", "garage", "bedroom", "basement")
 _PLACES_OUT = ("park", "farm", "village", "river", "city centre", "forest")
+# how an English caption describes an instrument's timbre (each phrase names one instrument only; no word of it is a
+# lexicon cue or source name). The instrument_recognition task reads them: "A [MASK] makes a bright, reedy sound."
+_TIMBRE: dict[str, tuple[str, str]] = {
+    "violin": ("sweet, silvery", "silvery, sweet"), "cello": ("rich, warm", "warm, resonant"),
+    "double bass": ("dark, resonant", "dark, woody"), "flute": ("airy, breathy", "pure, airy"),
+    "piccolo": ("bright, glassy", "glassy, brilliant"), "clarinet": ("mellow, woody", "hollow, woody"),
+    "oboe": ("bright, reedy", "nasal, reedy"), "bassoon": ("dark, reedy", "buzzy, reedy"),
+    "saxophone": ("breathy, smoky", "smoky, reedy"), "trumpet": ("brassy, brilliant", "bright, brassy"),
+    "trombone": ("round, brassy", "warm, brassy"), "tuba": ("dark, round", "round, velvety"),
+    "french horn": ("mellow, round", "warm, velvety"), "guitar": ("warm, twangy", "bright, twangy"),
+    "piano": ("rich, ringing", "bright, ringing"), "harp": ("glassy, shimmering", "shimmering, pure"),
+}
 _ADJ = ("short", "loud", "distant", "close", "nice", "clean", "raw", "little", "long")
 _STYLES = ("arco", "pizz", "legato", "staccato", "mf", "ff", "pp", "sustain", "vib", "nonvib")
 _WHEN = ("summer", "weekend", "night", "morning", "winter")
@@ -261,11 +273,13 @@ def _write_caption(c: _Clip, rng: np.random.Generator, note: str) -> tuple[str, 
         description = _pick(rng, (f"{phrase.capitalize()} enregistré dans le {_pick(rng, ('jardin', 'studio', 'village', 'parc'))}. Enregistré avec un {gear}.",
                                   f"Son de {phrase}. Libre de droits.", f"{phrase}, prise de son avec {gear}"))
     elif music:
+        # the timbre phrase is chosen by the clip's id, not drawn from rng: the rest of the corpus stays as it was
+        timbre = f", a {_TIMBRE[c.spec.name][c.freesound_id % 2]} sound" if c.spec.name in _TIMBRE else ""
         description = _pick(rng, (
-            f"{phrase.capitalize()} playing {note or 'a note'}, {style}. Recorded with {gear}.",
-            f"single {phrase} note ({note}) from my sample library. 24bit/48khz, normalized.",
-            f"A {_pick(rng, _ADJ)} {phrase} tone, {style}. part of a multisample pack",
-            f"{phrase} {note} {style} - recorded in my {_pick(rng, _PLACES_EN)} with {gear}. please credit if you use it :)",
+            f"{phrase.capitalize()} playing {note or 'a note'}, {style}{timbre}. Recorded with {gear}.",
+            f"single {phrase} note ({note}) from my sample library{timbre}. 24bit/48khz, normalized.",
+            f"A {_pick(rng, _ADJ)} {phrase} tone, {style}{timbre}. part of a multisample pack",
+            f"{phrase} {note} {style}{timbre} - recorded in my {_pick(rng, _PLACES_EN)} with {gear}. please credit if you use it :)",
         ))
     else:
         description = _pick(rng, (

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pipeline.measure.pitch import PitchTrack
+from pipeline.measure.track import PitchTrack
 
 __all__ = ["import_torchcrepe", "load_crepe", "estimate_pitch_crepe", "CREPE_SR"]
 

@@ -16,13 +16,13 @@ Estimators (registry `ESTIMATORS`):
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import scipy.fft
 
 from benchmark.errors import UnknownNameError
+from pipeline.measure.track import PitchTrack
 
 __all__ = [
     "PitchTrack",
@@ -35,17 +35,6 @@ __all__ = [
     "summarise_track",
     "cents_between",
 ]
-
-
-@dataclass(frozen=True)
-class PitchTrack:
-    """Per-frame pitch of one clip: f0_hz float[frames] (NaN = unvoiced), voiced bool[frames],
-    confidence float[frames] in 0..1, frame hop hop_s seconds (frame i centred near i * hop_s)."""
-
-    f0_hz: np.ndarray
-    voiced: np.ndarray
-    confidence: np.ndarray
-    hop_s: float
 
 
 def cents_between(f_hz: float | np.ndarray, ref_hz: float | np.ndarray) -> float | np.ndarray:
