@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from benchmark.errors import InputError, ReleaseIntegrityError
 from benchmark.hashing import sha256_file
 from benchmark.schema import COLUMNS, LIST_COLUMNS, SPLITS
+from benchmark.tasks import get_task
 
 __all__ = ["Release", "load_release", "resolve_release_path", "verify_release", "read_items", "file_digests", "MANIFEST",
            "RELEASES_ENV"]
@@ -76,6 +77,17 @@ class Release:
 
     def choices(self, task: str) -> list[str]:
         return list(self._task(task).get("choices", []))
+
+    def kind(self, task: str) -> str:
+        """"comparison" or "recognition", as the task's YAML declared it when the release was built."""
+        return str(self._task(task)["kind"])
+
+    def metrics(self, task: str) -> list[str]:
+        """The metrics the task's YAML declares (recorded in the manifest); older releases: the registered task's."""
+        declared = self._task(task).get("metrics")
+        if declared:
+            return list(declared)
+        return list(get_task(task).metrics)
 
     @property
     def audio_index_dir(self) -> Path | None:

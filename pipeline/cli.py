@@ -193,7 +193,7 @@ def cmd_eval(args) -> None:
     from models.eval import evaluate
 
     p = _params(args, "eval", device=args.device, max_items=args.max_items)
-    evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]), metrics=tuple(p["metrics"]),
+    evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]),
              device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), quiet=args.quiet)
     if not args.quiet:
         print((Path(args.out) / "results.md").read_text(encoding="utf-8"))

@@ -55,7 +55,7 @@ def recognition_items(task: str, candidates: pd.DataFrame, splits: pd.DataFrame,
     clips categorised below review_threshold get review_flag."""
     split_of = dict(zip(splits["clip_id"], splits["split"]))
     groups = dict(zip(splits["clip_id"], splits["group_id"]))
-    df = extracted.copy()
+    df = candidates.copy()
     missing = ~df["clip_id"].isin(split_of)
     for cid in df.loc[missing, "clip_id"]:
         rejects.append({"stage": "filter", "key": f"{task}:{cid}", "reason": "clip_quarantined", "detail": "clip rejected by measure"})

@@ -159,8 +159,10 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
         "sentences": _optional_table(optional["sentences"], ["answer", "llm_guess"]),
         "categories": _optional_table(optional["categories"], ["clip_id", "category"]),
     }
+    notes = (manifests.get("filter") or {}).get("balance_notes") or []
     path = build_release(
         items, releases_dir, name, version, clips=clips, task_choices=task_choices(items),
+        defects={"one_label_splits_dropped": notes} if notes else None,
         provenance=gather_provenance(build_dir, manifests, release_params) | {"wiki": wiki_provenance(wiki_dir, wiki_dropped)},
         stage_manifests=manifests,
         audio_index_dir=inputs.get("audio_index"), exclude_nc=exclude_nc,
