@@ -1,5 +1,6 @@
 """The release stage: gather a build's filtered items (plus the wiki split), clips, audio index and stage manifests,
-write releases/<name>-<version>/ through benchmark.release.build_release, and copy its card to data_cards/.
+write releases/<name>-<version>/ through benchmark.release.build_release, and copy its card to data_cards/ (of the
+current folder, or release.cards_dir).
 
 Inputs under build_dir (= build/<corpus_id>): filter/items.parquet, read/clips.parquet, index/ (optional),
 {read,extract,measure,split,pairs,write,filter}/manifest.json (those that exist), pairs/pairs.parquet and
@@ -27,7 +28,6 @@ from pipeline.stage import StageRun, code_version, log
 __all__ = ["release_stage", "gather_provenance", "UPSTREAM_STAGES"]
 
 UPSTREAM_STAGES = ("read", "extract", "measure", "split", "pairs", "write", "filter")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 _LLM_KEYS = ("backend", "model", "prompt", "prompt_version", "prompt_versions", "prompt_sha256", "temperature")
 
 
@@ -111,8 +111,7 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     if not version:
         raise InputError("params.yaml release.version is empty")
     exclude_nc = bool(rp.get("exclude_nc", False))
-    cards_dir = Path(rp.get("cards_dir") or "data_cards")
-    cards_dir = cards_dir if cards_dir.is_absolute() else REPO_ROOT / cards_dir
+    cards_dir = Path(rp.get("cards_dir") or "data_cards")  # relative: to the current folder (the repository for make)
     release_params = {k: v for k, v in sorted(rp.items()) if k != "cards_dir"}
 
     inputs = {"items": build_dir / "filter" / "items.parquet", "clips": build_dir / "read" / "clips.parquet"}
