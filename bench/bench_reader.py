@@ -25,7 +25,7 @@ def read_in_child(corpus: Path, build: Path) -> dict:
 
 
 def main() -> None:
-    from pipeline.demo_corpus import build_bench_shards
+    from pipeline.demo.corpus import build_bench_shards
 
     work = Path(tempfile.mkdtemp(prefix="bench_reader_"))
     try:

@@ -1,4 +1,4 @@
-"""The data card: rendered from data_cards/template.md and a release's manifest, never hand-edited.
+"""The data card: rendered from benchmark/card_template.md (package data) and a release's manifest, never hand-edited.
 
 The card opens with Hugging Face dataset-card YAML front matter (configs → data_files per task and split, license,
 task_categories, language, pretty_name) and then fixed sections. Its figures are PNGs drawn with matplotlib's
@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import InputError
+from benchmark.errors import InputError, UnknownNameError
 from benchmark.schema import SPLITS
+from benchmark.tasks import get_task
 
-__all__ = ["render_card", "write_figures", "plot_gap_histogram", "plot_agreement", "TEMPLATE_PATH", "HF_LICENSES"]
+__all__ = ["render_card", "write_figures", "plot_gap_histogram", "gap_axis", "gaps_on_axis", "plot_agreement", "TEMPLATE_PATH", "HF_LICENSES"]
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "data_cards" / "template.md"
+TEMPLATE_PATH = Path(__file__).resolve().parent / "card_template.md"  # package data
 STAGE_ORDER = ("read", "extract", "measure", "split", "pairs", "write", "filter")
 HF_LICENSES = {"cc0": "cc0-1.0", "cc-by": "cc-by-4.0", "cc-by-nc": "cc-by-nc-4.0", "sampling+": "other",
                "non-cc": "other", "unknown": "unknown"}
@@ -44,30 +45,63 @@ def _save_png(fig, path: Path) -> None:
     fig.savefig(path, format="png", metadata=_PNG_METADATA)
 
 
-def _gaps_semitones(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+# The axis a comparison's gap is drawn on: pitch bases in semitones (12·log2 of the ratio), other ratio rules
+# (duration) as the ratio itself, difference rules (loudness) as the difference in the basis's unit.
+AXES = {"semitones": "pitch gap (semitones)", "ratio": "ratio of the two values (longer / shorter)",
+        "difference": "difference of the two values (dB)"}
+
+
+def gap_axis(task: str) -> str:
+    """The axis ("semitones" | "ratio" | "difference") of a comparison task's gaps, from its spec."""
+    try:
+        spec = get_task(task)
+    except UnknownNameError:
+        return "semitones"  # an unregistered (official) pitch task
+    if spec.dimension == "pitch" or spec.gap_rule is None:
+        return "semitones"
+    return spec.gap_rule.kind
+
+
+def gaps_on_axis(a, b, axis: str) -> np.ndarray:
+    """The gap of each pair (a[i], b[i]) on the axis; pairs without two finite values (or, for ratios, two positive
+    values) are left out."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
-    return np.abs(12.0 * np.log2(a[ok] / b[ok]))
+    ok = np.isfinite(a) & np.isfinite(b)
+    if axis == "difference":
+        return np.abs(a[ok] - b[ok])
+    ok &= (a > 0) & (b > 0)
+    ratio = np.maximum(a[ok], b[ok]) / np.minimum(a[ok], b[ok])
+    return 12.0 * np.log2(ratio) if axis == "semitones" else ratio
 
 
-def plot_gap_histogram(gaps_by_basis: dict[str, np.ndarray], path: Path) -> dict:
-    """Histogram of the measured gap of each compared pair, in semitones (12·log2 of the ratio), one series per
-    basis (f0, centroid ...). Returns figures: n and median gap per basis."""
-    fig = _new_figure()
-    ax = fig.add_subplot(1, 1, 1)
-    finite = [g for g in gaps_by_basis.values() if len(g)]
-    top = max(24.0, float(np.ceil(max(float(np.max(g)) for g in finite)))) if finite else 24.0
-    bins = np.linspace(0.0, min(top, 60.0), 31)
+def plot_gap_histogram(gaps_by_basis: dict[str, np.ndarray], path: Path, axes: dict[str, str] | None = None) -> dict:
+    """Histograms of the measured gap of each compared pair, one panel per axis (semitones, ratio, difference; see
+    AXES) and one series per basis (f0, centroid, duration, loudness ...). axes: {basis: axis}, default semitones.
+    Returns figures: n and median gap per basis, the median keyed by its unit (median_semitones / _ratio / _difference)."""
+    axes = axes or {}
+    panels = sorted({axes.get(b, "semitones") for b in gaps_by_basis} or {"semitones"}, key=list(AXES).index)
+    fig = _new_figure(width_in=6.0 * len(panels) if len(panels) > 1 else 6.0)
     stats = {}
-    for basis in sorted(gaps_by_basis):
-        g = np.clip(gaps_by_basis[basis], 0, bins[-1])
-        ax.hist(g, bins=bins, alpha=0.6, label=f"{basis} (n={len(g)})")
-        stats[basis] = {"n": int(len(g)), "median_semitones": round(float(np.median(g)), 3) if len(g) else None}
-    ax.set_xlabel("gap between the two sounds (semitones)")
-    ax.set_ylabel("pairs")
-    ax.set_title("Measured gap of compared pairs")
-    if gaps_by_basis:
-        ax.legend(loc="upper right", fontsize=8)
+    for k, axis in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        bases = sorted(b for b in gaps_by_basis if axes.get(b, "semitones") == axis)
+        finite = [gaps_by_basis[b] for b in bases if len(gaps_by_basis[b])]
+        biggest = max(float(np.max(g)) for g in finite) if finite else 0.0
+        if axis == "semitones":
+            bins = np.linspace(0.0, min(max(24.0, float(np.ceil(biggest))), 60.0), 31)
+        elif axis == "ratio":
+            bins = np.linspace(1.0, min(max(4.0, float(np.ceil(biggest))), 20.0), 31)
+        else:
+            bins = np.linspace(0.0, min(max(24.0, float(np.ceil(biggest))), 60.0), 31)
+        for basis in bases:
+            g = np.clip(gaps_by_basis[basis], bins[0], bins[-1])
+            ax.hist(g, bins=bins, alpha=0.6, label=f"{basis} (n={len(g)})")
+            stats[basis] = {"n": int(len(g)), f"median_{axis}": round(float(np.median(g)), 3) if len(g) else None}
+        ax.set_xlabel(AXES[axis])
+        ax.set_ylabel("pairs")
+        ax.set_title("Measured gap of compared pairs")
+        if bases:
+            ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     _save_png(fig, path)
     return stats
@@ -111,22 +145,24 @@ def write_figures(release_dir: Path, items: pd.DataFrame, plot_tables: dict[str,
     """
     out: dict[str, dict] = {}
     gaps: dict[str, np.ndarray] = {}
+    axes: dict[str, str] = {}
     pairs = plot_tables.get("pairs")
-    if pairs is not None and len(pairs) and {"basis", "value_a", "value_b"} <= set(pairs.columns):
-        for basis, g in pairs.groupby("basis", sort=True):
-            gaps[str(basis) or "unknown"] = _gaps_semitones(g["value_a"], g["value_b"])
-        source = "candidate pairs (pairs stage)"
+    if pairs is not None and len(pairs) and {"task", "basis", "value_a", "value_b"} <= set(pairs.columns):
+        table, cols, source = pairs, ("value_a", "value_b"), "candidate pairs (pairs stage)"
     else:
-        comp = items[(items["span1"] != "") & (items["span2"] != "")]
-        for basis, g in comp.groupby("basis", sort=True):
-            if basis:
-                gaps[str(basis)] = _gaps_semitones(g["value1"], g["value2"])
-        source = "released comparison items"
+        table, cols, source = items[(items["span1"] != "") & (items["span2"] != "")], ("value1", "value2"), "released comparison items"
+    for (task, basis), g in table.groupby(["task", "basis"], sort=True):
+        if not basis:
+            continue
+        axes[str(basis)] = gap_axis(str(task))
+        found = gaps_on_axis(g[cols[0]], g[cols[1]], axes[str(basis)])
+        gaps[str(basis)] = np.concatenate([gaps[str(basis)], found]) if str(basis) in gaps else found
     gaps = {k: v for k, v in gaps.items() if len(v)}
     if gaps:
         rel = "figures/gap_histogram.png"
-        stats = plot_gap_histogram(gaps, release_dir / rel)
-        out["gap_histogram"] = {"path": rel, "caption": f"Gap between the compared sounds, in semitones, of the {source}.",
+        stats = plot_gap_histogram(gaps, release_dir / rel, {b: axes[b] for b in gaps})
+        units = ", ".join(AXES[a].split(" (")[0] for a in sorted(set(axes[b] for b in gaps), key=list(AXES).index))
+        out["gap_histogram"] = {"path": rel, "caption": f"Gap between the compared sounds ({units}) of the {source}.",
                                 "stats": stats}
     sentences = plot_tables.get("sentences")
     if sentences is not None and len(sentences) and {"answer", "llm_guess"} <= set(sentences.columns):
@@ -315,7 +351,7 @@ def _regenerate_section(manifest: dict) -> str:
         text.append(f"```\n{cmd}\n```")
     text.append("The params, corpus identity, code version and backends used are in `manifest.json`; the same inputs "
                 "and params rebuild this release byte for byte (every file's sha256 is in the manifest). Load and "
-                "verify it with `benchmark.release.load_release(path)`, or read it with "
+                "verify it with `benchmark.release_io.load_release(path)`, or read it with "
                 "`datasets.load_dataset(\"parquet\", data_files=...)`.")
     return "\n\n".join(text)
 

@@ -1,10 +1,11 @@
-"""The release format: build a release folder from items, and load one back with its checksums verified.
+"""Building a release: write a release folder from items, validated, atomically. Reading one back is
+benchmark.release_io (load, verify); this module imports it, never the other way round.
 
 Layout of `releases/<name>-<version>/`:
 
-    <task>/<split>.parquet   every schema.Item column (id, group_id, clip_ids, licenses, review_flag, ...)
-    <task>/<split>.csv       the official AuditoryBench columns, in the official order
-    manifest.json            sha256 of every file, counts, choices, balance, provenance (no timestamps)
+    <task>/<split>.parquet   every schema.Item column (Arrow schema: schema.ITEM_ARROW_SCHEMA)
+    <task>/<split>.csv       the columns the task's YAML declares (csv_columns; the official AuditoryBench order)
+    manifest.json            sha256 of every file, counts, choices, kind, metrics, balance, provenance (no timestamps)
     README.md                the data card (rendered by benchmark.card)
     ATTRIBUTION.csv          per clip: clip_id, author, url, license, license_kind, title
     figures/*.png            the card's plots (deterministic PNGs)
@@ -22,7 +23,6 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,198 +31,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmark.card import render_card, write_figures
-from benchmark.errors import InputError, ReleaseIntegrityError, ValidationError
-from benchmark.hashing import sha256_file
-from benchmark.schema import COLUMNS, SPLITS, license_kind, most_restrictive_license
+from benchmark.errors import InputError, ReleaseIntegrityError, UnknownNameError, ValidationError
+from benchmark.release_io import MANIFEST, file_digests
+from benchmark.schema import BOOL_COLUMNS, COLUMNS, FLOAT_COLUMNS, ITEM_ARROW_SCHEMA, LIST_COLUMNS, SPLITS, csv_field, license_kind, most_restrictive_license
+from benchmark.tasks import TaskSpec, get_task
 from benchmark.validate import validate_release
 
-__all__ = [
-    "Release",
-    "build_release",
-    "load_release",
-    "resolve_release_path",
-    "verify_release",
-    "normalise_items",
-    "file_digests",
-    "csv_columns",
-    "is_comparison",
-    "read_items",
-    "ITEM_SCHEMA",
-    "MANIFEST",
-]
-
-MANIFEST = "manifest.json"
-RELEASES_ENV = "AUDITORYBENCH_RELEASES"
-ANIMAL_CSV_COLUMNS = ["animal", "description", "sentence"]
-COMPARISON_CSV_COLUMNS = ["sentence", "answer", "span1", "span2"]
-_LIST_COLUMNS = ("spans", "clip_ids", "licenses")
-_FLOAT_COLUMNS = ("value1", "value2")
-_BOOL_COLUMNS = ("review_flag",)
-
-ITEM_SCHEMA = pa.schema(
-    [
-        pa.field(c, pa.list_(pa.string()) if c in _LIST_COLUMNS
-                 else pa.float64() if c in _FLOAT_COLUMNS
-                 else pa.bool_() if c in _BOOL_COLUMNS
-                 else pa.string())
-        for c in COLUMNS["items"]
-    ]
-)
-
-
-# --------------------------------------------------------------------------------------------------- loading
-
-
-@dataclass
-class Release:
-    """A release folder on disk, read through its manifest."""
-
-    path: Path
-    manifest: dict = field(repr=False)
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest.get("name", ""))
-
-    @property
-    def version(self) -> str:
-        return str(self.manifest.get("version", ""))
-
-    @property
-    def tasks(self) -> list[str]:
-        return sorted(self.manifest.get("tasks", {}))
-
-    def _task(self, task: str) -> dict:
-        tasks = self.manifest.get("tasks", {})
-        if task not in tasks:
-            raise InputError(f"{self.path}: release has no task {task!r} (tasks: {', '.join(sorted(tasks))})")
-        return tasks[task]
-
-    def splits(self, task: str) -> list[str]:
-        """The splits of a task that hold items, in SPLITS order (train, dev, test, wiki)."""
-        counts = self._task(task).get("counts", {})
-        return [s for s in SPLITS if counts.get(s, 0) > 0]
-
-    def items(self, task: str, split: str) -> pd.DataFrame:
-        """The items of one task and split as a DataFrame with the schema.Item columns (lists as Python lists);
-        an empty frame for a known split without items."""
-        self._task(task)
-        if split not in SPLITS:
-            raise InputError(f"{self.path}: unknown split {split!r} (splits: {', '.join(SPLITS)})")
-        p = self.path / task / f"{split}.parquet"
-        if not p.exists():
-            return pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS["items"]})
-        return read_items(p)
-
-    def choices(self, task: str) -> list[str]:
-        return list(self._task(task).get("choices", []))
-
-    @property
-    def audio_index_dir(self) -> Path | None:
-        p = self.path / "audio_index"
-        return p if p.is_dir() else None
-
-    @property
-    def license(self) -> str:
-        return str(self.manifest.get("license", "unknown"))
-
-
-def read_items(path: str | Path) -> pd.DataFrame:
-    """Read one <task>/<split>.parquet into a DataFrame with schema.Item columns (list cells as Python lists)."""
-    try:
-        df = pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowException) as e:
-        raise ReleaseIntegrityError(f"{path}: cannot read parquet ({e})") from e
-    for c in _LIST_COLUMNS:
-        if c in df.columns:
-            df[c] = [list(v) if v is not None else [] for v in df[c]]
-    return df
-
-
-def resolve_release_path(path_or_name: str | Path) -> Path:
-    """A release folder from a path, or from a bare name under $AUDITORYBENCH_RELEASES (default ./releases/):
-    `demo-1.0.0` exactly, or `demo` for its highest version."""
-    p = Path(path_or_name)
-    if p.is_dir():
-        return p
-    root = Path(os.environ.get(RELEASES_ENV) or "releases")
-    name = str(path_or_name)
-    if (root / name).is_dir():
-        return root / name
-    candidates = []
-    if root.is_dir():
-        for d in root.iterdir():
-            if d.is_dir() and d.name.startswith(name + "-") and (d / MANIFEST).exists():
-                version = d.name[len(name) + 1:]
-                if re.fullmatch(r"\d[\w.+-]*", version):
-                    candidates.append((_version_key(version), d))
-    if not candidates:
-        avail = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
-        raise InputError(f"release {name!r} not found under {root}/ (available: {', '.join(avail) or 'none'})")
-    return max(candidates)[1]
-
-
-def _version_key(version: str) -> tuple:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+-]", version))
-
-
-def load_release(path_or_name: str | Path, verify: bool = True) -> Release:
-    """Open a release by folder or bare name; with verify, check every file's sha256 against the manifest and
-    raise ReleaseIntegrityError naming the first file that is missing, changed or not listed."""
-    path = resolve_release_path(path_or_name)
-    mpath = path / MANIFEST
-    if not mpath.exists():
-        raise ReleaseIntegrityError(f"{mpath}: missing; not a release folder")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ReleaseIntegrityError(f"{mpath}: not valid JSON ({e.msg} at line {e.lineno})") from e
-    if verify:
-        verify_release(path, manifest)
-    return Release(path=path, manifest=manifest)
-
-
-def verify_release(path: Path, manifest: dict) -> None:
-    listed = manifest.get("files")
-    if not isinstance(listed, dict) or not listed:
-        raise ReleaseIntegrityError(f"{path / MANIFEST}: has no 'files' checksums")
-    for rel, digest in sorted(listed.items()):
-        f = path / rel
-        if not f.is_file():
-            raise ReleaseIntegrityError(f"{f}: listed in the manifest but missing")
-        actual = sha256_file(f)
-        if actual != digest:
-            raise ReleaseIntegrityError(f"{f}: sha256 {actual[:12]}… does not match the manifest's {digest[:12]}…")
-    for rel in file_digests(path, hash_files=False):
-        if rel != MANIFEST and rel not in listed:
-            raise ReleaseIntegrityError(f"{path / rel}: file is not listed in the manifest")
-
-
-def file_digests(root: Path, hash_files: bool = True) -> dict[str, str]:
-    """{relative posix path: sha256} of every file under root (hidden files and folders skipped), sorted."""
-    out = {}
-    for f in sorted(Path(root).rglob("*")):
-        rel = f.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not f.is_file():
-            continue
-        out[rel.as_posix()] = sha256_file(f) if hash_files else ""
-    return out
+__all__ = ["build_release", "normalise_items"]
 
 
 # --------------------------------------------------------------------------------------------------- building
-
-
-def is_comparison(items: pd.DataFrame) -> bool:
-    """A task is a comparison task when its items name two spans (span1/span2); otherwise it is a recognition task."""
-    if items.empty:
-        return False
-    return bool((items["span1"].astype(str) != "").all() and (items["span2"].astype(str) != "").all())
-
-
-def csv_columns(items: pd.DataFrame) -> list[str]:
-    """The official AuditoryBench CSV columns for a task's items (comparison: sentence,answer,span1,span2;
-    recognition: animal,description,sentence)."""
-    return COMPARISON_CSV_COLUMNS if is_comparison(items) else ANIMAL_CSV_COLUMNS
 
 
 def _as_list(v: Any) -> list[str]:
@@ -240,7 +58,7 @@ def normalise_items(items: pd.DataFrame) -> pd.DataFrame:
                 "value1": math.nan, "value2": math.nan}
     for c in COLUMNS["items"]:
         if c not in df.columns:
-            if c in _LIST_COLUMNS:
+            if c in LIST_COLUMNS:
                 df[c] = [[] for _ in range(len(df))]
             elif c in defaults:
                 df[c] = defaults[c]
@@ -252,11 +70,11 @@ def normalise_items(items: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS["items"]}) if df.empty else pd.DataFrame()
     if not df.empty:
         for c in COLUMNS["items"]:
-            if c in _LIST_COLUMNS:
+            if c in LIST_COLUMNS:
                 out[c] = [_as_list(v) for v in df[c]]
-            elif c in _FLOAT_COLUMNS:
+            elif c in FLOAT_COLUMNS:
                 out[c] = pd.to_numeric(df[c], errors="coerce").astype(float).to_numpy()
-            elif c in _BOOL_COLUMNS:
+            elif c in BOOL_COLUMNS:
                 out[c] = df[c].fillna(False).astype(bool).to_numpy()
             else:
                 out[c] = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in df[c]]
@@ -268,14 +86,23 @@ def normalise_items(items: pd.DataFrame) -> pd.DataFrame:
 
 def _write_items_parquet(df: pd.DataFrame, path: Path) -> None:
     rows = df[COLUMNS["items"]].to_dict(orient="records")
-    table = pa.Table.from_pylist(rows, schema=ITEM_SCHEMA)
+    table = pa.Table.from_pylist(rows, schema=ITEM_ARROW_SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="snappy")
 
 
-def _write_items_csv(df: pd.DataFrame, cols: list[str], path: Path) -> None:
-    out = df.rename(columns={"answer": "animal"}) if cols == ANIMAL_CSV_COLUMNS else df
-    out[cols].to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+def _write_items_csv(df: pd.DataFrame, spec: TaskSpec, path: Path) -> None:
+    """The task's declared CSV columns (header ← schema.Item field), in its declared order."""
+    fields = [csv_field(c) for c in spec.csv_columns]
+    out = pd.DataFrame({header: df[name].to_numpy() for header, name in fields})
+    out.to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+
+
+def _spec(task: str) -> TaskSpec:
+    try:
+        return get_task(task)
+    except UnknownNameError as e:
+        raise InputError(f"items: {e}; register the task's YAML (or add its folder to $AUDITORYBENCH_TASK_DIRS)") from e
 
 
 def _nc(kinds: list[str]) -> bool:
@@ -413,19 +240,20 @@ def build_release(
         tasks: dict[str, dict] = {}
         for task in sorted(set(df["task"])):
             sub = df[df["task"] == task]
-            cols = csv_columns(sub)
+            spec = _spec(task)
             for split in SPLITS:
                 part = sub[sub["split"] == split]
                 if part.empty:
                     continue
                 _write_items_parquet(part, tmp / task / f"{split}.parquet")
-                _write_items_csv(part, cols, tmp / task / f"{split}.csv")
+                _write_items_csv(part, spec, tmp / task / f"{split}.csv")
             tasks[task] = {
                 "choices": _choices_for(sub, (task_choices or {}).get(task)),
                 "counts": {s: int((sub["split"] == s).sum()) for s in SPLITS if (sub["split"] == s).any()},
                 "balance": _balance(sub),
-                "kind": "comparison" if is_comparison(sub) else "recognition",
-                "csv_columns": cols,
+                "kind": spec.kind,
+                "csv_columns": [csv_field(c)[0] for c in spec.csv_columns],
+                "metrics": list(spec.metrics),
             }
         attribution = _attribution(df, clips)
         attribution.to_csv(tmp / "ATTRIBUTION.csv", index=False, lineterminator="\n", encoding="utf-8")
@@ -438,7 +266,7 @@ def build_release(
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(data)
 
-        report = validate_release(tmp)
+        report = validate_release(tmp, kinds={t: v["kind"] for t, v in tasks.items()})
         if not report.ok and strict:
             shown = "; ".join(report.violations[:3])
             raise ValidationError(f"{target}: refusing to publish, {len(report.violations)} violations: {shown}")

@@ -8,8 +8,10 @@ Units are in the names: `_s` seconds, `_hz` Hz, `_db`/`_dbfs` decibels.
 from __future__ import annotations
 
 import math
+import typing
 from typing import Literal
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from benchmark.hashing import stable_hash
@@ -23,6 +25,11 @@ __all__ = [
     "Item",
     "item_id",
     "COLUMNS",
+    "ITEM_ARROW_SCHEMA",
+    "LIST_COLUMNS",
+    "FLOAT_COLUMNS",
+    "BOOL_COLUMNS",
+    "csv_field",
     "license_kind",
     "most_restrictive_license",
 ]
@@ -140,6 +147,45 @@ COLUMNS = {
     "measurements": list(Measurement.model_fields.keys()),
     "items": list(Item.model_fields.keys()),
 }
+
+
+
+def _arrow_type(annotation) -> pa.DataType:
+    """The Arrow type of an Item field, from its annotation: list[str] → list<string>, float → float64,
+    bool → bool, str and Literal[...] → string."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return pa.list_(pa.string())
+    if annotation is float:
+        return pa.float64()
+    if annotation is bool:
+        return pa.bool_()
+    if annotation is str or origin is Literal:
+        return pa.string()
+    raise TypeError(f"schema.Item: no Arrow type for annotation {annotation!r}")
+
+
+# The release's parquet schema, derived from schema.Item (one declaration; the columns and their types follow it).
+ITEM_ARROW_SCHEMA = pa.schema([pa.field(name, _arrow_type(f.annotation)) for name, f in Item.model_fields.items()])
+LIST_COLUMNS = tuple(f.name for f in ITEM_ARROW_SCHEMA if pa.types.is_list(f.type))
+FLOAT_COLUMNS = tuple(f.name for f in ITEM_ARROW_SCHEMA if pa.types.is_floating(f.type))
+BOOL_COLUMNS = tuple(f.name for f in ITEM_ARROW_SCHEMA if pa.types.is_boolean(f.type))
+
+
+def csv_field(column: str | dict) -> tuple[str, str]:
+    """One entry of a task's `csv_columns` as (CSV header, Item field): "sentence" → ("sentence", "sentence");
+    {"animal": "answer"} → ("animal", "answer"). The field must be a scalar schema.Item field."""
+    if isinstance(column, dict):
+        if len(column) != 1:
+            raise ValueError(f"csv column {column!r}: a mapping names one column, {{header: item field}}")
+        header, name = next(iter(column.items()))
+    else:
+        header, name = column, column
+    if name not in Item.model_fields or name in LIST_COLUMNS:
+        allowed = [n for n in Item.model_fields if n not in LIST_COLUMNS]
+        raise ValueError(f"csv column {header!r}: {name!r} is not a scalar schema.Item field ({', '.join(allowed)})")
+    return str(header), str(name)
+
 
 _RESTRICTIVENESS = ["cc0", "cc-by", "sampling+", "cc-by-nc", "non-cc", "unknown"]
 

@@ -4,9 +4,12 @@
 
 Checks, per release folder (its <task>/<split>.parquet files):
 - overlaps across splits: item id, sentence (case and spacing folded), clip id (across tasks), and the unordered
-  source pair of comparison items (its two clips, or its two spans when it has no clips). The wiki split is
-  test-only: it is exempt from the clip and source-pair checks, not from the id and sentence checks.
+  source pair of comparison items (the two source names, span1/span2, case folded — two clips of "violin" vs "tuba"
+  in train and two others in test are one pair). The wiki split is test-only: it is exempt from the clip and
+  source-pair checks, not from the id and sentence checks.
 - duplicates within a split: item id, sentence.
+- a task's kind (comparison / recognition) comes from its registered spec (or the release manifest), never from
+  the shape of its items.
 - label balance of comparison tasks: each answer within 45–55 % on a split of ≥ 20 items, else |a − b| ≤ max(1, 0.1·n).
 - schema: every row parses as schema.Item, with the task and split of the file it is in.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import re
 import sys
 from collections import Counter
@@ -25,9 +29,12 @@ import pandas as pd
 import pydantic
 from pydantic import BaseModel, Field
 
+from benchmark.errors import UnknownNameError
+from benchmark.release_io import MANIFEST, read_items, resolve_release_path
 from benchmark.schema import SPLITS, Item
+from benchmark.tasks import get_task
 
-__all__ = ["ValidationReport", "validate_release", "validate_items", "normalise_sentence", "source_pair", "main"]
+__all__ = ["ValidationReport", "validate_release", "validate_items", "normalise_sentence", "source_pair", "task_kinds", "main"]
 
 BALANCE_MIN_N = 20
 BALANCE_BAND = (0.45, 0.55)
@@ -46,13 +53,12 @@ def normalise_sentence(s: str) -> str:
     return re.sub(r"\s+", " ", str(s)).strip().lower()
 
 
-def source_pair(clip_ids: list[str], span1: str, span2: str) -> tuple[str, str] | None:
-    """The unordered pair of sources a comparison item compares: its two clips, else its two spans (lower case)."""
-    if len(clip_ids) >= 2:
-        a, b = sorted(clip_ids)[:2]
-        return (a, b)
+def source_pair(span1: str, span2: str) -> tuple[str, str] | None:
+    """The unordered pair of source names a comparison item compares (its two spans, case and spacing folded);
+    None when it does not name two sources."""
+    span1, span2 = normalise_sentence(span1), normalise_sentence(span2)
     if span1 and span2:
-        a, b = sorted([span1.strip().lower(), span2.strip().lower()])
+        a, b = sorted([span1, span2])
         return (a, b)
     return None
 
@@ -63,8 +69,6 @@ def _examples(values) -> str:
 
 
 def _read_release_items(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    from benchmark.release import read_items
-
     frames, problems = [], []
     for task_dir in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in task_dir.glob("*.parquet") if f.stem in SPLITS)
@@ -135,7 +139,7 @@ def _check_overlaps(df: pd.DataFrame, comparison_tasks: set[str]) -> list[str]:
         out += _overlap("sentence", task, sents)
         if task in comparison_tasks:
             pairs = {
-                s: {p for p in (source_pair(list(c), str(a), str(b)) for c, a, b in zip(g["clip_ids"], g["span1"], g["span2"])) if p}
+                s: {p for p in (source_pair(str(a), str(b)) for a, b in zip(g["span1"], g["span2"])) if p}
                 for s, g in sub.groupby("_file_split")
             }
             out += _overlap("source pair", task, pairs, exempt=("wiki",))
@@ -174,14 +178,28 @@ def _check_balance(df: pd.DataFrame, comparison_tasks: set[str]) -> tuple[list[s
     return out, fig
 
 
-def validate_items(df: pd.DataFrame) -> ValidationReport:
-    """Validate items that carry `_file_task`/`_file_split` (where they sit) besides the schema.Item columns."""
-    from benchmark.release import is_comparison
+def task_kinds(tasks: list[str], declared: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Each task's kind: declared (a release manifest's), else its registered spec's. Unknown tasks are violations."""
+    kinds, problems = {}, []
+    for task in tasks:
+        if declared and task in declared:
+            kinds[task] = declared[task]
+            continue
+        try:
+            kinds[task] = get_task(task).kind
+        except UnknownNameError as e:
+            problems.append(f"schema: {e} (and the release declares no kind for it)")
+    return kinds, problems
 
+
+def validate_items(df: pd.DataFrame, kinds: dict[str, str] | None = None) -> ValidationReport:
+    """Validate items that carry `_file_task`/`_file_split` (where they sit) besides the schema.Item columns.
+    kinds: {task: "comparison" | "recognition"} (default: the registered specs')."""
     if df.empty:
         return ValidationReport(ok=False, violations=["schema: no items"], figures={})
-    comparison = {t for t, g in df.groupby("_file_task") if is_comparison(g)}
-    violations = _check_schema(df) + _check_duplicates(df) + _check_overlaps(df, comparison)
+    kinds, problems = task_kinds(sorted(set(df["_file_task"])), kinds)
+    comparison = {t for t, k in kinds.items() if k == "comparison"}
+    violations = problems + _check_schema(df) + _check_duplicates(df) + _check_overlaps(df, comparison)
     bal_violations, balance = _check_balance(df, comparison)
     violations += bal_violations
     kinds = Counter(v.split(":")[0] for v in violations)
@@ -193,16 +211,20 @@ def validate_items(df: pd.DataFrame) -> ValidationReport:
     return ValidationReport(ok=not violations, violations=violations, figures=figures)
 
 
-def validate_release(path: str | Path) -> ValidationReport:
-    """Check a release folder (or a bare release name, see benchmark.release.resolve_release_path) against the
-    benchmark rules (see the module docstring)."""
-    from benchmark.release import resolve_release_path
-
+def validate_release(path: str | Path, kinds: dict[str, str] | None = None) -> ValidationReport:
+    """Check a release folder (or a bare release name, see benchmark.release_io.resolve_release_path) against the
+    benchmark rules (see the module docstring). Task kinds: `kinds`, else the release manifest's, else the registry's."""
     path = resolve_release_path(path)
     df, problems = _read_release_items(path)
     if problems:
         return ValidationReport(ok=False, violations=problems, figures={})
-    return validate_items(df)
+    if kinds is None and (path / MANIFEST).is_file():
+        try:
+            tasks = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("tasks") or {}
+            kinds = {t: v["kind"] for t, v in tasks.items() if isinstance(v, dict) and "kind" in v}
+        except json.JSONDecodeError as e:
+            return ValidationReport(ok=False, violations=[f"schema: {path / MANIFEST}: not valid JSON ({e.msg})"], figures={})
+    return validate_items(df, kinds)
 
 
 def main(argv: list[str] | None = None) -> int:

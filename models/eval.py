@@ -39,16 +39,17 @@ def load_model(spec: str | Path, device: str = "cpu", release=None):
 
 def evaluate(
     release_path: str | Path, models: Sequence[str | Path], out_dir: str | Path, *, tasks: Sequence[str] = (),
-    splits: Sequence[str] = ("train", "dev", "test", "wiki"), metrics: Sequence[str] = ("accuracy", "macro_f1"),
+    splits: Sequence[str] = ("train", "dev", "test", "wiki"), metrics: Sequence[str] | None = None,
     device: str = "cpu", seed: int = 0, batch_size: int = 32, max_items: int = 0, quiet: bool = True,
 ) -> dict:
     """Score every model on every task and split; write out_dir/results.json and results.md; return the results.
 
+    metrics: None scores each task by the metrics its YAML declares (the release manifest's `metrics`).
     max_items > 0 scores a fixed subset of each larger split (the items with the smallest hash of their id, so every
     model and every run sees the same ones); the table shows n of n_total."""
     import torch
 
-    from benchmark.release import load_release
+    from benchmark.release_io import load_release
     from models._io import atomic_write_text
     from models.train import task_items
 
@@ -81,7 +82,7 @@ def evaluate(
                 scores = model.score(items, choices, batch_size=batch_size)
                 pred = [choices[j] for j in scores.argmax(1)]
                 gold = [it["answer"] for it in items]
-                m = compute_metrics(gold, pred, metrics)
+                m = compute_metrics(gold, pred, metrics or release.metrics(task))
                 rows.append({"model": model.name, "spec": str(spec), "task": task, "split": split, "n": len(items), "n_total": n_total, **m})
                 if not quiet:
                     print(f"[eval] {model.name} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
@@ -89,7 +90,7 @@ def evaluate(
     results = {
         "release": {"name": release.name, "version": release.version, "path": str(release.path)},
         "seed": seed,
-        "metrics": list(metrics),
+        "metrics": list(metrics) if metrics else list(dict.fromkeys(m for t in tasks for m in release.metrics(t))),
         "rows": rows,
         "models": extras,
     }
@@ -117,7 +118,7 @@ def render_table(results: dict) -> str:
     lines.append("|---|---|---|---:|" + "---:|" * len(ms))
     for r in results["rows"]:
         n = f"{r['n']} of {r['n_total']}" if r.get("n_total", r["n"]) != r["n"] else str(r["n"])
-        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | " + " | ".join(_fmt(r[m]) for m in ms) + " |")
+        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | " + " | ".join(_fmt(r.get(m)) for m in ms) + " |")
     for name, ex in results.get("models", {}).items():
         im = ex.get("index_models") or {}
         lines += ["", f"**{name}**" + (f" — retrieval: {im['retrieval']}, injected audio: {im.get('inject', '–')}" if im else " — text only")]

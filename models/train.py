@@ -2,7 +2,7 @@
 
     train(release_path, TrainConfig(), out_dir) -> out_dir
 
-1. Load the release (`benchmark.release.load_release`) and its audio index (`<release>/audio_index/`, or a path).
+1. Load the release (`benchmark.release_io.load_release`) and its audio index (`<release>/audio_index/`, or a path).
 2. Train the span detector on every task's train split; report span P/R/F1 on dev (test when no dev).
 3. Retrieve, once, the clip of each span ("<span> sound", top-k by similarity) and keep its injection embedding,
    so a training step costs about what a text-only step costs.
@@ -326,7 +326,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     """Train on a release and write a self-describing checkpoint to out_dir; resumes an interrupted run."""
     from tqdm import tqdm
 
-    from benchmark.release import load_release
+    from benchmark.release_io import load_release
     from models._io import atomic_write_text, save_torch
     from models.audiobert import answer_pieces, encode_items
     from models.retrieval import AudioIndex

@@ -77,7 +77,7 @@ def cmd_stage(args) -> None:
 # ---- tools (not stages) ---------------------------------------------------------------------------------------
 
 def cmd_corpus(args) -> None:
-    from pipeline.demo_corpus import build_demo_corpus
+    from pipeline.demo.corpus import build_demo_corpus
 
     p = _params(args, "demo_corpus", seed=args.seed, n_clips=args.n_clips)
     folder = build_demo_corpus(Path(args.out), seed=int(p["seed"]), n_clips=int(p["n_clips"]), n_shards=int(p["n_shards"]),
@@ -116,7 +116,7 @@ def _demo_corpus_fresh(args) -> bool:
         return False
     p = _params(args, "demo_corpus")
     params = {k: int(p[k]) for k in ("seed", "n_clips", "n_shards", "sample_rate")}
-    run = StageRun("corpus", root, params, code=code_hash("pipeline.demo_corpus"), quiet=True)
+    run = StageRun("corpus", root, params, code=code_hash("pipeline.demo.corpus"), quiet=True)
     old = run.previous() or {}
     return old.get("key") == run.full_key() and all((root / rel).exists() for rel in old.get("outputs", {}))
 
@@ -180,7 +180,7 @@ def cmd_eval(args) -> None:
     from models.eval import evaluate
 
     p = _params(args, "eval", device=args.device, max_items=args.max_items)
-    evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]), metrics=tuple(p["metrics"]),
+    evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]),
              device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), quiet=args.quiet)
     if not args.quiet:
         print((Path(args.out) / "results.md").read_text(encoding="utf-8"))

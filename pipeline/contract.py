@@ -104,8 +104,16 @@ def _wiki_inputs(ctx: "Context") -> dict[str, Path]:
 
 
 def _filter_inputs(ctx: "Context") -> dict[str, Path]:
+    """The review decisions (when given) and the files holding the recognition tasks' item sources."""
+    from benchmark.tasks import item_source_path, recognition_tasks
+
     path = ctx.section("filter").get("review_decisions")
-    return {"review_decisions": Path(path)} if path else {}
+    out = {"review_decisions": Path(path)} if path else {}
+    for t in recognition_tasks(ctx.all_params()):
+        source = item_source_path(t)
+        if source is not None:
+            out[f"item_source:{t.name}"] = source
+    return out
 
 
 def _llm_identity(section: str) -> Callable[["Context"], dict]:
@@ -198,11 +206,11 @@ STAGES: tuple[Stage, ...] = (
                  flag("--offline", action="store_true", help="use the LLM cache only; fail naming the first missing entry"))),
     Stage("filter", "keep or reject items (agreement, repeats, balance, rare answers, review)",
           inputs={"clips": "read/clips.parquet", "clip_splits": "split/clip_splits.parquet",
-                  "animal_items": "extract/animal_items.parquet", "pairs": "pairs/pairs.parquet",
-                  "sentences": "write/sentences.parquet"},
+                  "categories": "extract/categories.parquet", "animal_items": "extract/animal_items.parquet",
+                  "pairs": "pairs/pairs.parquet", "sentences": "write/sentences.parquet"},
           outputs=("items.parquet", "rejects.parquet"), sections=("filter", "tasks"), external=_filter_inputs),
     Stage("wiki", "build the test-only wiki sets from the Wikipedia snapshot (or refresh the snapshot online)",
-          inputs={}, outputs=("items.parquet", "rejects.parquet"), sections=("wiki",), external=_wiki_inputs, shared=True,
+          inputs={}, outputs=("items.parquet", "rejects.parquet"), sections=("wiki", "tasks"), external=_wiki_inputs, shared=True,
           flags=(flag("action", nargs="?", default="build", choices=["build", "refresh"]),)),
     Stage("index", "build the audio index (retrieval + injection embeddings) over the corpus clips",
           inputs={"clips": "read/clips.parquet", "categories": "extract/categories.parquet",
@@ -214,7 +222,7 @@ STAGES: tuple[Stage, ...] = (
                   "pairs": "pairs/pairs.parquet", "sentences": "write/sentences.parquet",
                   "categories": "extract/categories.parquet", "audio_index": "index/audio_index",
                   **{f"manifest:{s}": f"{s}/manifest.json" for s in ("read", "extract", "measure", "split", "pairs", "write", "filter")}},
-          outputs=("release.json",), sections=("release",),
+          outputs=("release.json",), sections=("release", "tasks"),
           flags=(flag("--name", help="release name (default: the corpus id)"),
                  flag("--version", key="version", section="release",
                       help="publish under this version (e.g. when <name>-<version> exists with other content)"),

@@ -1,9 +1,12 @@
-"""Turn extracted animal items and written comparison pairs into benchmark items, keeping or rejecting each with a reason.
+"""Turn recognition candidates (each recognition task's item source) and written comparison pairs into benchmark
+items, keeping or rejecting each with a reason.
 
 Comparison items are kept only when the writer's own guess (from captions and source names alone) agrees with the
 measured label (the paper's rule); sentences repeated inside a split or across splits are dropped (train wins over
-test over dev); labels are balanced per task and split by dropping the surplus of the majority label; animal answers
-with too few items are dropped; a review decisions file can drop items by id.
+test over dev), and so are comparison items whose two source names are already compared in another split; labels are
+balanced per task and split by dropping the surplus of the majority label (a split left with one label is emptied,
+and the manifest says so); recognition answers with too few items are dropped; a review decisions file can drop
+items by id.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from pydantic import ValidationError as PydanticValidationError
 from benchmark.errors import InputError
 from benchmark.hashing import stable_hash
 from benchmark.schema import COLUMNS, Item, item_id
-from benchmark.tasks import enabled_tasks, get_task
+from benchmark.tasks import TaskSpec, enabled_tasks, get_task, item_source_function, item_source_path, param_value, recognition_tasks
+from benchmark.tasks.sources import SOURCE_COLUMNS
+from benchmark.validate import source_pair
 from pipeline.stage import StageRun
 
-__all__ = ["animal_items", "comparison_items", "drop_repeated_sentences", "balance_labels", "apply_review_decisions", "filter_stage"]
+__all__ = ["recognition_items", "comparison_items", "drop_repeated_sentences", "drop_repeated_source_pairs", "balance_labels",
+           "drop_rare_answers", "apply_review_decisions", "filter_stage"]
 
 _PRIORITY = {"train": 0, "test": 1, "dev": 2}
 
@@ -42,16 +48,17 @@ def _make_item(fields: dict, rejects: list[dict]) -> dict | None:
         return None
 
 
-def animal_items(extracted: pd.DataFrame, splits: pd.DataFrame, licenses: dict[str, str], review_threshold: float,
-                 rejects: list[dict]) -> list[dict]:
-    """One item per (split, sentence, answer), carrying every clip that produced it; ambiguous sentences are dropped."""
-    task = "animal_sound_recognition"
+def recognition_items(task: str, candidates: pd.DataFrame, splits: pd.DataFrame, licenses: dict[str, str],
+                      review_threshold: float, rejects: list[dict]) -> list[dict]:
+    """A recognition task's items from its item source's candidates (columns tasks.sources.SOURCE_COLUMNS): one item
+    per (split, sentence, answer), carrying every clip that produced it; ambiguous sentences are dropped; items from
+    clips categorised below review_threshold get review_flag."""
     split_of = dict(zip(splits["clip_id"], splits["split"]))
     groups = dict(zip(splits["clip_id"], splits["group_id"]))
-    df = extracted.copy()
+    df = candidates.copy()
     missing = ~df["clip_id"].isin(split_of)
     for cid in df.loc[missing, "clip_id"]:
-        rejects.append({"stage": "filter", "key": cid, "reason": "clip_quarantined", "detail": "clip rejected by measure"})
+        rejects.append({"stage": "filter", "key": f"{task}:{cid}", "reason": "clip_quarantined", "detail": "clip rejected by measure"})
     df = df[~missing]
     df["split"] = df["clip_id"].map(split_of)
     df["answer"] = df["answer"].str.strip().str.lower()
@@ -59,11 +66,11 @@ def animal_items(extracted: pd.DataFrame, splits: pd.DataFrame, licenses: dict[s
     for (split, sentence), g in df.groupby(["split", "sentence"], sort=True):
         answers = sorted(g["answer"].unique())
         if len(answers) > 1:
-            rejects.append({"stage": "filter", "key": f"{split}:{sentence}", "reason": "ambiguous_sentence",
+            rejects.append({"stage": "filter", "key": f"{task}:{split}:{sentence}", "reason": "ambiguous_sentence",
                             "detail": f"answers {answers}"})
             continue
         clip_ids = sorted(g["clip_id"].unique())
-        conf = float(g["confidence"].min()) if "confidence" in g else 1.0
+        conf = float(g["confidence"].min())
         first = g.iloc[0]
         fields = {
             "id": item_id(task, sentence, answers[0], clip_ids), "task": task, "split": split, "sentence": sentence,
@@ -130,27 +137,61 @@ def drop_repeated_sentences(items: list[dict], rejects: list[dict]) -> list[dict
     return list(best.values())
 
 
-def balance_labels(items: list[dict], rejects: list[dict]) -> list[dict]:
-    """Per comparison task and split, drop the majority label's surplus (highest ids first) until |a - b| <= 1."""
-    comparison = {i["task"] for i in items if get_task(i["task"]).kind == "comparison"}
+def drop_repeated_source_pairs(items: list[dict], rejects: list[dict]) -> list[dict]:
+    """One split per (comparison task, unordered pair of source names): train wins over test over dev, as for
+    sentences (validate's source-pair rule compares names, not clips)."""
+    owner: dict[tuple, str] = {}
     keep = []
+    for it in sorted(items, key=lambda i: (_PRIORITY[i["split"]], i["id"])):
+        pair = source_pair(it["span1"], it["span2"]) if get_task(it["task"]).kind == "comparison" else None
+        if pair is not None:
+            key = (it["task"], pair)
+            if owner.setdefault(key, it["split"]) != it["split"]:
+                rejects.append({"stage": "filter", "key": it["id"], "reason": "source_pair_in_other_split",
+                                "detail": f"{it['split']}: {pair[0]} / {pair[1]} already in {owner[key]}"})
+                continue
+        keep.append(it)
+    return keep
+
+
+def balance_labels(items: list[dict], rejects: list[dict]) -> tuple[list[dict], list[str]]:
+    """Per comparison task and split, drop the majority label's surplus (highest ids first) until |a - b| <= 1.
+    A split holding one label only cannot be balanced: its items are dropped (reason one_label_split) and the split
+    is named in the returned notes, which the manifest (and so the release card) carries."""
+    comparison = {i["task"] for i in items if get_task(i["task"]).kind == "comparison"}
+    keep, notes = [], []
     by_key: dict[tuple, list[dict]] = {}
     for it in items:
         (by_key.setdefault((it["task"], it["split"]), []) if it["task"] in comparison else keep).append(it)
     for (task, split), group in sorted(by_key.items()):
         counts = Counter(i["answer"] for i in group)
         labels = sorted(counts)
-        if len(labels) == 2:
-            hi, lo = sorted(labels, key=lambda label: -counts[label])
-            surplus = counts[hi] - counts[lo] - 1
-            if surplus > 0:
-                drop = set(i["id"] for i in sorted((i for i in group if i["answer"] == hi), key=lambda i: i["id"])[-surplus:])
-                for i in group:
-                    if i["id"] in drop:
-                        rejects.append({"stage": "filter", "key": i["id"], "reason": "rebalance", "detail": f"{task}/{split}: surplus {hi!r}"})
-                group = [i for i in group if i["id"] not in drop]
+        if len(labels) == 1:
+            for i in group:
+                rejects.append({"stage": "filter", "key": i["id"], "reason": "one_label_split",
+                                "detail": f"{task}/{split}: only {labels[0]!r}"})
+            notes.append(f"{task}/{split}: {len(group)} items all {labels[0]!r}; dropped (a one-label split cannot be balanced)")
+            continue
+        hi, lo = sorted(labels, key=lambda label: (-counts[label], label))[:2]
+        surplus = counts[hi] - counts[lo] - 1
+        if surplus > 0:
+            drop = set(i["id"] for i in sorted((i for i in group if i["answer"] == hi), key=lambda i: i["id"])[-surplus:])
+            for i in group:
+                if i["id"] in drop:
+                    rejects.append({"stage": "filter", "key": i["id"], "reason": "rebalance", "detail": f"{task}/{split}: surplus {hi!r}"})
+            group = [i for i in group if i["id"] not in drop]
         keep.extend(group)
-    return keep
+    return keep, notes
+
+
+def drop_rare_answers(items: list[dict], task: str, min_per_answer: int, rejects: list[dict]) -> list[dict]:
+    """A recognition task's answers with fewer than min_per_answer items (over all splits) are dropped."""
+    counts = Counter(i["answer"] for i in items if i["task"] == task)
+    rare = {a for a, n in counts.items() if n < min_per_answer}
+    for i in items:
+        if i["task"] == task and i["answer"] in rare:
+            rejects.append({"stage": "filter", "key": i["id"], "reason": "rare_answer", "detail": f"{task}: {i['answer']!r}: {counts[i['answer']]} item(s)"})
+    return [i for i in items if not (i["task"] == task and i["answer"] in rare)]
 
 
 def apply_review_decisions(items: list[dict], path: Path, rejects: list[dict]) -> list[dict]:
@@ -166,13 +207,24 @@ def apply_review_decisions(items: list[dict], path: Path, rejects: list[dict]) -
     return [i for i in items if i["id"] not in drop_ids]
 
 
+_TABLES = {"clips": ("read", "clips.parquet"), "categories": ("extract", "categories.parquet"),
+           "animal_items": ("extract", "animal_items.parquet")}
+
+
+def _source_candidates(spec: TaskSpec, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    rows = item_source_function(spec)(tables, spec, **spec.item_source_args)
+    missing = [c for c in SOURCE_COLUMNS if c not in rows.columns]
+    if missing:
+        raise InputError(f"{spec.path}: item source {spec.item_source} returned no columns {missing}")
+    return rows[SOURCE_COLUMNS]
+
+
 def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dict | None = None) -> dict:
     build_dir = Path(build_dir)
     params = params_all.get("filter") or {}
-    inputs = {
-        "clips": build_dir / "read" / "clips.parquet",
+    inputs = {name: build_dir / stage / file for name, (stage, file) in _TABLES.items()}
+    inputs |= {
         "clip_splits": build_dir / "split" / "clip_splits.parquet",
-        "animal_items": build_dir / "extract" / "animal_items.parquet",
         "pairs": build_dir / "pairs" / "pairs.parquet",
         "sentences": build_dir / "write" / "sentences.parquet",
     }
@@ -181,30 +233,33 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: di
         if not Path(decisions_path).is_file():
             raise InputError(f"{decisions_path}: review decisions file (filter.review_decisions) not found")
         inputs["review_decisions"] = Path(decisions_path)
+    recognition = recognition_tasks(params_all)
+    for t in recognition:  # an item source's code is part of the key
+        source = item_source_path(t)
+        if source is not None:
+            inputs[f"item_source:{t.name}"] = source
     run = StageRun("filter", build_dir / "filter", {**params, "tasks": params_all.get("tasks") or {}}, inputs=inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()  # type: ignore[return-value]
-    clips = pd.read_parquet(inputs["clips"])
+    tables = {name: pd.read_parquet(inputs[name]) for name in _TABLES}
+    clips = tables["clips"]
     splits = pd.read_parquet(inputs["clip_splits"])
     licenses = dict(zip(clips["clip_id"], clips["license"]))
     rejects: list[dict] = []
-    enabled = {t.name for t in enabled_tasks(params_all)}
-    animal = []
-    if "animal_sound_recognition" in enabled:
-        animal = animal_items(pd.read_parquet(inputs["animal_items"]), splits, licenses, float(params.get("review_confidence", 0.8)), rejects)
+    recognised = []
+    for spec in recognition:
+        recognised += recognition_items(spec.name, _source_candidates(spec, tables), splits, licenses,
+                                        float(params["review_confidence"]), rejects)
     comp, agreement = comparison_items(pd.read_parquet(inputs["pairs"]), pd.read_parquet(inputs["sentences"]), splits, licenses,
-                                       bool(params.get("require_agreement", True)), float(params.get("review_gap", 1.25)), rejects)
-    items = drop_repeated_sentences(animal + comp, rejects)
-    min_per_answer = int(params.get("min_per_answer", 2))
-    answer_counts = Counter(i["answer"] for i in items if i["task"] == "animal_sound_recognition")
-    rare = {a for a, n in answer_counts.items() if n < min_per_answer}
-    for i in items:
-        if i["task"] == "animal_sound_recognition" and i["answer"] in rare:
-            rejects.append({"stage": "filter", "key": i["id"], "reason": "rare_answer", "detail": f"{i['answer']!r}: {answer_counts[i['answer']]} item(s)"})
-    items = [i for i in items if not (i["task"] == "animal_sound_recognition" and i["answer"] in rare)]
+                                       bool(params["require_agreement"]), float(params["review_gap"]), rejects)
+    items = drop_repeated_sentences(recognised + comp, rejects)
+    items = drop_repeated_source_pairs(items, rejects)
+    for spec in recognition:
+        if spec.min_per_answer_param:
+            items = drop_rare_answers(items, spec.name, int(param_value(params_all, spec.min_per_answer_param)), rejects)
     if "review_decisions" in inputs:
         items = apply_review_decisions(items, inputs["review_decisions"], rejects)
-    items = balance_labels(items, rejects)
+    items, balance_notes = balance_labels(items, rejects)
     df = pd.DataFrame(items, columns=COLUMNS["items"]).sort_values(["task", "split", "id"]).reset_index(drop=True)
     rj = pd.DataFrame(rejects, columns=COLUMNS["rejects"]).sort_values(["reason", "key"]).reset_index(drop=True)
     run.write_table("items.parquet", df)
@@ -212,4 +267,4 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: di
     per_task = {t: {s: int(((df["task"] == t) & (df["split"] == s)).sum()) for s in ("train", "dev", "test")} for t in sorted(df["task"].unique())}
     counts = {"kept": len(df), "rejected": {k: int(v) for k, v in sorted(rj["reason"].value_counts().items())},
               "per_task": per_task, "agreement": agreement, "review_flagged": int(df["review_flag"].sum())}
-    return run.finish(counts)
+    return run.finish(counts, extra={"balance_notes": balance_notes} if balance_notes else None)

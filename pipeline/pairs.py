@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.hashing import stable_hash
-from benchmark.tasks import TaskSpec, comparison_tasks
+from benchmark.tasks import TaskSpec, comparison_tasks, param_value
 from pipeline.stage import StageRun
 
 __all__ = ["make_pairs", "pairs_stage", "side_table", "PAIR_COLUMNS"]
@@ -25,13 +25,6 @@ __all__ = ["make_pairs", "pairs_stage", "side_table", "PAIR_COLUMNS"]
 PAIR_COLUMNS = ["pair_id", "task", "split", "category", "basis", "clip_a", "clip_b", "clip_ids", "source_a", "source_b",
                 "caption_a", "caption_b", "value_a", "value_b", "gap", "label"]
 _SPLIT_ORDER = ("train", "dev", "test")
-
-
-def _param(params_all: dict, dotted: str | None, default=None):
-    if not dotted:
-        return default
-    section, key = dotted.split(".", 1)
-    return (params_all.get(section) or {}).get(key, default)
 
 
 def _caption(row: pd.Series, max_chars: int = 300) -> str:
@@ -52,7 +45,7 @@ def side_table(task: TaskSpec, table: pd.DataFrame, params_all: dict) -> pd.Data
     assert m is not None
     rows = []
     for b in m.bases:
-        if b.enabled_by and not _param(params_all, b.enabled_by, True):
+        if b.enabled_by and not param_value(params_all, b.enabled_by):
             continue
         t = table[table["category"].isin(task.categories) & (table["source_name"] != "")]
         if b.where == "pitched":
@@ -65,7 +58,7 @@ def side_table(task: TaskSpec, table: pd.DataFrame, params_all: dict) -> pd.Data
                 rows.append({"side_id": r["clip_id"], "category": r["category"], "source": r["source_name"], "basis": b.basis,
                              "value": float(r[b.column]), "clip_ids": [r["clip_id"]], "caption": _caption(r)})
         else:
-            min_clips = int(_param(params_all, m.min_clips_param, 2))
+            min_clips = int(param_value(params_all, m.min_clips_param)) if m.min_clips_param else 2
             for (cat, src), g in t.groupby(["category", "source_name"], sort=True):
                 if len(g) < min_clips:
                     continue
@@ -86,10 +79,10 @@ def _gap(rule_kind: str, va: float, vb: float) -> float:
 def make_pairs(task: TaskSpec, split: str, sides: pd.DataFrame, params_all: dict, blocked: set[frozenset],
                seed: int | str) -> tuple[list[dict], Counter]:
     """Pairs of one task in one split. `blocked` holds train's unordered source pairs (empty for train itself)."""
-    pp = params_all.get("pairs") or {}
-    min_gap = float(_param(params_all, task.gap_rule.param if task.gap_rule else None, 1.1))
-    window = int(pp.get("candidate_window", 64))
-    cap = int(pp.get("max_pairs_per_clip", 3))
+    pp = params_all["pairs"]
+    min_gap = float(param_value(params_all, task.gap_rule.param))
+    window = int(pp["candidate_window"])
+    cap = int(pp["max_pairs_per_clip"])
     dropped: Counter = Counter()
     cands = []
     keys = ["category", "basis"] if task.pairing == "within_category" else ["basis"]
@@ -153,8 +146,8 @@ def pairs_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dic
         "clip_splits": build_dir / "split" / "clip_splits.parquet",
     }
     tasks = comparison_tasks(params_all)
-    stage_params = {"pairs": params_all.get("pairs") or {}, "tasks": {t.name: t.model_dump(exclude={"path"}) for t in tasks},
-                    "seed": (params_all.get("split") or {}).get("seed", 0)}
+    stage_params = {"pairs": params_all["pairs"], "tasks": {t.name: t.model_dump(exclude={"path"}) for t in tasks},
+                    "seed": params_all["split"]["seed"]}
     run = StageRun("pairs", build_dir / "pairs", stage_params, inputs=inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()  # type: ignore[return-value]

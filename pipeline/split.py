@@ -50,7 +50,7 @@ def split_stage(build_dir: Path, params: dict, quiet: bool = False, key: dict | 
         return run.previous()  # type: ignore[return-value]
     clips = pd.read_parquet(inputs["clips"])
     quarantined = set(pd.read_parquet(inputs["measure_rejects"])["key"])
-    df = split_clips(clips, quarantined, params.get("seed", 0), params.get("fractions", {"train": 0.7, "dev": 0.1, "test": 0.2}))
+    df = split_clips(clips, quarantined, params["seed"], params["fractions"])
     run.write_table("clip_splits.parquet", df)
     counts = {
         "kept": len(df),

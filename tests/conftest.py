@@ -30,9 +30,10 @@ require_agreement: false
 """
 
 
-def run_make(target_env: dict, *args: str) -> None:
+def run_make(target_env: dict, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(["make", *args], cwd=REPO, env=target_env, capture_output=True, text=True)
     assert proc.returncode == 0, f"make {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,8 @@ def contract(tmp_path_factory) -> dict:
     env = {**os.environ, "AUDITORYBENCH_RELEASE_CARDS_DIR": str(tmp / "cards"), "AUDITORYBENCH_DEMO_CORPUS_N_CLIPS": "200"}
     common = [f"BUILD_ROOT={tmp / 'build'}", f"DEMO_ROOT={tmp / 'demo_corpus'}", "QUIET=1"]
     run_make({**env, "AUDITORYBENCH_TASKS_ENABLED": json.dumps(ORIGINAL)}, "release", *common, f"RELEASES={tmp / 'before'}")
-    run_make(env, "release", *common, f"RELEASES={tmp / 'after'}")
-    return {"tmp": tmp, "env": env, "before": tmp / "before" / "demo-1.0.0", "after": tmp / "after" / "demo-1.0.0"}
+    first = run_make(env, "release", *common, f"RELEASES={tmp / 'after'}")
+    return {"tmp": tmp, "env": env, "before": tmp / "before" / "demo-1.0.0", "after": tmp / "after" / "demo-1.0.0",
+            "first_log": first.stderr}
 
 

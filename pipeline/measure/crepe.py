@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pipeline.measure.pitch import PitchTrack
+from pipeline.measure.track import PitchTrack
 
 __all__ = ["import_torchcrepe", "load_crepe", "estimate_pitch_crepe", "CREPE_SR"]
 
@@ -86,8 +86,8 @@ def estimate_pitch_crepe(audio: np.ndarray, sr: int, params: dict, capacity: str
 
     if sr != CREPE_SR:
         raise ValueError(f"CREPE needs audio at {CREPE_SR} Hz, got {sr} Hz (resample once, at load)")
-    cfg = params.get("crepe", {})
-    device = str(params.get("device", "cpu"))
+    cfg = params["crepe"]
+    device = str(params["device"])
     hop = max(1, int(round(params["hop_s"] * sr)))
     model = load_crepe(capacity, device)
     x = np.pad(np.asarray(audio, dtype=np.float32), (_WINDOW // 2, _WINDOW // 2))
@@ -96,7 +96,7 @@ def estimate_pitch_crepe(audio: np.ndarray, sr: int, params: dict, capacity: str
     frames = frames - frames.mean(axis=1, keepdims=True)
     std = frames.std(axis=1, keepdims=True)
     frames = frames / np.maximum(std, 1e-10)
-    batch = int(cfg.get("batch_size", 512))
+    batch = int(cfg["batch_size"])
     probs = []
     with torch.inference_mode():
         for i in range(0, n, batch):
@@ -114,5 +114,5 @@ def estimate_pitch_crepe(audio: np.ndarray, sr: int, params: dict, capacity: str
     c = (w * cents[None, :]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)
     f0 = 10.0 * 2 ** (c / 1200.0)
     silent = std[:, 0] < 1e-6
-    voiced = (periodicity >= float(cfg.get("voicing_threshold", 0.5))) & ~silent
+    voiced = (periodicity >= float(cfg["voicing_threshold"])) & ~silent
     return PitchTrack(np.where(voiced, f0, np.nan), voiced, periodicity.astype(np.float64), hop / sr)

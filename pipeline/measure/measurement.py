@@ -84,7 +84,7 @@ def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, fram
     else the base result stands.
     """
     hi = params.get("high")
-    if not hi or not hi.get("enabled", True):
+    if not hi or not hi["enabled"]:
         return base
     if "fast_frac" not in memo:
         fast = find_fast_periodicity(audio, sr, params)
@@ -142,7 +142,7 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
 
     # Frames that vote on the pitch: active and within pitched.active_rel_db of the loudest frame (a background
     # hiss 35 dB under a bleat is part of the clip, not of the sound whose pitch we report).
-    loud = active & (level_db > float(level_db.max()) - float(params["pitched"].get("active_rel_db", params["active_rel_db"])))
+    loud = active & (level_db > float(level_db.max()) - float(params["pitched"]["active_rel_db"]))
     primary = str(params["estimator"])
     memo: dict = {}
     out = _pitch(win, sr, primary, loud, frame_s, offset_s, params, memo)
@@ -178,7 +178,7 @@ def measure_audio_bytes(data: bytes, params: dict) -> dict:
         data,
         int(params["analysis_sr"]),
         max_duration_s=params.get("max_duration_s"),
-        min_sample_rate_hz=int(params.get("min_sample_rate_hz", 8000)),
+        min_sample_rate_hz=int(params["min_sample_rate_hz"]),
     )
     out = measure_audio(audio, int(params["analysis_sr"]), params)
     out["channels"] = int(info["channels"])

@@ -16,13 +16,13 @@ Estimators (registry `ESTIMATORS`):
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import scipy.fft
 
 from benchmark.errors import UnknownNameError
+from pipeline.measure.track import PitchTrack
 
 __all__ = [
     "PitchTrack",
@@ -35,17 +35,6 @@ __all__ = [
     "summarise_track",
     "cents_between",
 ]
-
-
-@dataclass(frozen=True)
-class PitchTrack:
-    """Per-frame pitch of one clip: f0_hz float[frames] (NaN = unvoiced), voiced bool[frames],
-    confidence float[frames] in 0..1, frame hop hop_s seconds (frame i centred near i * hop_s)."""
-
-    f0_hz: np.ndarray
-    voiced: np.ndarray
-    confidence: np.ndarray
-    hop_s: float
 
 
 def cents_between(f_hz: float | np.ndarray, ref_hz: float | np.ndarray) -> float | np.ndarray:
@@ -128,16 +117,16 @@ def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
     yin.voicing_threshold and within yin.octave_tol of tau's is the period (noise under the fundamental, such as
     engine rumble, otherwise makes the cumulative normalisation favour 2*tau).
     """
-    cfg = params.get("yin", {})
+    cfg = params["yin"]
     hop = max(1, int(round(params["hop_s"] * sr)))
     min_lag = max(2, int(np.floor(sr / params["fmax_hz"])))
     max_lag = int(np.ceil(sr / params["fmin_hz"])) + 1
-    win = max(int(round(cfg.get("window_s", 0.064) * sr)), max_lag)
+    win = max(int(round(cfg["window_s"] * sr)), max_lag)
     x, starts, frames = _frames(audio, win + max_lag + 2, hop)
     csum2 = _cumsum2(x)
     d, raw, corr = _differences(frames, csum2, starts, win, max_lag + 1)
     seg = d[:, min_lag : max_lag + 1]
-    below = seg < cfg.get("threshold", 0.2)
+    below = seg < cfg["threshold"]
     # The first dip under the threshold (YIN's absolute threshold), followed down to its local minimum;
     # frames without such a dip take the global minimum.
     idx = np.where(below.any(axis=1), below.argmax(axis=1), seg.argmin(axis=1))
@@ -148,8 +137,8 @@ def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
         if not step.any():
             break
         idx = np.where(step, nxt, idx)
-    voicing = cfg.get("voicing_threshold", 0.3)
-    tol = cfg.get("octave_tol", 0.0)
+    voicing = cfg["voicing_threshold"]
+    tol = cfg["octave_tol"]
     if tol > 0:
         dsum2 = _cumsum2(np.diff(x, prepend=x[0]))
         for k in (2, 3):  # octave, then twelfth: the shortest period that explains the frame as well
@@ -183,12 +172,12 @@ def find_fast_periodicity(audio: np.ndarray, sr: int, params: dict) -> np.ndarra
     true period is below the range of the base pass, which could only report a multiple of it (an octave error)."""
     hop = max(1, int(round(params["hop_s"] * sr)))
     top = max(2, int(np.floor(sr / params["fmax_hz"])))
-    win = max(int(round(params["high"].get("detect_window_s", 0.008) * sr)), 4 * top)
+    win = max(int(round(params["high"]["detect_window_s"] * sr)), 4 * top)
     x, starts, frames = _frames(audio, win + top + 3, hop)
     csum2 = _cumsum2(x)
     d, _, _ = _differences(frames, csum2, starts, win, top + 1)
     energy = (csum2[starts + win] - csum2[starts]) / win
-    return (d[:, 2 : top + 1].min(axis=1) < params.get("yin", {}).get("voicing_threshold", 0.3)) & (energy > 1e-10)
+    return (d[:, 2 : top + 1].min(axis=1) < params["yin"]["voicing_threshold"]) & (energy > 1e-10)
 
 
 def estimate_pitch_high(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
@@ -200,7 +189,7 @@ def estimate_pitch_high(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
     hi = params["high"]
     up = int(hi["sr"])
     sub = {**params, "fmin_hz": hi["fmin_hz"], "fmax_hz": hi["fmax_hz"],
-           "yin": {**params.get("yin", {}), "window_s": hi.get("window_s", 0.016)}}
+           "yin": {**params["yin"], "window_s": hi["window_s"]}}
     return estimate_pitch_yin(resample(audio, sr, up) if up != sr else audio, up, sub)
 
 
@@ -209,16 +198,16 @@ def estimate_pitch_pyin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
     confidence = pYIN's voiced probability."""
     import librosa
 
-    cfg = params.get("pyin", {})
+    cfg = params["pyin"]
     hop = max(1, int(round(params["hop_s"] * sr)))
     f0, voiced, prob = librosa.pyin(
         audio,
         sr=sr,
         fmin=params["fmin_hz"],
         fmax=params["fmax_hz"],
-        frame_length=int(cfg.get("frame_length", 2048)),
+        frame_length=int(cfg["frame_length"]),
         hop_length=hop,
-        resolution=float(cfg.get("resolution", 0.1)),
+        resolution=float(cfg["resolution"]),
     )
     voiced = np.asarray(voiced, dtype=bool) & np.isfinite(f0)
     return PitchTrack(np.where(voiced, f0, np.nan), voiced, np.nan_to_num(prob), hop / sr)

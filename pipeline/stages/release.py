@@ -1,5 +1,6 @@
 """The release stage: gather a build's filtered items (plus the wiki split), clips, audio index and stage manifests,
-write releases/<name>-<version>/ through benchmark.release.build_release, and copy its card to data_cards/.
+write releases/<name>-<version>/ through benchmark.release.build_release, and copy its card to data_cards/ (of the
+current folder, or release.cards_dir).
 
 Inputs under build_dir (= build/<corpus_id>): filter/items.parquet, read/clips.parquet, index/ (optional),
 {read,extract,measure,split,pairs,write,filter}/manifest.json (those that exist), pairs/pairs.parquet and
@@ -16,7 +17,8 @@ import pandas as pd
 
 from benchmark.errors import InputError, ReleaseIntegrityError
 from benchmark.hashing import stable_hash
-from benchmark.release import MANIFEST, build_release, load_release
+from benchmark.release import build_release
+from benchmark.release_io import MANIFEST, load_release
 from benchmark.schema import COLUMNS
 from benchmark.tasks import task_choices
 from benchmark.validate import normalise_sentence
@@ -26,7 +28,6 @@ from pipeline.stage import StageRun, log
 __all__ = ["release_stage", "gather_provenance", "explain_release_change", "UPSTREAM_STAGES", "run"]
 
 UPSTREAM_STAGES = ("read", "extract", "measure", "split", "pairs", "write", "filter")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 _LLM_KEYS = ("backend", "model", "prompt", "prompt_version", "prompt_versions", "prompt_sha256", "temperature")
 
 
@@ -114,8 +115,7 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     if not version:
         raise InputError("params.yaml release.version is empty")
     exclude_nc = bool(rp.get("exclude_nc", False))
-    cards_dir = Path(rp.get("cards_dir") or "data_cards")
-    cards_dir = cards_dir if cards_dir.is_absolute() else REPO_ROOT / cards_dir
+    cards_dir = Path(rp.get("cards_dir") or "data_cards")  # relative: to the current folder (the repository for make)
     release_params = {k: v for k, v in sorted(rp.items()) if k != "cards_dir"}
 
     inputs = {"items": build_dir / "filter" / "items.parquet", "clips": build_dir / "read" / "clips.parquet"}
@@ -161,9 +161,11 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
         "categories": _optional_table(optional["categories"], ["clip_id", "category"]),
     }
     provenance = gather_provenance(build_dir, manifests, release_params) | {"wiki": wiki_provenance(wiki_dir, wiki_dropped)}
+    notes = (manifests.get("filter") or {}).get("balance_notes") or []
     try:
         path = build_release(
             items, releases_dir, name, version, clips=clips, task_choices=task_choices(items),
+            defects={"one_label_splits_dropped": notes} if notes else None,
             provenance=provenance, stage_manifests=manifests,
             audio_index_dir=inputs.get("audio_index"), exclude_nc=exclude_nc,
             plot_tables={k: v for k, v in plot_tables.items() if v is not None},

@@ -14,7 +14,7 @@ def run(ctx) -> dict:
     run = StageRun("results", ctx.stage_dir("results"), p, key=ctx.key("results"), quiet=ctx.quiet)
     if not run.fresh():
         evaluate(ctx.release_dir(), [str(ctx.stage_dir("text_twin")), str(ctx.stage_dir("audiobert"))], run.out_dir,
-                 splits=tuple(p["splits"]), metrics=tuple(p["metrics"]), device=p["device"], seed=int(p["seed"]),
+                 splits=tuple(p["splits"]), device=p["device"], seed=int(p["seed"]),
                  max_items=int(p["max_items"]), quiet=ctx.quiet)
         run.record_output("results.json")
         run.record_output("results.md")

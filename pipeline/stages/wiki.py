@@ -13,6 +13,7 @@ import pandas as pd
 
 from benchmark.hashing import sha256_file
 from benchmark.schema import COLUMNS
+from benchmark.tasks import TaskSpec, get_task, list_tasks
 from pipeline.stage import StageRun
 from pipeline.wiki.client import DEFAULT_API_URL, DEFAULT_USER_AGENT, WikiClient, refresh_animal_snapshot, refresh_snapshot
 from pipeline.wiki.items import ANIMAL_TEMPLATES, PITCH_TEMPLATES, build_animal_items, build_pitch_items, label_balance
@@ -40,18 +41,21 @@ def _snapshot_info(path: Path, snap: dict) -> dict:
     }
 
 
-def wiki_stage(out_dir: Path, params: dict, quiet: bool = False, key: dict | None = None) -> dict:
-    """Write out_dir/items.parquet (both wiki tasks, schema.Item columns, sorted by id), rejects.parquet and
-    the manifest; return the manifest. Does nothing when snapshots, params and code are unchanged.
+def wiki_stage(out_dir: Path, params: dict, quiet: bool = False, tasks: list[TaskSpec] | None = None,
+               key: dict | None = None) -> dict:
+    """Write out_dir/items.parquet (schema.Item columns, sorted by id), rejects.parquet and the manifest; return the
+    manifest. Does nothing when snapshots, params, tasks and code are unchanged.
 
     params: the `wiki:` section (min_gap: ratio, templates / animal_templates: sentence templates,
-    ranges_path / animal_sounds_path: snapshot files, "" = the packaged ones)."""
+    ranges_path / animal_sounds_path: snapshot files, "" = the packaged ones). tasks: the tasks to build (default:
+    every registered task); those with a `wiki_source` get wiki items from that snapshot."""
     ranges_path, animals_path = snapshot_paths(params)
     item_params = {k: params[k] for k in _ITEM_KEYS if k in params}
+    wiki_tasks = {t.name: t for t in ([get_task(n) for n in list_tasks()] if tasks is None else tasks) if t.wiki_source}
     run = StageRun(
         name="wiki",
         out_dir=Path(out_dir),
-        params=item_params,
+        params=item_params | {"tasks": {n: [t.wiki_source, t.answer_choices] for n, t in sorted(wiki_tasks.items())}},
         inputs={"ranges": ranges_path, "animal_sounds": animals_path},
         key=key,
         quiet=quiet,
@@ -60,12 +64,19 @@ def wiki_stage(out_dir: Path, params: dict, quiet: bool = False, key: dict | Non
         return run.previous() or {}
 
     ranges, animals = load_snapshot(ranges_path), load_snapshot(animals_path)
-    pitch, pitch_rejects = build_pitch_items(
-        ranges["entries"], float(params.get("min_gap", 1.10)), list(params.get("templates") or PITCH_TEMPLATES)
-    )
-    animal, animal_rejects = build_animal_items(animals["entries"], list(params.get("animal_templates") or ANIMAL_TEMPLATES))
-    items = sorted(pitch + animal, key=lambda it: it.id)
-    rejects = pitch_rejects + animal_rejects
+    items, rejects, tasks_out = [], [], {}
+    for name, spec in sorted(wiki_tasks.items()):
+        if spec.wiki_source == "ranges":
+            built, rej = build_pitch_items(ranges["entries"], float(params["min_gap"]), list(params.get("templates") or PITCH_TEMPLATES),
+                                           task=name, choices=tuple(spec.answer_choices))
+            sources = len({it.span1 for it in built} | {it.span2 for it in built})
+        else:
+            built, rej = build_animal_items(animals["entries"], list(params.get("animal_templates") or ANIMAL_TEMPLATES), task=name)
+            sources = len({it.answer for it in built})
+        items += built
+        rejects += rej
+        tasks_out[name] = {"items": len(built), "labels": label_balance(built), "sources": sources}
+    items = sorted(items, key=lambda it: it.id)
 
     items_df = pd.DataFrame([it.model_dump() for it in items], columns=COLUMNS["items"])
     rejects_df = pd.DataFrame([r.model_dump() for r in rejects], columns=COLUMNS["rejects"])
@@ -73,22 +84,10 @@ def wiki_stage(out_dir: Path, params: dict, quiet: bool = False, key: dict | Non
     run.write_table("rejects.parquet", rejects_df.sort_values(["reason", "key"], kind="stable").reset_index(drop=True))
 
     counts = {"kept": len(items), "rejected": dict(sorted(Counter(r.reason for r in rejects).items()))}
-    tasks = {
-        "sound_pitch_comparison": {
-            "items": len(pitch),
-            "labels": label_balance(pitch),
-            "sources": len({it.span1 for it in pitch} | {it.span2 for it in pitch}),
-        },
-        "animal_sound_recognition": {
-            "items": len(animal),
-            "labels": label_balance(animal),
-            "sources": len({it.answer for it in animal}),
-        },
-    }
     snapshots = {"ranges": _snapshot_info(ranges_path, ranges), "animal_sounds": _snapshot_info(animals_path, animals)}
     extra = {
         "split": "wiki",
-        "tasks": tasks,
+        "tasks": tasks_out,
         "snapshots": snapshots,
         "hand_curated": {k: v["hand_curated"] for k, v in snapshots.items()},
     }
@@ -129,4 +128,7 @@ def run(ctx) -> dict:
         out = wiki_refresh(ctx.section("wiki"), quiet=ctx.quiet)
         print(json.dumps(out, indent=2, sort_keys=True, default=str))
         return out
-    return wiki_stage(ctx.stage_dir("wiki"), ctx.section("wiki"), quiet=ctx.quiet, key=ctx.key("wiki"))
+    from benchmark.tasks import enabled_tasks
+
+    return wiki_stage(ctx.stage_dir("wiki"), ctx.section("wiki"), quiet=ctx.quiet, tasks=enabled_tasks(ctx.all_params()),
+                      key=ctx.key("wiki"))

@@ -1,4 +1,5 @@
-"""Turn the wiki snapshots into test-only items (split "wiki", source "wiki").
+"""Turn the wiki snapshots into test-only items (split "wiki", source "wiki") of the tasks whose YAML names the
+snapshot (`wiki_source: ranges` or `animal_sounds`).
 
 Pitch: every pair of sources whose characteristic pitches (geometric mean of the range, Hz) differ by a ratio of
 at least `min_gap` becomes one item, "The sound of a violin is typically [MASK] than the sound of a tuba." ->
@@ -21,8 +22,6 @@ from pipeline.wiki.parser import parse_note
 from pipeline.wiki.snapshot import characteristic_hz
 
 __all__ = [
-    "PITCH_TASK",
-    "ANIMAL_TASK",
     "PITCH_TEMPLATES",
     "ANIMAL_TEMPLATES",
     "build_pitch_items",
@@ -32,8 +31,6 @@ __all__ = [
     "label_balance",
 ]
 
-PITCH_TASK = "sound_pitch_comparison"
-ANIMAL_TASK = "animal_sound_recognition"
 STAGE = "wiki"
 # {a}/{b}: the first/second source with its article ("a violin", "an oboe"); {A}/{B}: capitalised (benchmark.text).
 PITCH_TEMPLATES = ["The sound of {a} is typically [MASK] than the sound of {b}."]
@@ -60,8 +57,10 @@ def _pair_group(a: str, b: str) -> str:
     return stable_hash({"wiki_pair": sorted([a, b])})
 
 
-def build_pitch_items(entries: list[dict], min_gap: float, templates: list[str]) -> tuple[list[Item], list[Reject]]:
-    """Pitch-comparison items from range entries, and rejects (bad entries; pairs closer than min_gap)."""
+def build_pitch_items(entries: list[dict], min_gap: float, templates: list[str], *, task: str,
+                      choices: tuple[str, str] = ("higher", "lower")) -> tuple[list[Item], list[Reject]]:
+    """Pitch-comparison items of `task` from range entries, and rejects (bad entries; pairs closer than min_gap).
+    choices: the task's answers, (first is higher, first is lower)."""
     if min_gap < 1.0:
         raise InputError(f"wiki: min_gap {min_gap} must be a ratio >= 1")
     for t in templates:
@@ -95,16 +94,16 @@ def build_pitch_items(entries: list[dict], min_gap: float, templates: list[str])
 
     items = []
     for k, (group, a, b) in enumerate(sorted(pairs)):
-        label = "higher" if k % 2 == 0 else "lower"
+        label = choices[k % 2]
         hi, lo = (a, b) if sources[a][1] > sources[b][1] else (b, a)
-        first, second = (hi, lo) if label == "higher" else (lo, hi)
+        first, second = (hi, lo) if k % 2 == 0 else (lo, hi)
         (e1, v1), (e2, v2) = sources[first], sources[second]
         sentence = render_comparison(_pick(templates, group), first, second)
         titles = [str(e1.get("page_title", first)), str(e2.get("page_title", second))]
         items.append(
             Item(
-                id=item_id(PITCH_TASK, sentence, label, titles),
-                task=PITCH_TASK,
+                id=item_id(task, sentence, label, titles),
+                task=task,
                 split="wiki",
                 sentence=sentence,
                 answer=label,
@@ -121,8 +120,8 @@ def build_pitch_items(entries: list[dict], min_gap: float, templates: list[str])
     return sorted(items, key=lambda it: it.id), rejects
 
 
-def build_animal_items(entries: list[dict], templates: list[str] | None = None) -> tuple[list[Item], list[Reject]]:
-    """Animal-sound items, one per sound that belongs to exactly one animal, and rejects
+def build_animal_items(entries: list[dict], templates: list[str] | None = None, *, task: str) -> tuple[list[Item], list[Reject]]:
+    """Animal-sound items of `task`, one per sound that belongs to exactly one animal, and rejects
     (a sound shared by several animals, a sound that names its animal, a bad entry)."""
     templates = templates or ANIMAL_TEMPLATES
     for t in templates:
@@ -158,8 +157,8 @@ def build_animal_items(entries: list[dict], templates: list[str] | None = None) 
             sentence = _pick(templates, key).format(sound=sound, Sound=capitalise(sound), a=article)
             items.append(
                 Item(
-                    id=item_id(ANIMAL_TASK, sentence, name, [str(e.get("page_title", ""))]),
-                    task=ANIMAL_TASK,
+                    id=item_id(task, sentence, name, [str(e.get("page_title", ""))]),
+                    task=task,
                     split="wiki",
                     sentence=sentence,
                     answer=name,
@@ -174,14 +173,14 @@ def build_animal_items(entries: list[dict], templates: list[str] | None = None) 
     return sorted(items, key=lambda it: it.id), rejects
 
 
-def wiki_pitch_items(entries: list[dict], min_gap: float, templates: list[str]) -> list[Item]:
+def wiki_pitch_items(entries: list[dict], min_gap: float, templates: list[str], *, task: str) -> list[Item]:
     """Pitch-comparison items (split "wiki") from range entries; see build_pitch_items."""
-    return build_pitch_items(entries, min_gap, templates)[0]
+    return build_pitch_items(entries, min_gap, templates, task=task)[0]
 
 
-def wiki_animal_items(entries: list[dict], templates: list[str] | None = None) -> list[Item]:
+def wiki_animal_items(entries: list[dict], templates: list[str] | None = None, *, task: str) -> list[Item]:
     """Animal-sound items (split "wiki") from animal-sound entries; see build_animal_items."""
-    return build_animal_items(entries, templates)[0]
+    return build_animal_items(entries, templates, task=task)[0]
 
 
 def label_balance(items: list[Item]) -> dict[str, int]:

@@ -82,3 +82,23 @@ def test_figures_are_deterministic_pngs_without_metadata(tmp_path):
     assert plot_agreement(sentences, tmp_path / "c.png") == {"n": 4, "guessed": 3, "agreement": round(2 / 3, 4)}
     plot_agreement(sentences, tmp_path / "d.png")
     assert (tmp_path / "c.png").read_bytes() == (tmp_path / "d.png").read_bytes()
+
+
+def test_duration_ratios_get_their_own_axis(tmp_path):
+    from benchmark.card import gap_axis, write_figures
+
+    assert (gap_axis("sound_pitch_comparison"), gap_axis("duration_comparison"), gap_axis("loudness_comparison")) == \
+        ("semitones", "ratio", "difference")
+    pairs = pd.DataFrame({
+        "task": ["sound_pitch_comparison"] * 2 + ["duration_comparison"] * 3 + ["loudness_comparison"] * 2,
+        "basis": ["f0", "f0", "duration", "duration", "duration", "loudness", "loudness"],
+        "value_a": [440.0, 220.0, 3.0, 1.0, 2.0, -20.0, -30.0],
+        "value_b": [220.0, 440.0, 1.5, 2.0, 6.0, -30.0, -22.0],
+        "label": ["higher", "lower", "longer", "shorter", "shorter", "louder", "quieter"],
+    })
+    figures = write_figures(tmp_path, pd.DataFrame(), {"pairs": pairs})
+    stats = figures["gap_histogram"]["stats"]
+    assert stats["f0"] == {"n": 2, "median_semitones": 12.0}  # an octave
+    assert stats["duration"] == {"n": 3, "median_ratio": 2.0}  # ratios 2, 2, 3: not 12·log2 of them
+    assert stats["loudness"] == {"n": 2, "median_difference": 9.0}  # 10 dB and 8 dB
+    assert "ratio" in figures["gap_histogram"]["caption"] and (tmp_path / "figures" / "gap_histogram.png").is_file()

@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.errors import InputError
 from benchmark.official import DEFECTS_FILE, find_official_files, import_official
-from benchmark.release import file_digests, load_release
+from benchmark.release_io import file_digests, load_release
 
 ANIMAL_TRAIN = (
     "animal,description,sentence\n"

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmark.errors import InputError, ReleaseIntegrityError, ValidationError
-from benchmark.release import build_release, file_digests, load_release
+from benchmark.release import build_release
+from benchmark.release_io import file_digests, load_release
 from benchmark.schema import COLUMNS, Item, item_id
 
 BY = "https://creativecommons.org/licenses/by/4.0/"

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.release import ITEM_SCHEMA, normalise_items
+from benchmark.release import normalise_items
+from benchmark.schema import ITEM_ARROW_SCHEMA
 from benchmark.schema import COLUMNS, item_id
 from benchmark.validate import balance_ok, main, validate_release
 
@@ -46,7 +47,7 @@ def write_release_dir(root: Path, rows: list[dict]) -> Path:
     df = normalise_items(pd.DataFrame(rows))
     for (task, split), part in df.groupby(["task", "split"]):
         (root / task).mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist(part[COLUMNS["items"]].to_dict(orient="records"), schema=ITEM_SCHEMA)
+        table = pa.Table.from_pylist(part[COLUMNS["items"]].to_dict(orient="records"), schema=ITEM_ARROW_SCHEMA)
         pq.write_table(table, root / task / f"{split}.parquet")
     return root
 
@@ -82,14 +83,23 @@ def test_same_sentence_in_train_and_test(tmp_path):
 
 def test_same_source_pair_in_train_and_test(tmp_path):
     rows = clean_rows()
-    rows.append(pitch_item(50, "train", "higher", clips=("fs/x1", "fs/x2")))
-    rows.append(pitch_item(51, "test", "lower", clips=("fs/x2", "fs/x1")))  # same pair, other order
-    rows.append(pitch_item(52, "train", "higher", clips=("fs/y1",), spans=("violin", "tuba")))  # one clip: spans
-    rows.append(pitch_item(53, "dev", "lower", clips=("fs/y2",), spans=("Tuba", "violin")))
+    rows.append(pitch_item(52, "train", "higher", clips=("fs/y1", "fs/y3"), spans=("violin", "tuba")))
+    rows.append(pitch_item(53, "dev", "lower", clips=("fs/y2", "fs/y4"), spans=("Tuba", "violin")))  # other order, case
     v = violations_of(tmp_path, rows)
     pair = [x for x in v if x.startswith(f"overlap source pair: {PITCH}")]
-    assert any("train and test" in x and "fs/x1" in x for x in pair)
     assert any("train and dev" in x and "tuba" in x for x in pair)
+
+
+def test_planted_source_name_leak_of_corpus_items_fails(tmp_path):
+    """Two corpus items comparing the same two sources through four different clips: a leak by source name."""
+    rows = clean_rows()
+    rows.append(pitch_item(50, "train", "higher", clips=("fs/x1", "fs/x2"), spans=("oboe", "cello")))
+    rows.append(pitch_item(51, "test", "lower", clips=("fs/x3", "fs/x4"), spans=("cello", "oboe"),
+                           sentence="Compared with a oboe, a cello sounds [MASK]."))
+    assert not {"fs/x1", "fs/x2"} & {"fs/x3", "fs/x4"}  # no clip is shared: only the names leak
+    v = violations_of(tmp_path, rows)
+    assert [x for x in v if x.startswith(f"overlap source pair: {PITCH}: 1 shared between train and test") and "cello" in x]
+    assert main([str(tmp_path)]) == 1
 
 
 def test_wiki_is_exempt_from_clip_checks_but_not_from_sentence_overlap(tmp_path):

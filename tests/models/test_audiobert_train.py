@@ -108,7 +108,7 @@ def test_train_resumes_from_the_last_checkpoint(tiny_lm_dir, demo_index_dir, off
 
 
 def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
-    from benchmark.release import load_release
+    from benchmark.release_io import load_release
     from models.eval import evaluate
 
     audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir), tmp_path / "audiobert")

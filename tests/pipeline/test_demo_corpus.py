@@ -18,8 +18,8 @@ import soundfile as sf
 
 from benchmark.errors import ConfigError
 from benchmark.schema import license_kind
-from pipeline.demo_corpus import GROUND_TRUTH_COLUMNS, META_COLUMNS, build_bench_shards, build_demo_corpus
-from pipeline.demo_sounds import GLIDE_SPREAD_CENTS, PITCH_KINDS, render_source, source_spec
+from pipeline.demo.corpus import GROUND_TRUTH_COLUMNS, META_COLUMNS, build_bench_shards, build_demo_corpus
+from pipeline.demo.sounds import GLIDE_SPREAD_CENTS, PITCH_KINDS, render_source, source_spec
 
 SEED, N_CLIPS, N_SHARDS = 11, 40, 3
 MEMBER_RE = re.compile(r"^scratch/freesound_new/(train|test)/(\d{5,6})\.(flac|json)$")

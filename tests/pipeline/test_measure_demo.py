@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.demo_corpus import build_demo_corpus
+from pipeline.demo.corpus import build_demo_corpus
 from pipeline.stages.measure import measure_stage
 from pipeline.params import stage_params
 from pipeline.reader import read_stage

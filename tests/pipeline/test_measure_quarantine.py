@@ -8,7 +8,7 @@ import soundfile as sf
 
 from benchmark.errors import InputError
 from pipeline.measure import AudioRejected, load_audio_bytes, measure_audio_bytes
-from pipeline.measure.synth import tone
+from pipeline.demo.synth import tone
 from pipeline.params import stage_params
 
 

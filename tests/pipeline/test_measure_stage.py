@@ -13,9 +13,8 @@ import soundfile as sf
 
 from benchmark.hashing import sha256_bytes
 from benchmark.schema import COLUMNS
-from pipeline.stages.measure import measure_stage
-from pipeline.stages.measure import PITCH_NOTE_COLUMNS
-from pipeline.measure.synth import noise, tone
+from pipeline.stages.measure import PITCH_NOTE_COLUMNS, measure_stage
+from pipeline.demo.synth import noise, tone
 from pipeline.params import stage_params
 
 SR = 48000

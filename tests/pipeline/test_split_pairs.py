@@ -13,6 +13,7 @@ from benchmark.tasks import get_task
 from pipeline.filter import apply_review_decisions, balance_labels, comparison_items, drop_repeated_sentences
 from pipeline.pairs import make_pairs, side_table
 from pipeline.split import assign_split, split_clips
+from pipeline.params import default_params
 
 FRACTIONS = {"train": 0.7, "dev": 0.1, "test": 0.2}
 
@@ -41,7 +42,7 @@ def _table(rows: list[tuple]) -> pd.DataFrame:
     ])
 
 
-PARAMS = {"pairs": {"min_gap": 1.1, "max_pairs_per_clip": 2, "allow_centroid_pairs": True, "candidate_window": 64}}
+PARAMS = {**default_params(), "pairs": {**default_params()["pairs"], "min_gap": 1.1, "max_pairs_per_clip": 2}}
 
 
 def test_pairs_follow_the_gap_rule_and_never_mix_bases() -> None:
@@ -108,10 +109,44 @@ def test_repeated_sentences_and_balance() -> None:
     kept = drop_repeated_sentences(items, rejects)
     assert {r["reason"] for r in rejects} == {"sentence_in_other_split", "duplicate_sentence"}
     assert sorted(i["id"] for i in kept if i["split"] != "dev") == ["1", "3"]
-    balanced = balance_labels(kept, rejects)
+    balanced, notes = balance_labels(kept, rejects)
     dev = Counter(i["answer"] for i in balanced if i["split"] == "dev")
     assert dev == {"higher": 2, "lower": 1}
     assert sum(r["reason"] == "rebalance" for r in rejects) == 3
+    # train ("1") and test ("3") hold one label each: they cannot be balanced, so they are emptied and named
+    assert {i["split"] for i in balanced} == {"dev"}
+    assert sorted(r["key"] for r in rejects if r["reason"] == "one_label_split") == ["1", "3"]
+    assert [n.split(":")[0] for n in notes] == ["sound_pitch_comparison/test", "sound_pitch_comparison/train"]
+
+
+def test_one_label_split_is_dropped_and_the_release_says_so(tmp_path) -> None:
+    """The 142-clip case: duration dev ends with 2 "longer", 0 "shorter". The filter drops that split instead of
+    handing the release an unbalanceable one, and the release publishes with the drop named in its card."""
+    import pandas as pd
+
+    from benchmark.release import build_release
+    from benchmark.release_io import load_release
+    from benchmark.schema import Item, item_id
+
+    def item(k: int, split: str, answer: str) -> dict:
+        a, b = f"source{k}a", f"source{k}b"
+        sentence = f"The sound of {a} is typically [MASK] than the sound of {b}."
+        return Item(id=item_id("duration_comparison", sentence, answer, [f"fs/{k}a", f"fs/{k}b"]), task="duration_comparison",
+                    split=split, sentence=sentence, answer=answer, spans=[a, b], span1=a, span2=b, group_id=str(k),
+                    clip_ids=[f"fs/{k}a", f"fs/{k}b"], basis="duration", value1=2.0, value2=1.0, source="corpus").model_dump()
+
+    items = [item(k, "train", "longer" if k % 2 else "shorter") for k in range(6)] + [item(10, "dev", "longer"), item(11, "dev", "longer")]
+    rejects: list[dict] = []
+    kept, notes = balance_labels(items, rejects)
+    assert not [i for i in kept if i["split"] == "dev"] and len(kept) == 6
+    assert notes == ["duration_comparison/dev: 2 items all 'longer'; dropped (a one-label split cannot be balanced)"]
+    clips = pd.DataFrame({"clip_id": sorted({c for i in kept for c in i["clip_ids"]})}).assign(
+        license="http://creativecommons.org/publicdomain/zero/1.0/", author="a", url="u", title="t")
+    path = build_release(pd.DataFrame(kept), tmp_path, "tiny", "1", clips=clips, task_choices={}, provenance={}, stage_manifests={},
+                         defects={"one_label_splits_dropped": notes})
+    rel = load_release(path)
+    assert rel.splits("duration_comparison") == ["train"]
+    assert "duration_comparison/dev: 2 items all 'longer'" in (path / "README.md").read_text()
 
 
 def test_review_decisions_drop_items_by_id(tmp_path) -> None:

@@ -55,12 +55,13 @@ def test_result_store_survives_reopen(tmp_path: Path) -> None:
 
 def test_settings_precedence_flag_over_env_over_file(tmp_path: Path, monkeypatch) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text("measure:\n  estimator: pyin\n  workers: 2\n")
-    assert stage_params("measure", path=params) == {"estimator": "pyin", "workers": 2}
-    monkeypatch.setenv("AUDITORYBENCH_MEASURE_WORKERS", "4")
-    assert stage_params("measure", path=params)["workers"] == 4
-    assert stage_params("measure", {"workers": 8, "estimator": None}, path=params) == {"estimator": "pyin", "workers": 8}
-    with pytest.raises(ConfigError, match="no section 'nope'"):
+    params.write_text("measure:\n  estimator: pyin\n  hop_s: 0.02\n")
+    assert {k: stage_params("measure", path=params)[k] for k in ("estimator", "hop_s")} == {"estimator": "pyin", "hop_s": 0.02}
+    monkeypatch.setenv("AUDITORYBENCH_MEASURE_HOP_S", "0.005")
+    assert stage_params("measure", path=params)["hop_s"] == 0.005
+    got = stage_params("measure", {"hop_s": 0.04, "estimator": None}, path=params)
+    assert (got["estimator"], got["hop_s"]) == ("pyin", 0.04)
+    with pytest.raises(ConfigError, match="unknown setting 'nope'"):
         stage_params("nope", path=params)
     params.write_text("measure: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

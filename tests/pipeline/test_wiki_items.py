@@ -10,8 +10,6 @@ from benchmark.schema import COLUMNS, MASK, Item, item_id
 from pipeline.params import stage_params
 from benchmark.text import with_article
 from pipeline.wiki.items import (
-    ANIMAL_TASK,
-    PITCH_TASK,
     build_animal_items,
     build_pitch_items,
     wiki_animal_items,
@@ -20,6 +18,9 @@ from pipeline.wiki.items import (
 from pipeline.wiki.parser import extract_range, note_to_midi, parse_note
 from pipeline.wiki.snapshot import ANIMAL_SOUNDS_PATH, RANGES_PATH, load_snapshot
 from pipeline.stages.wiki import wiki_stage
+
+PITCH_TASK = "sound_pitch_comparison"
+ANIMAL_TASK = "animal_sound_recognition"
 
 TEMPLATES = ["The sound of {a} is typically [MASK] than the sound of {b}.", "{A} usually sounds [MASK] in pitch than {b}."]
 
@@ -66,7 +67,7 @@ def test_animal_snapshot_has_forty_animals(animals):
 
 def test_pair_count_gap_and_balance(ranges):
     entries, min_gap = ranges["entries"], 1.10
-    items, rejects = build_pitch_items(entries, min_gap, TEMPLATES)
+    items, rejects = build_pitch_items(entries, min_gap, TEMPLATES, task=PITCH_TASK)
     char = {e["name"]: math.sqrt(_hz(e["low_note"]) * _hz(e["high_note"])) for e in entries}
     names = sorted(char)
     expected = sum(
@@ -88,8 +89,8 @@ def test_pair_count_gap_and_balance(ranges):
 
 def test_items_are_deterministic_and_ids_follow_schema(ranges):
     entries = ranges["entries"]
-    first = wiki_pitch_items(entries, 1.10, TEMPLATES)
-    again = wiki_pitch_items(list(reversed(entries)), 1.10, TEMPLATES)
+    first = wiki_pitch_items(entries, 1.10, TEMPLATES, task=PITCH_TASK)
+    again = wiki_pitch_items(list(reversed(entries)), 1.10, TEMPLATES, task=PITCH_TASK)
     assert [it.model_dump() for it in first] == [it.model_dump() for it in again]
     titles = {e["name"]: e["page_title"] for e in entries}
     it = first[0]
@@ -102,7 +103,7 @@ def test_labels_alternate_along_group_hash_order():
         {"name": n, "page_title": n.title(), "low_note": lo, "high_note": hi}
         for n, lo, hi in [("tuba", "D1", "F4"), ("violin", "G3", "A7"), ("oboe", "B♭3", "A6"), ("cello", "C2", "C6"), ("piccolo", "D5", "C8")]
     ]
-    items = wiki_pitch_items(entries, 1.10, TEMPLATES[:1])
+    items = wiki_pitch_items(entries, 1.10, TEMPLATES[:1], task=PITCH_TASK)
     by_group = sorted(items, key=lambda it: it.group_id)
     assert [it.answer for it in by_group] == ["higher", "lower"] * (len(items) // 2) + ["higher"] * (len(items) % 2)
 
@@ -115,7 +116,7 @@ def test_bad_entries_become_rejects_not_crashes():
         {"name": "upside down", "page_title": "X", "low_note": "C6", "high_note": "C2"},
         {"name": "violin", "page_title": "Violin", "low_note": "G3", "high_note": "A7"},
     ]
-    items, rejects = build_pitch_items(entries, 1.10, TEMPLATES)
+    items, rejects = build_pitch_items(entries, 1.10, TEMPLATES, task=PITCH_TASK)
     assert len(items) == 1
     assert sorted((r.key, r.reason) for r in rejects) == [("kazoo", "bad_range"), ("upside down", "bad_range"), ("violin", "duplicate_name")]
 
@@ -126,12 +127,12 @@ def test_articles():
     ]
     item = wiki_pitch_items(
         [{"name": "oboe", "page_title": "Oboe", "low_note": "B♭3", "high_note": "A6"},
-         {"name": "tuba", "page_title": "Tuba", "low_note": "D1", "high_note": "F4"}], 1.10, TEMPLATES[:1])[0]
+         {"name": "tuba", "page_title": "Tuba", "low_note": "D1", "high_note": "F4"}], 1.10, TEMPLATES[:1], task=PITCH_TASK)[0]
     assert "an oboe" in item.sentence and "a tuba" in item.sentence
 
 
 def test_animal_items(animals):
-    items, rejects = build_animal_items(animals["entries"])
+    items, rejects = build_animal_items(animals["entries"], task=ANIMAL_TASK)
     assert len(items) >= 30
     owners = Counter(s for e in animals["entries"] for s in set(e["sounds"]))
     names = {e["name"] for e in animals["entries"]}
@@ -145,7 +146,7 @@ def test_animal_items(animals):
     assert owl.sentence == "Hoot is the sound an [MASK] makes." and owl.answer == "owl"
     assert {r.reason for r in rejects} <= {"ambiguous_sound", "sound_names_animal"}
     assert any(r.reason == "ambiguous_sound" and r.key.endswith(":buzz") for r in rejects)  # bee and fly
-    assert wiki_animal_items(animals["entries"]) == items
+    assert wiki_animal_items(animals["entries"], task=ANIMAL_TASK) == items
 
 
 def test_wiki_stage_writes_items_and_manifest(tmp_path):

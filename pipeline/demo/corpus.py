@@ -35,8 +35,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from benchmark.errors import ConfigError
-from pipeline.demo_sounds import SOURCES, SourceSpec, measure_centroid_hz, measure_level_dbfs, render_source, set_level, source_spec
 from pipeline.contract import code_hash
+from pipeline.demo.sounds import SOURCES, SourceSpec, measure_centroid_hz, measure_level_dbfs, render_source, set_level, source_spec
 from pipeline.stage import StageRun, atomic_path, log, write_json
 
 __all__ = ["build_demo_corpus", "build_bench_shards", "encode_flac", "GROUND_TRUTH_COLUMNS", "META_COLUMNS", "LICENSE_MIX"]
@@ -155,6 +155,18 @@ _GEAR = ("zoom h4n", "Zoom H1", "tascam dr-40", "Sony PCM-D50", "a Rode NT1-A in
          "Sennheiser MKH416", "Roland R-05", "zoom h6 + rode ntg2")
 _PLACES_EN = ("living room", "kitchen", "garden", "backyard", "studio", "garage", "bedroom", "basement")
 _PLACES_OUT = ("park", "farm", "village", "river", "city centre", "forest")
+# how an English caption describes an instrument's timbre (each phrase names one instrument only; no word of it is a
+# lexicon cue or source name). The instrument_recognition task reads them: "A [MASK] makes a bright, reedy sound."
+_TIMBRE: dict[str, tuple[str, str]] = {
+    "violin": ("sweet, silvery", "silvery, sweet"), "cello": ("rich, warm", "warm, resonant"),
+    "double bass": ("dark, resonant", "dark, woody"), "flute": ("airy, breathy", "pure, airy"),
+    "piccolo": ("bright, glassy", "glassy, brilliant"), "clarinet": ("mellow, woody", "hollow, woody"),
+    "oboe": ("bright, reedy", "nasal, reedy"), "bassoon": ("dark, reedy", "buzzy, reedy"),
+    "saxophone": ("breathy, smoky", "smoky, reedy"), "trumpet": ("brassy, brilliant", "bright, brassy"),
+    "trombone": ("round, brassy", "warm, brassy"), "tuba": ("dark, round", "round, velvety"),
+    "french horn": ("mellow, round", "warm, velvety"), "guitar": ("warm, twangy", "bright, twangy"),
+    "piano": ("rich, ringing", "bright, ringing"), "harp": ("glassy, shimmering", "shimmering, pure"),
+}
 _ADJ = ("short", "loud", "distant", "close", "nice", "clean", "raw", "little", "long")
 _STYLES = ("arco", "pizz", "legato", "staccato", "mf", "ff", "pp", "sustain", "vib", "nonvib")
 _WHEN = ("summer", "weekend", "night", "morning", "winter")
@@ -262,11 +274,13 @@ def _write_caption(c: _Clip, rng: np.random.Generator, note: str) -> tuple[str, 
         description = _pick(rng, (f"{phrase.capitalize()} enregistré dans le {_pick(rng, ('jardin', 'studio', 'village', 'parc'))}. Enregistré avec un {gear}.",
                                   f"Son de {phrase}. Libre de droits.", f"{phrase}, prise de son avec {gear}"))
     elif music:
+        # the timbre phrase is chosen by the clip's id, not drawn from rng: the rest of the corpus stays as it was
+        timbre = f", a {_TIMBRE[c.spec.name][c.freesound_id % 2]} sound" if c.spec.name in _TIMBRE else ""
         description = _pick(rng, (
-            f"{phrase.capitalize()} playing {note or 'a note'}, {style}. Recorded with {gear}.",
-            f"single {phrase} note ({note}) from my sample library. 24bit/48khz, normalized.",
-            f"A {_pick(rng, _ADJ)} {phrase} tone, {style}. part of a multisample pack",
-            f"{phrase} {note} {style} - recorded in my {_pick(rng, _PLACES_EN)} with {gear}. please credit if you use it :)",
+            f"{phrase.capitalize()} playing {note or 'a note'}, {style}{timbre}. Recorded with {gear}.",
+            f"single {phrase} note ({note}) from my sample library{timbre}. 24bit/48khz, normalized.",
+            f"A {_pick(rng, _ADJ)} {phrase} tone, {style}{timbre}. part of a multisample pack",
+            f"{phrase} {note} {style}{timbre} - recorded in my {_pick(rng, _PLACES_EN)} with {gear}. please credit if you use it :)",
         ))
     else:
         description = _pick(rng, (
@@ -494,7 +508,7 @@ def build_demo_corpus(root: Path, seed: int, n_clips: int, n_shards: int, sample
         raise ConfigError(f"demo_corpus.sample_rate = {sample_rate}: need at least 16000 Hz")
     params = {"seed": int(seed), "n_clips": int(n_clips), "n_shards": int(n_shards), "sample_rate": int(sample_rate)}
     run = StageRun(name="corpus", out_dir=root, params=params,
-                   code=code_hash("pipeline.demo_corpus"), quiet=quiet)
+                   code=code_hash("pipeline.demo.corpus"), quiet=quiet)
     corpus = root / "freesound"
     if run.fresh():
         return corpus
