@@ -108,7 +108,7 @@ def cmd_plan(args) -> None:
 
 def _demo_corpus_fresh(args) -> bool:
     """Whether `auditorybench corpus` would do nothing (its manifest holds the key it would write)."""
-    from pipeline.contract import code_hash
+    from pipeline.code_hash import code_hash
     from pipeline.stage import StageRun
 
     root = Path(args.corpus).parent

@@ -96,9 +96,10 @@ class StageRun:
         if self.key is None:
             code = self.code
             if code is None:
-                from pipeline.contract import STAGES, code_hash
+                from pipeline.code_hash import code_hash, module_file
 
-                code = code_hash(f"pipeline.stages.{self.name}") if any(s.name == self.name for s in STAGES) else ""
+                module = f"pipeline.stages.{self.name}"
+                code = code_hash(module) if module_file(module) else ""
             self.key = {"inputs": self.input_fingerprints(), "params": _jsonable(self.params), "code": code}
         return self.key
 

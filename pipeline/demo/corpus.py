@@ -35,7 +35,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from benchmark.errors import ConfigError
-from pipeline.contract import code_hash
+from pipeline.code_hash import code_hash
 from pipeline.demo.sounds import SOURCES, SourceSpec, measure_centroid_hz, measure_level_dbfs, render_source, set_level, source_spec
 from pipeline.stage import StageRun, atomic_path, log, write_json
 

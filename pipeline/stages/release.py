@@ -22,7 +22,7 @@ from benchmark.release_io import MANIFEST, load_release
 from benchmark.schema import COLUMNS
 from benchmark.tasks import task_choices
 from benchmark.validate import normalise_sentence
-from pipeline.contract import code_hash
+from pipeline.code_hash import code_hash
 from pipeline.stage import StageRun, log
 
 __all__ = ["release_stage", "gather_provenance", "explain_release_change", "UPSTREAM_STAGES", "run"]
