@@ -37,7 +37,7 @@ CORPUS_DEP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench release clean
+.PHONY: help install demo test bench release review clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_./$$()%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-34s %s\n", $$1, $$2}'
@@ -85,7 +85,7 @@ $(B)/pairs/manifest.json: $(B)/split/manifest.json $(B)/extract/manifest.json ##
 $(B)/write/manifest.json: $(B)/pairs/manifest.json ## write: comparison sentences + the writer's own guess
 	$(call STAGE,write) --backend $(LLM)
 
-$(B)/filter/manifest.json: $(B)/write/manifest.json ## filter: agreement, repeats, balance, rare answers
+$(B)/filter/manifest.json: $(B)/write/manifest.json $(wildcard $(B)/review/decisions.csv) ## filter: agreement, repeats, balance, rare answers, reviewers' decisions
 	$(call STAGE,filter)
 
 $(BUILD_ROOT)/wiki/manifest.json: $(CODE) ## wiki: test-only sets from the Wikipedia range snapshot
@@ -105,6 +105,9 @@ $(B)/train/text/config.json: $(B)/train/audiobert/config.json $(CODE) ## train: 
 
 $(B)/eval/results.json: $(B)/train/text/config.json $(CODE) ## eval: text-only vs AudioBERT, every task and split
 	$(AB) eval $(RELEASE) --models $(B)/train/text $(B)/train/audiobert --out $(B)/eval $(Q)
+
+review: $(B)/filter/manifest.json ## serve the review page for the build on 127.0.0.1 (add a reviewer: auditorybench review add-reviewer NAME)
+	$(AB) review $(B)
 
 release: $(RELEASE)/manifest.json ## build the release for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
 
