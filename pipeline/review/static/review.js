@@ -7,7 +7,7 @@
   if (fill) fill.style.width = fill.dataset.percent + "%";
 
   const article = $("#item");
-  const go = (url) => { window.location.assign(url); };
+  let go = (url) => { window.location.assign(url); };
   const commonKeys = { n: "/next", s: "/stats" };
 
   if (!article) {  // stats or done page: only navigation
@@ -41,21 +41,30 @@
     });
   }
 
-  async function save() {
+  // Saves go one after another (so the last state pressed is the one stored), with keepalive (so leaving the page
+  // does not cancel one); navigation waits for them.
+  let saving = Promise.resolve();
+  go = (url) => { saving.then(() => window.location.assign(url)); };
+  function save() {
+    const body = JSON.stringify({ item_id: itemId, decision: state.decision, answer: state.answer,
+                                  fluency: state.fluency, comment: state.comment });
+    saving = saving.then(() => post(body));
+    return saving;
+  }
+  async function post(body) {
     status.textContent = "saving…";
     status.className = "";
     try {
       const resp = await fetch("/api/decision", {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ item_id: itemId, decision: state.decision, answer: state.answer,
-                               fluency: state.fluency, comment: state.comment }),
+        method: "POST", credentials: "same-origin", keepalive: true,
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: body,
       });
-      const body = await resp.json();
-      if (!resp.ok) throw new Error(body.error || resp.statusText);
+      const reply = await resp.json();
+      if (!resp.ok) throw new Error(reply.error || resp.statusText);
       status.textContent = "saved ✓";
       status.className = "ok";
-      const p = body.progress;
+      article.dataset.saves = String(parseInt(article.dataset.saves || "0", 10) + 1);
+      const p = reply.progress;
       $("#progress-text").textContent = p.done + " / " + p.total;
       fill.style.width = p.percent + "%";
     } catch (e) {
