@@ -161,8 +161,9 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
             return refuse(404, "No such item in this review.")
         pos = target.position[item_id]
         ids = target.items["id"]
-        clips = [{"n": n, "clip_id": c, **(target.clips.get(c) or {}), "playable": target.audio_source(item_id, n) is not None}
-                 for n, c in enumerate(item["clip_ids"])]
+        sides = target.sides(item)
+        clips = [{"n": n, "clip_id": c, **(target.clips.get(c) or {}), "side": sides[n] if sides else "",
+                  "playable": target.audio_source(item_id, n) is not None} for n, c in enumerate(item["clip_ids"])]
         current = store().get(item_id, reviewer)
         fix_choices = [a for a in target.choices.get(item["task"], []) if a != item["answer"]]
         return page("item.html", reviewer=reviewer, csrf=csrf, item=item, clips=clips, pos=pos, total=total,

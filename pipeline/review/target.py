@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.errors import InputError
+from benchmark.errors import InputError, UnknownNameError
 from benchmark.release import MANIFEST, load_release
-from benchmark.tasks import task_choices
+from benchmark.tasks import get_task, task_choices
 from pipeline.filter import REVIEW_EXPORT
 
 __all__ = ["ReviewTarget", "AudioSource", "load_target", "MEDIA_TYPES"]
@@ -63,6 +63,30 @@ class ReviewTarget:
         i = self.position.get(item_id)
         return None if i is None else self.items.iloc[i].to_dict()
 
+    def sides(self, item: dict) -> list[str]:
+        """Which span each clip of a comparison item sounds: by the clip's source name (the extract stage's) when every
+        clip's names one of the two spans, else — two clips — the clip whose measurement is value1 is span1's.
+        [] where that cannot be told."""
+        ids, v1, v2 = item["clip_ids"], item.get("value1"), item.get("value2")
+        spans = {str(item.get(k) or "").lower(): item.get(k) for k in ("span1", "span2")}
+        names = [str((self.clips.get(c) or {}).get("source_name") or "").lower() for c in ids]
+        if "" not in spans and ids and all(n in spans for n in names):
+            return [spans[n] for n in names]
+        if len(ids) != 2 or not item.get("span1") or v1 is None or v2 is None:
+            return []
+        try:
+            column = next(b.column for b in get_task(item["task"]).measurement.bases if b.basis == item.get("basis"))
+        except (UnknownNameError, AttributeError, StopIteration):
+            return []
+        a, b = ((self.clips.get(c) or {}).get(column) for c in ids)
+        if a is None or b is None:
+            return []
+        if math.isclose(a, v1, rel_tol=1e-6) and math.isclose(b, v2, rel_tol=1e-6):
+            return [item["span1"], item["span2"]]
+        if math.isclose(a, v2, rel_tol=1e-6) and math.isclose(b, v1, rel_tol=1e-6):
+            return [item["span2"], item["span1"]]
+        return []
+
     def audio_source(self, item_id: str, n: int) -> AudioSource | None:
         """Where clip n (0-based) of an item lies; None for an unknown item, clip number, or a clip without a row."""
         item = self.item(item_id)
@@ -105,6 +129,9 @@ def _clips(build_dir: Path, clip_ids: set[str]) -> dict[str, dict]:
         m = pd.read_parquet(mpath)
         cols = ["clip_id"] + [c for c in _MEASURED if c in m.columns and c != "duration_s"]
         clips = clips.merge(m[cols], on="clip_id", how="left")
+    cpath = build_dir / "extract" / "categories.parquet"
+    if cpath.exists():
+        clips = clips.merge(pd.read_parquet(cpath, columns=["clip_id", "source_name"]), on="clip_id", how="left")
     out = {}
     for row in clips.to_dict("records"):
         row["captions"] = [str(c) for c in row.get("captions", [])]

@@ -286,3 +286,41 @@ def _press_and_save(page, *keys: str) -> None:
         page.keyboard.press("Enter")  # several answers: the select has the focus; Enter takes the one shown
     page.wait_for_function(f"() => parseInt(document.querySelector('#item').dataset.saves || '0') > {before}", timeout=10000)
     assert page.inner_text("#save-status") == "saved ✓"
+
+
+def test_a_release_can_be_reviewed_without_touching_its_files(build) -> None:
+    from pipeline.review.store import ReviewStore
+    from pipeline.review.target import load_target
+
+    target = load_target(build["before"], build_root=build["tmp"] / "build")
+    rel = load_release(build["before"])
+    assert target.kind == "release" and target.state_dir == build["before"] / ".review"
+    assert len(target.items) == sum(len(rel.items(t, s)) for t in rel.tasks for s in rel.splits(t))
+    flags = list(target.items["review_flag"])
+    assert flags == sorted(flags, reverse=True)  # flagged first
+    with_clips = target.items[target.items["clip_ids"].map(len) > 0].iloc[0]
+    src = target.audio_source(with_clips["id"], 0)  # audio from the build the release came from
+    assert src is not None and src.path.is_file() and src.size > 0
+    assert target.choices["sound_pitch_comparison"] == ["higher", "lower"]
+    with ReviewStore(target.db_path) as store:
+        store.add_reviewer("carol")
+    load_release(build["before"])  # still verifies: the review state is a hidden folder, not a release file
+
+
+def test_each_clip_is_labelled_with_the_span_it_sounds(build) -> None:
+    from benchmark.tasks import get_task
+    from pipeline.review.target import load_target
+
+    target = load_target(build["dir"])
+    checked = 0
+    for item in target.items.to_dict("records"):
+        if not item.get("span1"):
+            continue
+        sides = target.sides(item)
+        assert len(sides) == len(item["clip_ids"]) and set(sides) == {item["span1"], item["span2"]}, item["id"]
+        column = next(b.column for b in get_task(item["task"]).measurement.bases if b.basis == item["basis"])
+        for span, value in ((item["span1"], item["value1"]), (item["span2"], item["value2"])):
+            measured = [target.clips[c][column] for c, s in zip(item["clip_ids"], sides) if s == span]
+            assert sum(measured) / len(measured) == pytest.approx(value, rel=1e-6), item["id"]  # a source's value: its clips' mean
+        checked += 1
+    assert checked > 10
