@@ -84,7 +84,8 @@ def cmd_review(args) -> None:
         with ReviewStore(target.db_path) as store:
             figures = write_decisions(store.decisions(), out)
         print(json.dumps(figures, indent=2, sort_keys=True))
-        hint = ("the filter reads it: `make release` (or `auditorybench filter` then `release`) applies it"
+        hint = ("the filter reads it: `make release` applies it (bump release.version in params.yaml if this version "
+                "was released already: a release's name-version never changes content)"
                 if target.kind == "build" and out.resolve() == target.export_path.resolve()
                 else f"to apply it, set filter.review_decisions (AUDITORYBENCH_FILTER_REVIEW_DECISIONS={out}) and rebuild")
         print(f"wrote {out}; {hint}")
