@@ -226,14 +226,11 @@ def apply_review_decisions(items: list[dict], path: Path, rejects: list[dict]) -
 
 
 def _fixed(item: dict, answer: str, path: Path) -> dict:
-    if "task" in item:
-        choices = get_task(item["task"]).answer_choices
-        if isinstance(choices, list) and answer not in choices:
-            raise InputError(f"{path}: item {item['id']}: fixed answer {answer!r} is not one of {item['task']}'s answers {choices}")
-    fixed = {**item, "answer": answer, "review_flag": False}
-    if "task" in item:
-        fixed["id"] = item_id(item["task"], item["sentence"], answer, list(item["clip_ids"]))
-    return fixed
+    """The item with its corrected answer, and so its new content id; the answer must be one of the task's."""
+    choices = get_task(item["task"]).answer_choices
+    if isinstance(choices, list) and answer not in choices:
+        raise InputError(f"{path}: item {item['id']}: fixed answer {answer!r} is not one of {item['task']}'s answers {choices}")
+    return {**item, "answer": answer, "review_flag": False, "id": item_id(item["task"], item["sentence"], answer, list(item["clip_ids"]))}
 
 
 def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False) -> dict:

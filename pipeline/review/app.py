@@ -1,7 +1,7 @@
 """The review web app (Starlette, ASGI): one module of routes over a ReviewTarget and its ReviewStore.
 
 Routes (every one needs a reviewer's session; a personal link `/?token=…` opens one and sets an HttpOnly,
-SameSite=Strict cookie, then redirects to a URL without the token):
+SameSite=Lax cookie, then redirects to a URL without the token):
 
     GET  /                    → the reviewer's next undecided item
     GET  /item/{item_id}      the item page: sentence, answer, spans, measured values, captions, a player per clip
@@ -117,7 +117,9 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
                 sid, _ = store().open_session(reviewer)
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
                 resp = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), status_code=303, headers=_HEADERS)
-                resp.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/", secure=request.url.scheme == "https")
+                # Lax, not Strict: a link clicked in a web mail must arrive signed in after this redirect; cross-site
+                # POSTs are stopped by the CSRF token and the Origin check, not by the cookie
+                resp.set_cookie(COOKIE, sid, httponly=True, samesite="lax", path="/", secure=request.url.scheme == "https")
                 return resp
             session = store().session(request.cookies.get(COOKIE, "")) if request.cookies.get(COOKIE) else None
             if session is None:
@@ -229,8 +231,8 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
                     agreement=agreement_summary(ratings_of(decisions)),
                     fluency_mean=round(sum(all_flu) / len(all_flu), 2) if all_flu else None, kind=target.kind)
 
-    def static(request: Request):
-        # the script and style sheet carry no data; they are served to anyone, like any site's assets
+    @authed
+    def static(request: Request, reviewer: str, csrf: str):
         name = request.path_params["name"]
         if name not in _STATIC:
             return Response("not found", status_code=404, headers=_HEADERS)
@@ -308,15 +310,16 @@ def _sentence_parts(sentence: str, spans: list[str]) -> list[tuple[str, str]]:
 
 
 def _gap(item: dict) -> str:
-    """The measured gap between the two compared sounds, in the basis's terms."""
+    """The measured values of the two compared sounds (span1's first) and the gap between them, in the basis's terms."""
     a, b, basis = item.get("value1"), item.get("value2"), item.get("basis") or ""
     if a is None or b is None or (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b)):
         return ""
+    s1, s2 = item.get("span1") or "1", item.get("span2") or "2"
     if basis in ("f0", "centroid") and a > 0 and b > 0:
         ratio = max(a, b) / min(a, b)
-        return f"{basis}: {a:.1f} Hz vs {b:.1f} Hz — ratio {ratio:.2f} ({12 * math.log2(ratio):.1f} semitones)"
+        return f"{basis}: {s1} {a:.1f} Hz vs {s2} {b:.1f} Hz — ratio {ratio:.2f} ({12 * math.log2(ratio):.1f} semitones)"
     if basis == "duration" and a > 0 and b > 0:
-        return f"duration: {a:.2f} s vs {b:.2f} s — ratio {max(a, b) / min(a, b):.2f}"
+        return f"active duration: {s1} {a:.2f} s vs {s2} {b:.2f} s — ratio {max(a, b) / min(a, b):.2f}"
     if basis == "loudness":
-        return f"loudness: {a:.1f} vs {b:.1f} LUFS — difference {abs(a - b):.1f} dB"
-    return f"{basis}: {a:.3g} vs {b:.3g}"
+        return f"mean loudness: {s1} {a:.1f} LUFS vs {s2} {b:.1f} LUFS — difference {abs(a - b):.1f} dB"
+    return f"{basis}: {s1} {a:.3g} vs {s2} {b:.3g}"

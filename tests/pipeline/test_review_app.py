@@ -93,7 +93,7 @@ def _status(opener, url: str, data: bytes | None = None, headers: dict | None = 
 def test_every_request_needs_a_token_and_posts_are_guarded(build, server) -> None:
     base, anon = server["base"], _opener()
     first = load_target_first(build)
-    for path in ("/", "/stats", f"/item/{first['id']}", f"/audio/{first['id']}/0", "/next"):
+    for path in ("/", "/stats", f"/item/{first['id']}", f"/audio/{first['id']}/0", "/next", "/done", "/static/review.js"):
         assert _status(anon, base + path)[0] == 401, path
     assert _status(anon, base + "/?token=not-a-token")[0] == 403
     code, _, body = _status(anon, base + "/api/decision", json.dumps({"item_id": first["id"], "decision": "drop"}).encode(),
