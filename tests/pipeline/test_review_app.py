@@ -118,6 +118,35 @@ def test_every_request_needs_a_token_and_posts_are_guarded(build, server) -> Non
     assert _status(ann, base + "/", headers={"Host": "evil.example"})[0] == 400
 
 
+def test_two_reviewers_write_at_the_same_time(build, server) -> None:
+    """Two reviewers' sessions post at once (fluency only, so the browser test's queue is untouched): nothing is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.review.store import ReviewStore
+    from pipeline.review.target import load_target
+
+    target = load_target(build["dir"])
+    ids = list(target.items["id"][10:40])
+    with ReviewStore(target.db_path) as store:
+        links = {name: f"{server['base']}/?token={store.add_reviewer(name)}" for name in ("carol", "dave")}
+
+    def review(name: str) -> list[int]:
+        opener = _opener()
+        page = _status(opener, links[name])[2]
+        csrf = page.split(b'name="csrf-token" content="')[1].split(b'"')[0].decode()
+        headers = {"Content-Type": "application/json", "X-CSRF-Token": csrf}
+        return [_status(opener, server["base"] + "/api/decision", json.dumps({"item_id": i, "fluency": 1 + k % 3}).encode(), headers)[0]
+                for k, i in enumerate(ids)]
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = list(pool.map(review, ["carol", "dave"]))
+    assert codes == [[200] * len(ids)] * 2
+    with ReviewStore(target.db_path) as store:
+        for name in ("carol", "dave"):
+            saved = {d.item_id: d.fluency for d in store.decisions(name)}
+            assert saved == {i: 1 + k % 3 for k, i in enumerate(ids)}
+
+
 def load_target_first(build) -> dict:
     from pipeline.review.target import load_target
 
