@@ -61,7 +61,7 @@ CORPUS_DEP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock demo test bench release status clean FORCE
+.PHONY: help install lock demo test bench release review status clean FORCE
 
 help: ## list the targets
 	@echo "CORPUS=$(CORPUS) -> corpus id $(or $(ID),(run make install first)): build $(B)/, release $(RELEASE)"
@@ -106,7 +106,7 @@ $(B)/pairs/manifest.json: $(call force,pairs) | $(B)/read/manifest.json $(B)/ext
 $(B)/write/manifest.json: $(call force,write) | $(B)/pairs/manifest.json ## write: comparison sentences + the writer's own guess
 	$(call STAGE,write)
 
-$(B)/filter/manifest.json: $(call force,filter) | $(B)/read/manifest.json $(B)/split/manifest.json $(B)/extract/manifest.json $(B)/pairs/manifest.json $(B)/write/manifest.json ## filter: agreement, repeats, balance, rare answers
+$(B)/filter/manifest.json: $(call force,filter) | $(B)/read/manifest.json $(B)/split/manifest.json $(B)/extract/manifest.json $(B)/pairs/manifest.json $(B)/write/manifest.json ## filter: agreement, repeats, balance, rare answers, reviewers' decisions
 	$(call STAGE,filter)
 
 $(BUILD_ROOT)/wiki/manifest.json: $(call force,wiki) ## wiki: test-only sets from the Wikipedia range snapshot (every corpus)
@@ -128,6 +128,9 @@ $(B)/results/manifest.json: $(call force,results) | $(B)/release/manifest.json $
 	$(call STAGE,results)
 
 ifneq ($(ID),)
+review: $(B)/filter/manifest.json ## serve the review page for the build on 127.0.0.1 (add a reviewer: auditorybench review add-reviewer NAME)
+	$(AB) review $(B)
+
 release: $(B)/release/manifest.json ## build the release for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
 
 demo: $(B)/results/manifest.json ## the whole job on the embedded demo corpus, ending with the results table

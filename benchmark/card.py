@@ -240,7 +240,34 @@ def _built_section(manifest: dict, stage_manifests: dict[str, dict]) -> str:
             facts.append(f"- **{key}**: `{_inline(prov[key])}`")
     if facts:
         parts.append("\n".join(facts))
+    review = ((stage_manifests.get("filter") or {}).get("counts") or {}).get("review")
+    parts.append(_review_text(review) if review else
+                 "**Human review**: none applied to this build (`auditorybench review` serves the review page).")
     return "\n\n".join(parts)
+
+
+def _review_text(review: dict) -> str:
+    """What reviewers decided (the filter stage's `review` counts) and how far they agreed."""
+    text = (f"**Human review**: {review.get('reviewed', 0)} items reviewed — {review.get('kept', 0)} kept, "
+            f"{review.get('dropped', 0)} dropped, {review.get('fixed', 0)} answers fixed, {review.get('flagged', 0)} left "
+            "flagged (reviewers tied).")
+    agreement = review.get("agreement") or {}
+    if agreement.get("items"):
+        fleiss = agreement.get("fleiss") or {}
+        figures = [f"Krippendorff's α = {_fmt(agreement.get('krippendorff_alpha'))}"]
+        if fleiss:
+            figures.append(f"Fleiss' κ = {_fmt(fleiss.get('kappa'))} ({fleiss.get('items')} items × {fleiss.get('raters_per_item')} raters)")
+        if agreement.get("cohen_kappa") is not None:
+            figures.append(f"Cohen's κ = {_fmt(agreement['cohen_kappa'])}")
+        text += (f" Agreement on the {agreement['items']} items with two or more verdicts ({agreement.get('raters')} reviewers): "
+                 + ", ".join(figures) + f"; unanimous on {100 * (agreement.get('unanimous') or 0):.0f} % of them.")
+    if review.get("fluency_mean") is not None:
+        text += f" Fluency (1 awkward … 3 fluent): mean {review['fluency_mean']:.2f} over {review.get('fluency_ratings')} ratings."
+    return text
+
+
+def _fmt(x: Any) -> str:
+    return "undefined (one category only)" if x is None else f"{x:.3f}"
 
 
 def _inline(v: Any) -> str:

@@ -98,9 +98,10 @@ def _wiki_inputs(ctx: "Context") -> dict[str, Path]:
 def _filter_inputs(ctx: "Context") -> dict[str, Path]:
     """The review decisions (when given) and the files holding the recognition tasks' item sources."""
     from benchmark.tasks import item_source_path, recognition_tasks
+    from pipeline.filter import review_decisions_path
 
-    path = ctx.section("filter").get("review_decisions")
-    out = {"review_decisions": Path(path)} if path else {}
+    decisions = review_decisions_path(ctx.build_dir, ctx.section("filter"))
+    out = {"review_decisions": decisions} if decisions is not None else {}
     for t in recognition_tasks(ctx.all_params()):
         source = item_source_path(t)
         if source is not None:
@@ -200,7 +201,8 @@ STAGES: tuple[Stage, ...] = (
           inputs={"clips": "read/clips.parquet", "clip_splits": "split/clip_splits.parquet",
                   "categories": "extract/categories.parquet", "animal_items": "extract/animal_items.parquet",
                   "pairs": "pairs/pairs.parquet", "sentences": "write/sentences.parquet"},
-          outputs=("items.parquet", "rejects.parquet"), sections=("filter", "tasks"), external=_filter_inputs),
+          outputs=("candidates.parquet", "items.parquet", "rejects.parquet"), sections=("filter", "tasks"),
+          external=_filter_inputs),
     Stage("wiki", "build the test-only wiki sets from the Wikipedia snapshot (or refresh the snapshot online)",
           inputs={}, outputs=("items.parquet", "rejects.parquet"), sections=("wiki", "tasks"), external=_wiki_inputs, shared=True,
           flags=(flag("action", nargs="?", default="build", choices=["build", "refresh"]),)),

@@ -5,12 +5,14 @@ Comparison items are kept only when the writer's own guess (from captions and so
 measured label (the paper's rule); sentences repeated inside a split or across splits are dropped (train wins over
 test over dev), and so are comparison items whose two source names are already compared in another split; labels are
 balanced per task and split by dropping the surplus of the majority label (a split left with one label is emptied,
-and the manifest says so); recognition answers with too few items are dropped; a review decisions file can drop
-items by id.
+and the manifest says so); recognition answers with too few items are dropped; reviewers' decisions (see
+pipeline/review) drop items, fix their answers or settle their review flags. `candidates.parquet` holds the items
+before review and balancing: what reviewers see.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -26,9 +28,10 @@ from benchmark.validate import source_pair
 from pipeline.stage import StageRun
 
 __all__ = ["recognition_items", "comparison_items", "drop_repeated_sentences", "drop_repeated_source_pairs", "balance_labels",
-           "drop_rare_answers", "apply_review_decisions", "filter_stage"]
+           "drop_rare_answers", "apply_review_decisions", "review_decisions_path", "filter_stage", "REVIEW_EXPORT"]
 
 _PRIORITY = {"train": 0, "test": 1, "dev": 2}
+REVIEW_EXPORT = Path("review") / "decisions.csv"  # under build/<corpus_id>/; read when filter.review_decisions is ""
 
 
 def _group_id(clip_ids: list[str], groups: dict[str, str]) -> str:
@@ -194,17 +197,81 @@ def drop_rare_answers(items: list[dict], task: str, min_per_answer: int, rejects
     return [i for i in items if not (i["task"] == task and i["answer"] in rare)]
 
 
-def apply_review_decisions(items: list[dict], path: Path, rejects: list[dict]) -> list[dict]:
-    """Drop the items a reviewer marked `drop` in a CSV with columns id, decision (other decisions keep the item)."""
-    dec = pd.read_csv(path, dtype=str)
+REVIEW_DECISIONS = ("keep", "drop", "fix", "flag")
+
+
+def _read_decisions(path: Path) -> pd.DataFrame:
+    dec = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = {"id", "decision"} - set(dec.columns)
     if missing:
         raise InputError(f"{path}: review decisions need columns id and decision (missing {sorted(missing)})")
-    drop_ids = set(dec.loc[dec["decision"].str.strip().str.lower() == "drop", "id"])
-    for i in items:
-        if i["id"] in drop_ids:
-            rejects.append({"stage": "filter", "key": i["id"], "reason": "review_drop", "detail": str(path)})
-    return [i for i in items if i["id"] not in drop_ids]
+    dec["decision"] = dec["decision"].str.strip().str.lower()
+    bad = dec[~dec["decision"].isin(REVIEW_DECISIONS)]
+    if len(bad):
+        raise InputError(f"{path}: item {bad['id'].iloc[0]}: decision {bad['decision'].iloc[0]!r} is not one of {', '.join(REVIEW_DECISIONS)}")
+    if "answer" not in dec.columns:
+        dec["answer"] = ""
+    fix_no_answer = dec[(dec["decision"] == "fix") & (dec["answer"].str.strip() == "")]
+    if len(fix_no_answer):
+        raise InputError(f"{path}: item {fix_no_answer['id'].iloc[0]}: decision fix needs the corrected answer in column answer")
+    if dec["id"].duplicated().any():
+        raise InputError(f"{path}: item {dec.loc[dec['id'].duplicated(), 'id'].iloc[0]} has more than one row")
+    return dec
+
+
+def _review_figures(dec: pd.DataFrame, path: Path) -> dict:
+    """Agreement and fluency from the `votes` column ({reviewer: {"label", "fluency"}} as JSON), when the file has it."""
+    from pipeline.review.agreement import agreement_summary
+
+    if "votes" not in dec.columns:
+        return {}
+    ratings, fluency = {}, []
+    for item, cell in zip(dec["id"], dec["votes"]):
+        try:
+            votes = json.loads(cell) if cell else {}
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: item {item}: votes is not valid JSON ({e.msg})") from e
+        ratings[item] = {r: v["label"] for r, v in votes.items() if v.get("label")}
+        fluency += [int(v["fluency"]) for v in votes.values() if v.get("fluency")]
+    return {"agreement": agreement_summary(ratings), "fluency_ratings": len(fluency),
+            "fluency_mean": round(sum(fluency) / len(fluency), 3) if fluency else None}
+
+
+def apply_review_decisions(items: list[dict], path: Path, rejects: list[dict]) -> tuple[list[dict], dict]:
+    """Apply reviewers' decisions from a CSV with columns id, decision (keep | drop | fix | flag) and, for fix, answer.
+
+    drop removes the item (a `review_drop` reject); fix gives it the corrected answer (which must be one of its task's
+    answers) and so a new id; keep clears its review_flag; flag (reviewers tied) sets it. Returns the items and the
+    figures the card reports: how many items were reviewed, kept, dropped, fixed, left flagged, and the agreement
+    (from the optional `votes` column that `auditorybench review export` writes)."""
+    dec = _read_decisions(path).set_index("id")
+    counts = dict.fromkeys(("reviewed", "kept", "dropped", "fixed", "flagged"), 0)
+    out = []
+    for item in items:
+        if item["id"] not in dec.index:
+            out.append(item)
+            continue
+        row = dec.loc[item["id"]]
+        counts["reviewed"] += 1
+        if row["decision"] == "drop":
+            counts["dropped"] += 1
+            rejects.append({"stage": "filter", "key": item["id"], "reason": "review_drop", "detail": str(path)})
+        elif row["decision"] == "fix":
+            counts["fixed"] += 1
+            out.append(_fixed(item, row["answer"].strip(), path))
+        else:
+            counts["kept" if row["decision"] == "keep" else "flagged"] += 1
+            out.append({**item, "review_flag": row["decision"] == "flag"})
+    counts["not_in_build"] = int(len(dec) - counts["reviewed"])
+    return out, {**counts, **_review_figures(dec.reset_index(), path)}
+
+
+def _fixed(item: dict, answer: str, path: Path) -> dict:
+    """The item with its corrected answer, and so its new content id; the answer must be one of the task's."""
+    choices = get_task(item["task"]).answer_choices
+    if isinstance(choices, list) and answer not in choices:
+        raise InputError(f"{path}: item {item['id']}: fixed answer {answer!r} is not one of {item['task']}'s answers {choices}")
+    return {**item, "answer": answer, "review_flag": False, "id": item_id(item["task"], item["sentence"], answer, list(item["clip_ids"]))}
 
 
 _TABLES = {"clips": ("read", "clips.parquet"), "categories": ("extract", "categories.parquet"),
@@ -219,6 +286,18 @@ def _source_candidates(spec: TaskSpec, tables: dict[str, pd.DataFrame]) -> pd.Da
     return rows[SOURCE_COLUMNS]
 
 
+def review_decisions_path(build_dir: Path, params: dict) -> Path | None:
+    """The reviewers' decisions the filter applies: filter.review_decisions when set (it must exist), else what
+    `auditorybench review export` wrote for this build (build/<corpus_id>/review/decisions.csv), else None."""
+    given = params.get("review_decisions")
+    if given:
+        if not Path(given).is_file():
+            raise InputError(f"{given}: review decisions file (filter.review_decisions) not found")
+        return Path(given)
+    exported = Path(build_dir) / REVIEW_EXPORT
+    return exported if exported.is_file() else None
+
+
 def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dict | None = None) -> dict:
     build_dir = Path(build_dir)
     params = params_all.get("filter") or {}
@@ -228,11 +307,9 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: di
         "pairs": build_dir / "pairs" / "pairs.parquet",
         "sentences": build_dir / "write" / "sentences.parquet",
     }
-    decisions_path = params.get("review_decisions")
-    if decisions_path:
-        if not Path(decisions_path).is_file():
-            raise InputError(f"{decisions_path}: review decisions file (filter.review_decisions) not found")
-        inputs["review_decisions"] = Path(decisions_path)
+    decisions = review_decisions_path(build_dir, params)
+    if decisions is not None:
+        inputs["review_decisions"] = decisions
     recognition = recognition_tasks(params_all)
     for t in recognition:  # an item source's code is part of the key
         source = item_source_path(t)
@@ -257,14 +334,19 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: di
     for spec in recognition:
         if spec.min_per_answer_param:
             items = drop_rare_answers(items, spec.name, int(param_value(params_all, spec.min_per_answer_param)), rejects)
+    candidates = pd.DataFrame(items, columns=COLUMNS["items"]).sort_values(["task", "split", "id"]).reset_index(drop=True)
+    review = {}
     if "review_decisions" in inputs:
-        items = apply_review_decisions(items, inputs["review_decisions"], rejects)
+        items, review = apply_review_decisions(items, inputs["review_decisions"], rejects)
     items, balance_notes = balance_labels(items, rejects)
     df = pd.DataFrame(items, columns=COLUMNS["items"]).sort_values(["task", "split", "id"]).reset_index(drop=True)
     rj = pd.DataFrame(rejects, columns=COLUMNS["rejects"]).sort_values(["reason", "key"]).reset_index(drop=True)
+    run.write_table("candidates.parquet", candidates)
     run.write_table("items.parquet", df)
     run.write_table("rejects.parquet", rj)
     per_task = {t: {s: int(((df["task"] == t) & (df["split"] == s)).sum()) for s in ("train", "dev", "test")} for t in sorted(df["task"].unique())}
     counts = {"kept": len(df), "rejected": {k: int(v) for k, v in sorted(rj["reason"].value_counts().items())},
               "per_task": per_task, "agreement": agreement, "review_flagged": int(df["review_flag"].sum())}
+    if review:
+        counts["review"] = review
     return run.finish(counts, extra={"balance_notes": balance_notes} if balance_notes else None)

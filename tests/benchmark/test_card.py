@@ -55,6 +55,19 @@ def test_front_matter_and_fixed_sections(tmp_path):
     assert render_card(tmp_path, MANIFEST, stage_manifests=STAGES, figures={}) == card
 
 
+def test_card_reports_the_human_review(tmp_path):
+    assert "**Human review**: none applied" in render_card(tmp_path, MANIFEST, stage_manifests=STAGES, figures={})
+    review = {"reviewed": 12, "kept": 8, "dropped": 2, "fixed": 1, "flagged": 1, "fluency_mean": 2.5, "fluency_ratings": 20,
+              "agreement": {"items": 10, "raters": 2, "unanimous": 0.8, "krippendorff_alpha": 0.61, "cohen_kappa": 0.6,
+                            "fleiss": {"raters_per_item": 2, "items": 10, "kappa": 0.59}}}
+    stages = {**STAGES, "filter": {"counts": {"kept": 14, "rejected": {"review_drop": 2}, "review": review}}}
+    body = render_card(tmp_path, MANIFEST, stage_manifests=stages, figures={})
+    assert ("**Human review**: 12 items reviewed — 8 kept, 2 dropped, 1 answers fixed, 1 left flagged (reviewers tied). "
+            "Agreement on the 10 items with two or more verdicts (2 reviewers): Krippendorff's α = 0.610, "
+            "Fleiss' κ = 0.590 (10 items × 2 raters), Cohen's κ = 0.600; unanimous on 80 % of them. "
+            "Fluency (1 awkward … 3 fluent): mean 2.50 over 20 ratings.") in body
+
+
 def test_missing_template_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="template not found"):
         render_card(tmp_path, MANIFEST, template_path=tmp_path / "nope.md")

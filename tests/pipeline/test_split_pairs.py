@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import InputError
+from benchmark.schema import item_id
 from benchmark.tasks import get_task
 from pipeline.filter import apply_review_decisions, balance_labels, comparison_items, drop_repeated_sentences
 from pipeline.pairs import make_pairs, side_table
@@ -154,8 +156,41 @@ def test_review_decisions_drop_items_by_id(tmp_path) -> None:
     csv = tmp_path / "decisions.csv"
     csv.write_text("id,decision\na,drop\nb,keep\nzzz,drop\n")
     rejects: list[dict] = []
-    assert [i["id"] for i in apply_review_decisions(items, csv, rejects)] == ["b", "c"]
+    kept, counts = apply_review_decisions(items, csv, rejects)
+    assert [i["id"] for i in kept] == ["b", "c"]
     assert [(r["key"], r["reason"]) for r in rejects] == [("a", "review_drop")]
+    assert counts == {"reviewed": 2, "kept": 1, "dropped": 1, "fixed": 0, "flagged": 0, "not_in_build": 1}
     csv.write_text("item,verdict\na,drop\n")
     with pytest.raises(InputError, match="decisions.csv: review decisions need columns id and decision"):
+        apply_review_decisions(items, csv, [])
+
+
+def test_review_decisions_fix_answers_and_settle_flags(tmp_path) -> None:
+    base = {"task": "sound_pitch_comparison", "split": "train", "clip_ids": ["c1", "c2"], "review_flag": True}
+    items = [{**base, "id": "p1", "sentence": "A is [MASK] than B.", "answer": "higher"},
+             {**base, "id": "p2", "sentence": "C is [MASK] than D.", "answer": "higher"},
+             {**base, "id": "p3", "sentence": "E is [MASK] than F.", "answer": "lower", "review_flag": False}]
+    votes = {"p1": {"ann": {"label": "fix=lower", "fluency": 3}, "bob": {"label": "fix=lower", "fluency": 2}},
+             "p2": {"ann": {"label": "keep", "fluency": 3}, "bob": {"label": "keep", "fluency": None}},
+             "p3": {"ann": {"label": "keep", "fluency": 1}, "bob": {"label": "drop", "fluency": None}}}
+    rows = [("p1", "fix", "lower"), ("p2", "keep", ""), ("p3", "flag", "")]
+    csv = tmp_path / "decisions.csv"
+    pd.DataFrame([{"id": i, "decision": d, "answer": a, "votes": json.dumps(votes[i])} for i, d, a in rows]).to_csv(csv, index=False)
+    out, counts = apply_review_decisions(items, csv, [])
+    by_sentence = {i["sentence"]: i for i in out}
+    fixed = by_sentence["A is [MASK] than B."]
+    assert fixed["answer"] == "lower" and not fixed["review_flag"]
+    assert fixed["id"] == item_id("sound_pitch_comparison", "A is [MASK] than B.", "lower", ["c1", "c2"]) != "p1"
+    assert not by_sentence["C is [MASK] than D."]["review_flag"]  # reviewed and kept
+    assert by_sentence["E is [MASK] than F."]["review_flag"]  # reviewers tied: flagged for a person
+    assert (counts["fixed"], counts["kept"], counts["flagged"], counts["dropped"]) == (1, 1, 1, 0)
+    # ann and bob: fix=lower/fix=lower, keep/keep, keep/drop → p_o = 2/3, p_e = (1·1 + 2·1 + 0·1)/9 = 1/3, κ = 0.5
+    assert counts["agreement"]["cohen_kappa"] == pytest.approx(0.5)
+    assert counts["fluency_mean"] == pytest.approx((3 + 2 + 3 + 1) / 4) and counts["fluency_ratings"] == 4
+    # a fix to an answer the task does not have is an error naming the file and the item
+    pd.DataFrame([{"id": "p2", "decision": "fix", "answer": "louder"}]).to_csv(csv, index=False)
+    with pytest.raises(InputError, match="decisions.csv: item p2: fixed answer 'louder' is not one of"):
+        apply_review_decisions(items, csv, [])
+    pd.DataFrame([{"id": "p2", "decision": "maybe"}]).to_csv(csv, index=False)
+    with pytest.raises(InputError, match="item p2: decision 'maybe' is not one of keep, drop, fix, flag"):
         apply_review_decisions(items, csv, [])
