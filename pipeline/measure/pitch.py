@@ -160,7 +160,7 @@ def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
             near = centre[:, None] + np.arange(-1, 2)[None, :]  # the dip within a lag of tau / k
             c = near[rows, seg[rows[:, None], near].argmin(axis=1)]
             short = _tilted_difference(corr, dsum2, starts, win, c + min_lag)
-            better = ok & (short < voicing) & (short <= _tilted_difference(corr, dsum2, starts, win, tau) + tol)
+            better = ok & (short < voicing) & (d[rows, c + min_lag] < voicing) & (short <= _tilted_difference(corr, dsum2, starts, win, tau) + tol)
             idx = np.where(better, c, idx)
     tau = idx + min_lag
     aperiodicity = d[rows, tau]
