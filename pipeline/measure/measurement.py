@@ -97,7 +97,8 @@ def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, fram
     if "high" not in memo:
         track = estimate_pitch_high(audio, sr, params)
         act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
-        memo["high"] = {**summarise_track(track, act, params), "f0_pass": "high"}
+        min_conf = float(params.get("yin", {}).get("min_confidence", 0.0))  # the high pass is a YIN pass
+        memo["high"] = {**summarise_track(track, act, params, min_conf), "f0_pass": "high"}
     high = memo["high"]
     if high["pitched"] and base["pitched"] and base["f0_hz"] < float(hi["fmin_hz"]):
         # two pitches, the base one below the high pass's range: which is an octave error is unknown; keep neither
