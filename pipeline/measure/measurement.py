@@ -59,13 +59,18 @@ def _frame_activity(active: np.ndarray, frame_s: float, offset_s: float, hop_s: 
     return active[idx]
 
 
+def _steady(section: dict) -> tuple[float, float]:
+    """An estimator section's (steady_below_confidence, steady_max_iqr_cents) for summarise_track; off when absent."""
+    return float(section.get("steady_below_confidence", 0.0)), float(section.get("steady_max_iqr_cents", math.inf))
+
+
 def _pitch(audio: np.ndarray, sr: int, name: str, active: np.ndarray, frame_s: float, offset_s: float, params: dict,
            high_memo: dict) -> dict:
     """The clip's pitch by estimator `name`, then the high-range check (see _check_high)."""
     track = get_estimator(name)(audio, sr, params)
     act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
     section = params.get(name.split("-")[0], {})  # yin | pyin | crepe
-    out = summarise_track(track, act, params, float(section.get("min_confidence", 0.0)))
+    out = summarise_track(track, act, params, float(section.get("min_confidence", 0.0)), _steady(section))
     out["f0_pass"] = "base"
     return _check_high(out, audio, sr, active, frame_s, offset_s, params, high_memo)
 
@@ -97,8 +102,8 @@ def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, fram
     if "high" not in memo:
         track = estimate_pitch_high(audio, sr, params)
         act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
-        min_conf = float(params.get("yin", {}).get("min_confidence", 0.0))  # the high pass is a YIN pass
-        memo["high"] = {**summarise_track(track, act, params, min_conf), "f0_pass": "high"}
+        yin = params.get("yin", {})  # the high pass is a YIN pass
+        memo["high"] = {**summarise_track(track, act, params, float(yin.get("min_confidence", 0.0)), _steady(yin)), "f0_pass": "high"}
     high = memo["high"]
     if high["pitched"] and base["pitched"] and base["f0_hz"] < float(hi["fmin_hz"]):
         # two pitches, the base one below the high pass's range: which is an octave error is unknown; keep neither
