@@ -125,8 +125,10 @@ def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
 
     The period is YIN's first dip under the threshold (else the deepest dip), then checked one octave and a twelfth
     up: a dip at tau/2 or tau/3 where the tilted normalised difference (_tilted_difference) is under
-    yin.voicing_threshold and within yin.octave_tol of tau's is the period (noise under the fundamental, such as
-    engine rumble, otherwise makes the cumulative normalisation favour 2*tau).
+    yin.voicing_threshold and within yin.octave_tol of tau's, and YIN's own dip is under yin.octave_max_aperiodicity,
+    is the period (noise under the fundamental, such as engine rumble, otherwise makes the cumulative normalisation
+    favour 2*tau). Without the last test a tone with a sub-octave stop (an organ's 16') or a strong third harmonic (a
+    harmonica) moved to a lag that does not repeat at all and came out unvoiced or a twelfth high.
     """
     cfg = params.get("yin", {})
     hop = max(1, int(round(params["hop_s"] * sr)))

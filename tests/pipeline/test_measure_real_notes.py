@@ -52,7 +52,7 @@ def test_fp16_weights_are_refused_and_explain_the_crepe_full_misses(params):
     rounded = {k: v.half() if v.is_floating_point() else v for k, v in fp32.items()}
     assert int((~torch.isfinite(rounded["conv2_BN.running_var"])).sum()) == 64  # beyond fp16's 65504
     with pytest.raises(InputError, match="conv2_BN.running_var|float16"):
-        check_crepe_weights(rounded, "full.pth as fp16")
+        check_crepe_weights(rounded, "full.pth as fp16")  # the guard load_crepe applies
     check_crepe_weights(fp32, "full.pth")
     y = tone(440.0, 0.3, sr)
     good = estimate_pitch_crepe(y, sr, params, capacity="full")
