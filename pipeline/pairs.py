@@ -38,20 +38,30 @@ def _caption(row: pd.Series, max_chars: int = 300) -> str:
     return " | ".join(out)[:max_chars]
 
 
-def side_table(task: TaskSpec, table: pd.DataFrame, params_all: dict) -> pd.DataFrame:
+def side_table(task: TaskSpec, table: pd.DataFrame, params_all: dict) -> tuple[pd.DataFrame, Counter]:
     """The comparable 'sides' of one split for a task: one row per clip (clip level) or per source (source level),
-    with columns side_id, category, source, basis, value, clip_ids, caption."""
+    with columns side_id, category, source, basis, value, clip_ids, caption; and the clips left out, by reason.
+
+    The measure stage's cross-check is used here: a pitched clip whose two estimators disagree (estimator_disagree,
+    by more than measure.disagree_cents) has no trusted f0, so it gives no pitched-basis side (counted as
+    f0_estimators_disagree); like an unpitched clip, it may still serve an unpitched basis (the centroid).
+    """
     m = task.measurement
     assert m is not None
     rows = []
+    left_out: Counter = Counter()
+    pitched = table["pitched"].astype(bool)
+    disagree = table["estimator_disagree"].fillna(False).astype(bool) if "estimator_disagree" in table else pd.Series(False, index=table.index)
+    trusted_f0 = pitched & ~disagree
     for b in m.bases:
         if b.enabled_by and not param_value(params_all, b.enabled_by):
             continue
         t = table[table["category"].isin(task.categories) & (table["source_name"] != "")]
         if b.where == "pitched":
-            t = t[t["pitched"]]
+            left_out["f0_estimators_disagree"] += int((pitched & disagree).loc[t.index].sum())
+            t = t[trusted_f0.loc[t.index]]
         elif b.where == "unpitched":
-            t = t[~t["pitched"]]
+            t = t[~trusted_f0.loc[t.index]]
         t = t[np.isfinite(t[b.column].astype(float))]
         if m.level == "clip":
             for _, r in t.iterrows():
@@ -66,7 +76,7 @@ def side_table(task: TaskSpec, table: pd.DataFrame, params_all: dict) -> pd.Data
                 rows.append({"side_id": f"{cat}/{src}", "category": cat, "source": src, "basis": b.basis,
                              "value": float(g[b.column].astype(float).mean()), "clip_ids": list(g["clip_id"]),
                              "caption": " || ".join(_caption(r, 120) for _, r in g.head(3).iterrows())})
-    return pd.DataFrame(rows, columns=["side_id", "category", "source", "basis", "value", "clip_ids", "caption"])
+    return pd.DataFrame(rows, columns=["side_id", "category", "source", "basis", "value", "clip_ids", "caption"]), left_out
 
 
 def _gap(rule_kind: str, va: float, vb: float) -> float:
@@ -162,8 +172,9 @@ def pairs_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dic
         blocked: set[frozenset] = set()
         per_split = {}
         for split in _SPLIT_ORDER:
-            sides = side_table(task, table[table["split"] == split], params_all)
+            sides, left_out = side_table(task, table[table["split"] == split], params_all)
             pairs, dropped = make_pairs(task, split, sides, params_all, blocked if split != "train" else set(), stage_params["seed"])
+            dropped.update(left_out)
             if split == "train":
                 blocked = {frozenset((p["source_a"], p["source_b"])) for p in pairs}
             rows.extend(pairs)

@@ -85,7 +85,7 @@ class WriteParams(_LLMParams):
 
 
 class PitchedParams(_Section):
-    min_voiced_frac: float = 0.5
+    min_voiced_frac: float = 0.55
     max_iqr_cents: float = 150
     active_rel_db: float = 30
 
@@ -95,6 +95,9 @@ class YinParams(_Section):
     voicing_threshold: float = 0.3
     window_s: float = 0.064
     octave_tol: float = 0.2
+    octave_max_aperiodicity: float = 0.6  # the octave check moves to tau/k only where the plain YIN dip is this deep
+    steady_below_confidence: float = 0.85  # a clip less confident than this ...
+    steady_max_iqr_cents: float = 5  # ... must hold its pitch this still
 
 
 class HighParams(_Section):

@@ -6,6 +6,7 @@ remove it again right after, so other libraries (transformers, peft) never see i
 
 Inference is our own thin loop over torchcrepe's network: frames of 1024 samples at 16 kHz, batched, decoded
 with a deterministic local weighted average around the most probable bin (torchcrepe's decoders dither at random).
+Weights and compute stay float32 on every device: see check_crepe_weights for why fp16 breaks crepe-full.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from benchmark.errors import InputError
 from pipeline.measure.track import PitchTrack
 
-__all__ = ["import_torchcrepe", "load_crepe", "estimate_pitch_crepe", "CREPE_SR"]
+__all__ = ["import_torchcrepe", "load_crepe", "check_crepe_weights", "estimate_pitch_crepe", "CREPE_SR"]
 
 CREPE_SR = 16000  # Hz: the rate the network was trained at
 _WINDOW = 1024  # samples per network frame
@@ -59,9 +61,30 @@ def import_torchcrepe() -> types.ModuleType:
     return torchcrepe
 
 
+def check_crepe_weights(state: dict, source: str) -> None:
+    """Raise InputError naming the first floating-point tensor of a CREPE state dict that is not float32 or not finite.
+
+    CREPE full's first batch norm keeps running variances up to about 5e5 (64 of conv2_BN's 128 are above 65504),
+    beyond float16's range: weights shipped or cast as fp16 turn them into inf, the layer then passes only its bias
+    for half its channels, and the network loses most clean tones (voiced 0 % on a 440 Hz sine; tests/pipeline/
+    test_measure_real_notes.py). The tiny model's largest is about 1.2e4, so it survives fp16, which is why only
+    crepe-full missed on the GPU. Inference runs in float32 on every device.
+    """
+    import torch
+
+    for name, t in state.items():
+        if not torch.is_floating_point(t):
+            continue
+        if t.dtype != torch.float32:
+            raise InputError(f"{source}: CREPE weight {name} is {t.dtype}, not float32 (fp16 overflows conv2_BN.running_var)")
+        if not bool(torch.isfinite(t).all()):
+            raise InputError(f"{source}: CREPE weight {name} has {int((~torch.isfinite(t)).sum())} non-finite values")
+
+
 @lru_cache(maxsize=4)
 def load_crepe(capacity: str, device: str):
-    """The CREPE network ('tiny' or 'full') with its packaged weights, in eval mode on device.
+    """The CREPE network ('tiny' or 'full') with its packaged weights (checked: float32 and finite), in float32 eval
+    mode on device.
 
     Memoised per process: the weights are read-only, so the memo changes speed, never results.
     """
@@ -72,8 +95,10 @@ def load_crepe(capacity: str, device: str):
     torchcrepe = import_torchcrepe()
     model = torchcrepe.Crepe(capacity)
     path = os.path.join(os.path.dirname(torchcrepe.__file__), "assets", f"{capacity}.pth")
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-    return model.to(torch.device(device)).eval()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    check_crepe_weights(state, path)
+    model.load_state_dict(state)
+    return model.to(device=torch.device(device), dtype=torch.float32).eval()
 
 
 def estimate_pitch_crepe(audio: np.ndarray, sr: int, params: dict, capacity: str = "tiny") -> PitchTrack:

@@ -59,13 +59,18 @@ def _frame_activity(active: np.ndarray, frame_s: float, offset_s: float, hop_s: 
     return active[idx]
 
 
+def _steady(section: dict) -> tuple[float, float]:
+    """An estimator section's (steady_below_confidence, steady_max_iqr_cents) for summarise_track; off when absent."""
+    return float(section.get("steady_below_confidence", 0.0)), float(section.get("steady_max_iqr_cents", math.inf))
+
+
 def _pitch(audio: np.ndarray, sr: int, name: str, active: np.ndarray, frame_s: float, offset_s: float, params: dict,
            high_memo: dict) -> dict:
     """The clip's pitch by estimator `name`, then the high-range check (see _check_high)."""
     track = get_estimator(name)(audio, sr, params)
     act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
     section = params.get(name.split("-")[0], {})  # yin | pyin | crepe
-    out = summarise_track(track, act, params, float(section.get("min_confidence", 0.0)))
+    out = summarise_track(track, act, params, float(section.get("min_confidence", 0.0)), _steady(section))
     out["f0_pass"] = "base"
     return _check_high(out, audio, sr, active, frame_s, offset_s, params, high_memo)
 
@@ -97,7 +102,8 @@ def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, fram
     if "high" not in memo:
         track = estimate_pitch_high(audio, sr, params)
         act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
-        memo["high"] = {**summarise_track(track, act, params), "f0_pass": "high"}
+        yin = params.get("yin", {})  # the high pass is a YIN pass
+        memo["high"] = {**summarise_track(track, act, params, float(yin.get("min_confidence", 0.0)), _steady(yin)), "f0_pass": "high"}
     high = memo["high"]
     if high["pitched"] and base["pitched"] and base["f0_hz"] < float(hi["fmin_hz"]):
         # two pitches, the base one below the high pass's range: which is an octave error is unknown; keep neither
@@ -153,10 +159,10 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
         check_name = str(params["check_estimator"])
         check = _pitch(win, sr, check_name, loud, frame_s, offset_s, params, memo)
         out["f0_check_hz"] = check["f0_hz"]
-        if out["pitched"] and check["pitched"]:
-            out["estimator_disagree"] = bool(abs(cents_between(out["f0_hz"], check["f0_hz"])) > float(params["disagree_cents"]))
-        else:
-            out["estimator_disagree"] = out["pitched"] != check["pitched"]
+        # Both heard a pitch, more than disagree_cents apart (an octave error, most often): the clip's f0 is not
+        # trusted (the pairs stage gives it no f0 pair). A check that hears no pitch does not contradict one.
+        out["estimator_disagree"] = bool(out["pitched"] and check["pitched"]
+                                         and abs(cents_between(out["f0_hz"], check["f0_hz"])) > float(params["disagree_cents"]))
 
     n_fft = 1024
     cen_act = _frame_activity(active, frame_s, offset_s, (n_fft // 2) / sr, 1 + max(0, len(win) - n_fft) // (n_fft // 2), centred=False)

@@ -114,8 +114,10 @@ def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
 
     The period is YIN's first dip under the threshold (else the deepest dip), then checked one octave and a twelfth
     up: a dip at tau/2 or tau/3 where the tilted normalised difference (_tilted_difference) is under
-    yin.voicing_threshold and within yin.octave_tol of tau's is the period (noise under the fundamental, such as
-    engine rumble, otherwise makes the cumulative normalisation favour 2*tau).
+    yin.voicing_threshold and within yin.octave_tol of tau's, and YIN's own dip is under yin.octave_max_aperiodicity,
+    is the period (noise under the fundamental, such as engine rumble, otherwise makes the cumulative normalisation
+    favour 2*tau). Without the last test a tone with a sub-octave stop (an organ's 16') or a strong third harmonic (a
+    harmonica) moved to a lag that does not repeat at all and came out unvoiced or a twelfth high.
     """
     cfg = params["yin"]
     hop = max(1, int(round(params["hop_s"] * sr)))
@@ -139,6 +141,7 @@ def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
         idx = np.where(step, nxt, idx)
     voicing = cfg["voicing_threshold"]
     tol = cfg["octave_tol"]
+    move_max = cfg["octave_max_aperiodicity"]
     if tol > 0:
         dsum2 = _cumsum2(np.diff(x, prepend=x[0]))
         for k in (2, 3):  # octave, then twelfth: the shortest period that explains the frame as well
@@ -149,7 +152,7 @@ def estimate_pitch_yin(audio: np.ndarray, sr: int, params: dict) -> PitchTrack:
             near = centre[:, None] + np.arange(-1, 2)[None, :]  # the dip within a lag of tau / k
             c = near[rows, seg[rows[:, None], near].argmin(axis=1)]
             short = _tilted_difference(corr, dsum2, starts, win, c + min_lag)
-            better = ok & (short < voicing) & (short <= _tilted_difference(corr, dsum2, starts, win, tau) + tol)
+            better = ok & (short < voicing) & (d[rows, c + min_lag] < move_max) & (short <= _tilted_difference(corr, dsum2, starts, win, tau) + tol)
             idx = np.where(better, c, idx)
     tau = idx + min_lag
     aperiodicity = d[rows, tau]
@@ -240,13 +243,16 @@ def get_estimator(name: str) -> Callable[[np.ndarray, int, dict], PitchTrack]:
     return ESTIMATORS[name]
 
 
-def summarise_track(track: PitchTrack, active: np.ndarray, params: dict, min_confidence: float = 0.0) -> dict:
+def summarise_track(track: PitchTrack, active: np.ndarray, params: dict, min_confidence: float = 0.0,
+                    steady: tuple[float, float] = (0.0, np.inf)) -> dict:
     """Clip-level pitch from a track and bool[frames] activity (frames that are not silence).
 
     Returns f0_hz (median over voiced active frames; NaN unless pitched), voiced_frac (of active frames),
     f0_confidence (median confidence of voiced active frames, 0 when none), f0_iqr_cents (IQR of voiced f0 in
     cents; NaN when fewer than 2 voiced frames) and pitched: voiced_frac >= pitched.min_voiced_frac and
-    f0_iqr_cents <= pitched.max_iqr_cents and f0_confidence >= min_confidence (the estimator's own scale).
+    f0_iqr_cents <= pitched.max_iqr_cents and f0_confidence >= min_confidence (the estimator's own scale), and,
+    steady = (below, max_iqr): a clip whose f0_confidence is under `below` must hold f0_iqr_cents <= max_iqr (a weakly
+    periodic sound counts as pitched only when its pitch holds still: snares and noise bands wander).
     Also voiced_median_hz (the median even when unpitched; NaN without voiced frames) and unpitched_reason:
     "" when pitched, else the first test failed: no_voiced | few_voiced | unstable | low_confidence.
     """
@@ -267,7 +273,7 @@ def summarise_track(track: PitchTrack, active: np.ndarray, params: dict, min_con
         reason = "no_voiced"
     elif voiced_frac < cfg["min_voiced_frac"]:
         reason = "few_voiced"
-    elif iqr > cfg["max_iqr_cents"]:
+    elif iqr > cfg["max_iqr_cents"] or (conf < steady[0] and iqr > steady[1]):
         reason = "unstable"
     elif conf < min_confidence:
         reason = "low_confidence"

@@ -53,7 +53,7 @@ def test_pairs_follow_the_gap_rule_and_never_mix_bases() -> None:
         [("violin", 660), ("tuba", 90), ("flute", 880), ("cello", 200), ("piccolo", 1500), ("bassoon", 120), ("oboe", 600), ("violin", 680)])]
     rows += [("e1", "environment", "rain", False, 0, 3000.0), ("e2", "environment", "wind", False, 0, 600.0),
              ("e3", "environment", "stream", False, 0, 3100.0)]  # stream vs rain: centroid gap < 10 %
-    sides = side_table(task, _table(rows), PARAMS)
+    sides, _ = side_table(task, _table(rows), PARAMS)
     pairs, dropped = make_pairs(task, "train", sides, PARAMS, blocked=set(), seed=0)
     assert pairs and dropped["gap_below_min"] >= 1
     for p in pairs:
@@ -72,9 +72,23 @@ def test_pairs_follow_the_gap_rule_and_never_mix_bases() -> None:
 def test_dev_test_pairs_avoid_train_source_pairs() -> None:
     task = get_task("sound_pitch_comparison")
     rows = [("a", "music", "violin", True, 660, 0.0), ("b", "music", "tuba", True, 90, 0.0)]
-    sides = side_table(task, _table(rows), PARAMS)
+    sides, _ = side_table(task, _table(rows), PARAMS)
     pairs, dropped = make_pairs(task, "test", sides, PARAMS, blocked={frozenset(("violin", "tuba"))}, seed=0)
     assert pairs == [] and dropped["source_pair_in_train"] == 1
+
+
+def test_clips_whose_estimators_disagree_give_no_f0_pair() -> None:
+    task = get_task("sound_pitch_comparison")
+    rows = [("a", "music", "violin", True, 660, 2000.0), ("b", "music", "tuba", True, 90, 400.0),
+            ("c", "music", "cello", True, 200, 900.0), ("d", "music", "flute", False, 0, 3000.0)]
+    table = _table(rows).assign(estimator_disagree=[False, True, False, False])  # tuba: the check heard another pitch
+    sides, left_out = side_table(task, table, PARAMS)
+    assert left_out["f0_estimators_disagree"] == 1
+    assert set(sides[sides["basis"] == "f0"]["side_id"]) == {"a", "c"}
+    assert set(sides[sides["basis"] == "centroid"]["side_id"]) == {"b", "d"}  # it still serves the centroid basis
+    pairs, _ = make_pairs(task, "train", sides, PARAMS, blocked=set(), seed=0)
+    assert not any(p["basis"] == "f0" and "b" in p["clip_ids"] for p in pairs)
+    assert any(p["basis"] == "centroid" and set(p["clip_ids"]) == {"b", "d"} for p in pairs)
 
 
 def _pair(pid: str, split: str, label: str, a: str = "violin", b: str = "tuba") -> dict:
