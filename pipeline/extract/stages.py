@@ -183,7 +183,8 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
     counts = _counts(len(items), rejects)
     counts["categories"] = dict(sorted(Counter(categories["category"]).items()))
     extra = _llm_extra(backend)
-    extra["answer_vocabulary"] = lex.animals
+    # the rules answer from the lexicon's animals; an LLM's vocabulary is open (any animal a clip's own text names)
+    extra["answer_vocabulary"] = lex.animals if backend.name == "rules" else "open"
     extra["answers_used"] = dict(sorted(Counter(items["answer"]).items()))
     extra["clips_with_instruction_text"] = sum(c.injected for c in clips)
     if counts["transient"] and not quiet:
