@@ -29,6 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.extract.lexicon import load_lexicon  # noqa: E402
 from pipeline.extract.text import canonical_name, phrase_in, split_title, tokenize  # noqa: E402
 
 MODEL_ALIAS = "smollm2-135m-instruct"
@@ -91,10 +92,12 @@ def _manifest(build: Path, stage: str) -> dict:
 
 
 def _supported(answer: str, row) -> bool:
-    """An independent check (not validate's code path): the answer's words are in the clip's title, tags or description."""
+    """An independent check (not validate's code path): the answer's words (or, for the rules' lexicon names, one of
+    their aliases: "perro" names a dog) are in the clip's title, tags or description."""
     tags = row.tags if row.tags is not None else []
     toks = tokenize(" ".join([split_title(str(row.title or "")), " ".join(str(t) for t in tags), str(row.description or "")]))
-    return bool(phrase_in(canonical_name(answer), toks))
+    text = " ".join(toks)
+    return bool(phrase_in(canonical_name(answer), toks)) or answer in {m.name for m in load_lexicon().mentions(text)}
 
 
 def figures(build: Path, truth: pd.DataFrame, walls: dict[str, float]) -> dict:
