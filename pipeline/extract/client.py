@@ -177,6 +177,7 @@ class LLMClient:
                       "rate_limited": 0, "schema_fallbacks": 0, "prompt_tokens": 0, "completion_tokens": 0,
                       "peak_concurrency": 0}
         self._retry_budget_left = settings.retry_budget
+        self._window = (1.0, float(max(1, settings.concurrency)))  # AdaptiveLimit's (limit, threshold) between runs
 
     def key(self, req: ChatRequest) -> str:
         return cache_key(self.settings.model, req.prompt_version, req.messages, self.settings.sampling())
@@ -206,6 +207,7 @@ class LLMClient:
         client = openai.AsyncOpenAI(base_url=s.base_url or None, api_key=os.environ.get("OPENAI_API_KEY") or "none",
                                     timeout=s.timeout_s, max_retries=0)
         limit = AdaptiveLimit(s.concurrency, s.timeout_s)
+        limit.limit, limit.threshold = self._window  # the endpoint is the same as in the last run: start where it ended
         budget = _Budget(self._retry_budget_left)
         bar = tqdm(total=len(requests), desc=desc, disable=self.quiet, unit="req")
 
@@ -222,6 +224,7 @@ class LLMClient:
             return list(await asyncio.gather(*(one(r) for r in requests)))
         finally:
             self.stats["peak_concurrency"] = max(self.stats["peak_concurrency"], limit.peak)
+            self._window = (limit.limit, limit.threshold)
             bar.close()
             self._retry_budget_left = budget.left
             await client.close()
