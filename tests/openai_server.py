@@ -41,12 +41,13 @@ class OpenAIServer:
     """Start with `with OpenAIServer(responder) as srv:`; `srv.base_url` ends in /v1; `srv.count` counts requests."""
 
     def __init__(self, responder: Callable[[dict, int], Reply], json_schema: bool = True, latency_s: float = 0.0,
-                 json_object: bool = True, serial: bool = False):
+                 json_object: bool = True, serial: bool = False, refuse_status: int = 400):
         self.responder = responder
         self.json_schema = json_schema
         self.json_object = json_object
         self.latency_s = latency_s
         self.serial = serial
+        self.refuse_status = refuse_status  # 400 as most servers; 500 as llama-cpp-python's for json_schema
         self.started = 0  # serial: requests the server began computing
         self.abandoned = 0  # serial: ... whose client had disconnected when the answer was ready
         self.gone_before_start = 0  # serial: requests whose client had disconnected before the server got to them
@@ -95,7 +96,7 @@ class OpenAIServer:
                 rf = body.get("response_format") or {}
                 refused = {"json_schema": not server.json_schema, "json_object": not server.json_object}
                 if refused.get(rf.get("type", "")):
-                    return self._send(400, {"error": {"message": f"response_format {rf['type']} is not supported"}}, {})
+                    return self._send(server.refuse_status, {"error": {"message": f"response_format {rf['type']} is not supported"}}, {})
                 if server.serial:
                     with server._slot:  # one request computed at a time; the others wait in line
                         if self._client_gone():

@@ -72,10 +72,10 @@ def start_server(gguf: Path, port: int, threads: int, n_ctx: int, log: Path) -> 
     sys.exit(f"check-llm: the llama.cpp server did not answer within 120 s; see {log}")
 
 
-def run_chain(ab: str, corpus: Path, build_root: Path, backend: str, env: dict, quiet: bool) -> dict[str, float]:
-    """Each stage through the CLI, as `make` runs it; returns wall seconds per stage."""
+def run_chain(ab: str, corpus: Path, build_root: Path, backend: str, env: dict, quiet: bool, upto: str) -> dict[str, float]:
+    """Each stage through the CLI, as `make` runs it, up to `upto`; returns wall seconds per stage."""
     walls = {}
-    for stage in STAGES:
+    for stage in STAGES if upto == "filter" else ("read", "extract"):
         cmd = [ab, stage, "--corpus", str(corpus), "--corpus-id", "demo", "--build-root", str(build_root), "--quiet"]
         if stage in ("extract", "write"):
             cmd += ["--backend", backend] + (["--model", MODEL_ALIAS] if backend == "openai" else [])
@@ -101,7 +101,10 @@ def _supported(answer: str, row) -> bool:
 
 
 def figures(build: Path, truth: pd.DataFrame, walls: dict[str, float]) -> dict:
-    ext, wr, fl = _manifest(build, "extract"), _manifest(build, "write"), _manifest(build, "filter")
+    ext = _manifest(build, "extract")
+    done = (build / "filter" / "manifest.json").exists()
+    wr = _manifest(build, "write") if done else {"counts": {"kept": "-", "rejected": {}}}
+    fl = _manifest(build, "filter") if done else {"counts": {"kept": "-"}}
     cats = pd.read_parquet(build / "extract" / "categories.parquet").merge(truth, on="clip_id", suffixes=("", "_true"))
     items = pd.read_parquet(build / "extract" / "animal_items.parquet").merge(truth, on="clip_id")
     clips = pd.read_parquet(build / "read" / "clips.parquet").set_index("clip_id")
@@ -125,9 +128,9 @@ def figures(build: Path, truth: pd.DataFrame, walls: dict[str, float]) -> dict:
         "answer_agree": int((items["answer"].map(canonical_name) == items["source_name"].map(canonical_name)).sum()),
         "answers": dict(sorted(Counter(items["answer"]).items())),
         "unsupported_answers": unsupported,
-        "pairs": _manifest(build, "pairs").get("counts", {}).get("kept"),
+        "pairs": _manifest(build, "pairs").get("counts", {}).get("kept") if done else "-",
         "sentences": wr["counts"]["kept"],
-        "guess_agreement": wr.get("guess_agreement"),
+        "guess_agreement": wr.get("guess_agreement", "-"),
         "released_items": fl["counts"].get("kept"),
         "extract_rejects": ext["counts"]["rejected"],
         "write_rejects": wr["counts"]["rejected"],
@@ -145,7 +148,7 @@ def table(res: dict[str, dict]) -> str:
         ("LLM requests (incl. retries)", lambda f: f["requests"]),
         ("tokens in / out", lambda f: f"{f['prompt_tokens']} / {f['completion_tokens']}"),
         ("timeouts / retries / schema fallbacks", lambda f: f"{f['timeouts']} / {f['retries']} / {f['schema_fallbacks']}"),
-        ("wall s: extract / write", lambda f: f"{f['wall_s']['extract']} / {f['wall_s']['write']}"),
+        ("wall s: extract / write", lambda f: f"{f['wall_s']['extract']} / {f['wall_s'].get('write', '-')}"),
         ("clips categorised (not other)", lambda f: _pct(f["categorised"], f["clips"])),
         ("category = truth (of categorised)", lambda f: _pct(f["category_agree"], f["categorised"])),
         ("source = truth (of categorised)", lambda f: _pct(f["source_agree"], f["categorised"])),
@@ -172,11 +175,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--timeout-s", type=float, default=120.0, help="per LLM request")
+    ap.add_argument("--upto", choices=("extract", "filter"), default="filter",
+                    help="extract: categories and animal items only (the LLM writer is the slow part on a small CPU)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     out = Path(args.out).resolve()
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    cache = out / "openai" / "demo" / "llm_cache"  # kept: a rerun (say --upto filter after --upto extract) replays it
+    for old in out.glob("*") if out.exists() else []:
+        if old.name != "openai":
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    for old in (out / "openai" / "demo").glob("*") if (out / "openai" / "demo").exists() else []:
+        if old != cache:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
     ab = str(Path(sys.executable).parent / "auditorybench")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITORYBENCH_")}
     subprocess.run([ab, "corpus", "--out", str(out / "demo"), "--n-clips", str(args.n_clips), "--quiet"], check=True, env=env,
@@ -186,14 +197,14 @@ def main() -> None:
     truth = truth[truth["bad"] == ""][["clip_id", "category", "source_name"]]
 
     res, t_all = {}, time.monotonic()
-    res["rules"] = figures(out / "rules" / "demo", truth, run_chain(ab, corpus, out / "rules", "rules", env, args.quiet))
+    res["rules"] = figures(out / "rules" / "demo", truth, run_chain(ab, corpus, out / "rules", "rules", env, args.quiet, args.upto))
     gguf = model_path()
     port = free_port()
     server = start_server(gguf, port, args.threads, args.n_ctx, out / "llama_server.log")
     try:
         llm_env = dict(env, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="none",
                        AUDITORYBENCH_EXTRACT_TIMEOUT_S=str(args.timeout_s), AUDITORYBENCH_WRITE_TIMEOUT_S=str(args.timeout_s))
-        walls = run_chain(ab, corpus, out / "openai", "openai", llm_env, args.quiet)
+        walls = run_chain(ab, corpus, out / "openai", "openai", llm_env, args.quiet, args.upto)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -250,7 +250,7 @@ class LLMClient:
                 if code == 404:
                     raise ConfigError(f"{redact_url(s.base_url) or 'api.openai.com'}: model {s.model!r} or route not found "
                                       "(HTTP 404)") from None
-                if code in (400, 422) and s.structured_output == "auto" and mode in _FALLBACK:
+                if s.structured_output == "auto" and mode in _FALLBACK and _refuses_mode(e, mode):
                     if self.mode == mode:  # this server does not take the mode: the next one down, for every request
                         self.mode = _FALLBACK[mode]
                         self.stats["schema_fallbacks"] += 1
@@ -317,6 +317,15 @@ class LLMClient:
             self.stats["completion_tokens"] += resp.usage.completion_tokens or 0
         choice = resp.choices[0]
         return (choice.message.content or ""), (choice.finish_reason or "")
+
+
+def _refuses_mode(e: openai.APIStatusError, mode: str) -> bool:
+    """The server does not take this response_format: a 400/422, or a 500 whose message names it (llama-cpp-python's
+    server answers json_schema with a 500 carrying its validation error)."""
+    if e.status_code in (400, 422):
+        return True
+    text = f"{e.message} {e.body}"
+    return e.status_code == 500 and (mode in text or "response_format" in text)
 
 
 class _EmptyReply(Exception):

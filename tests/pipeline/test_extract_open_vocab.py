@@ -177,11 +177,13 @@ def test_the_schema_sent_is_the_generated_one(tmp_path):
     assert all(v["strict"] is True for v in sent.values())
 
 
-@pytest.mark.parametrize("refuses, used", [({"json_schema"}, "json_object"), ({"json_schema", "json_object"}, None)])
-def test_a_server_that_refuses_a_mode_gets_the_next_one(tmp_path, refuses, used):
+@pytest.mark.parametrize("refuses, used, status", [({"json_schema"}, "json_object", 400), ({"json_schema"}, "json_object", 500),
+                                                   ({"json_schema", "json_object"}, None, 422)])
+def test_a_server_that_refuses_a_mode_gets_the_next_one(tmp_path, refuses, used, status):
     rows = [clip_row(0, "dog bark", ["dog"], "", []), clip_row(1, "violin", ["violin"], "", []),
             clip_row(2, "cow moo", ["cow"], "", [])]
-    with OpenAIServer(FakeModel(), json_schema="json_schema" not in refuses, json_object="json_object" not in refuses) as srv:
+    with OpenAIServer(FakeModel(), json_schema="json_schema" not in refuses, json_object="json_object" not in refuses,
+                      refuse_status=status) as srv:
         manifest = extract_stage(write_clips(tmp_path, rows), llm_params(srv, concurrency=1), quiet=True)
         formats = [b.get("response_format", {}).get("type") for b in srv.requests]
     expected_head = ["json_schema", "json_object"][: len(refuses)]
