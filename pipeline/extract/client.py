@@ -234,8 +234,8 @@ class LLMClient:
         s = self.settings
         attempt = 0
         while True:
-            mode = self.mode
             await limit.acquire()
+            mode = self.mode  # read once through the gate: a fallback found while this request waited applies to it
             show()
             started, overloaded = time.monotonic(), False
             self.stats["requests_sent"] += 1
