@@ -177,6 +177,10 @@ def main() -> None:
     ap.add_argument("--timeout-s", type=float, default=120.0, help="per LLM request")
     ap.add_argument("--upto", choices=("extract", "filter"), default="filter",
                     help="extract: categories and animal items only (the LLM writer is the slow part on a small CPU)")
+    ap.add_argument("--structured-output", default="text", choices=("auto", "json_schema", "json_object", "text"),
+                    help="text by default: llama-cpp-python's grammar sampling of the schema ran at 0.5 token/s on 2 busy "
+                         "cores; auto shows the json_schema -> json_object fallback (500 from this server)")
+    ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     out = Path(args.out).resolve()
@@ -203,7 +207,10 @@ def main() -> None:
     server = start_server(gguf, port, args.threads, args.n_ctx, out / "llama_server.log")
     try:
         llm_env = dict(env, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="none",
-                       AUDITORYBENCH_EXTRACT_TIMEOUT_S=str(args.timeout_s), AUDITORYBENCH_WRITE_TIMEOUT_S=str(args.timeout_s))
+                       AUDITORYBENCH_EXTRACT_TIMEOUT_S=str(args.timeout_s), AUDITORYBENCH_WRITE_TIMEOUT_S=str(args.timeout_s),
+                       AUDITORYBENCH_EXTRACT_STRUCTURED_OUTPUT=args.structured_output,
+                       AUDITORYBENCH_WRITE_STRUCTURED_OUTPUT=args.structured_output,
+                       AUDITORYBENCH_EXTRACT_MAX_TOKENS=str(args.max_tokens))
         walls = run_chain(ab, corpus, out / "openai", "openai", llm_env, args.quiet, args.upto)
     finally:
         server.terminate()
@@ -212,6 +219,7 @@ def main() -> None:
     log = (out / "llama_server.log").read_text(errors="replace")
     disconnected = log.count("Disconnected from client")
     text = (f"check-llm: demo corpus of {args.n_clips} clips, llama-cpp-python server ({args.threads} threads), "
+            f"structured output {args.structured_output}, "
             f"{time.monotonic() - t_all:.0f} s in all; client disconnects in the server log: {disconnected}\n\n" + table(res))
     for name, f in res.items():
         text += f"\n\n{name} answers: " + (", ".join(f"{a} {n}" for a, n in f["answers"].items()) or "none")
