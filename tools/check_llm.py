@@ -214,7 +214,11 @@ def main() -> None:
         walls = run_chain(ab, corpus, out / "openai", "openai", llm_env, args.quiet, args.upto)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # uvicorn waits for a request still being computed
+            server.kill()
+            server.wait()
     res[f"openai ({gguf.stem})"] = figures(out / "openai" / "demo", truth, walls)
     log = (out / "llama_server.log").read_text(errors="replace")
     disconnected = log.count("Disconnected from client")
