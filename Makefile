@@ -154,3 +154,9 @@ bench: $(INSTALLED) ## speed and memory figures, as ratios against baselines mea
 
 clean: ## remove build outputs (keeps .venv, releases and the demo corpus)
 	rm -rf $(BUILD_ROOT)
+
+# ---- a real small model through the LLM stages (not part of `make test`: it builds llama-cpp-python, ~10 min once)
+.PHONY: check-llm
+check-llm: $(INSTALLED) ## the LLM stages with SmolLM2-135M (llama.cpp's server) beside the rules, against the demo truth
+	$(PY) -c "import llama_cpp.server" 2>/dev/null || $(PY) -m pip install -q -e '.[llm-check]'
+	$(PY) tools/check_llm.py --out $(BUILD_ROOT)/check-llm $(if $(QUIET),--quiet,)

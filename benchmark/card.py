@@ -395,6 +395,8 @@ def _tasks_section(manifest: dict) -> str:
         try:
             spec = get_task(name)
             head = f"### {name} (v{spec.version}, {spec.kind})\n\n{spec.description}\n\nAnswers: {shown}."
+            if spec.answer_choices == "from_items":
+                head += _vocabulary_line(info)
             notes = spec.card_notes
         except UnknownNameError:
             head, notes = f"### {name}\n\nAnswers: {shown}.", ""
@@ -408,6 +410,18 @@ def _tasks_section(manifest: dict) -> str:
                    f"fetched; `auditorybench wiki refresh` rebuilds the snapshot online. {wiki.get('dropped_repeating_corpus_sentence', 0)} "
                    "wiki items that repeated a corpus sentence were dropped.")
     return "\n\n".join(out)
+
+
+def _vocabulary_line(info: dict) -> str:
+    """An open answer set, every answer with its item count over all splits (most frequent first)."""
+    totals: dict[str, int] = {}
+    for per_split in (info.get("balance") or {}).values():
+        for answer, n in per_split.items():
+            totals[answer] = totals.get(answer, 0) + int(n)
+    if not totals:
+        return ""
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"\n\nAnswer vocabulary ({len(ranked)} answers, items each): " + ", ".join(f"{a} {n}" for a, n in ranked) + "."
 
 
 def _summary_section(manifest: dict) -> str:

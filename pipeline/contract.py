@@ -120,9 +120,17 @@ def _llm_identity(section: str) -> Callable[["Context"], dict]:
 
         s = LLMSettings.from_params(p, section)
         prompts = {k[len("prompt_"):]: str(v) for k, v in sorted(p.items()) if k.startswith("prompt_")}
-        return {"backend": backend, "model": s.model, "endpoint_host": urlparse(s.base_url).netloc or s.base_url,
-                "prompt_versions": prompts,
-                "prompt_sha256": {n: load_prompt(n, v).sha for n, v in prompts.items()}}
+        out = {"backend": backend, "model": s.model, "endpoint_host": urlparse(s.base_url).netloc or s.base_url,
+               "prompt_versions": prompts,
+               "prompt_sha256": {n: load_prompt(n, v).sha for n, v in prompts.items()}}
+        if section == "write":  # each comparison task's own prompt file (a user's task folder may hold it)
+            from benchmark.tasks import writer_specs
+            from pipeline.extract.prompts import load_prompt_file
+
+            task_prompts = {name: load_prompt_file(spec["prompt_file"]) for name, spec in writer_specs(ctx.all_params()).items()
+                            if spec.get("prompt_file")}
+            out["task_prompts"] = {name: f"{p.id}@{p.sha}" for name, p in sorted(task_prompts.items())}
+        return out
 
     identity.__name__ = f"{section}_llm_identity"
     return identity

@@ -1,6 +1,10 @@
 """A loopback server that speaks the OpenAI chat-completions protocol, for tests and benches.
 
-`OpenAIServer(responder)` serves POST /v1/chat/completions (and GET /v1/models) on 127.0.0.1 in a thread; the
+`OpenAIServer(responder)` serves POST /v1/chat/completions (and GET /v1/models) on 127.0.0.1 in a thread. It can
+refuse response_format json_schema and/or json_object (HTTP 400, as servers without them do), and it can serve one
+request at a time (`serial=True`, like a llama.cpp server with one slot): then it counts the requests whose client
+had gone before it started them (`gone_before_start`) and those it started and computed for a client that had gone
+by the time the answer was ready (`abandoned`, the waste an adaptive client must avoid). The
 responder sees each request body (and its 0-based arrival number) and returns a `Reply`: an answer, an HTTP error
 with headers (429 + Retry-After), a delay, a dropped connection or a raw (broken) body. `FakeModel` is a tiny
 keyword "model" that answers the extract/write prompts and OBEYS prompt injections ("ignore previous instructions
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -35,10 +40,18 @@ class Reply:
 class OpenAIServer:
     """Start with `with OpenAIServer(responder) as srv:`; `srv.base_url` ends in /v1; `srv.count` counts requests."""
 
-    def __init__(self, responder: Callable[[dict, int], Reply], json_schema: bool = True, latency_s: float = 0.0):
+    def __init__(self, responder: Callable[[dict, int], Reply], json_schema: bool = True, latency_s: float = 0.0,
+                 json_object: bool = True, serial: bool = False, refuse_status: int = 400):
         self.responder = responder
         self.json_schema = json_schema
+        self.json_object = json_object
         self.latency_s = latency_s
+        self.serial = serial
+        self.refuse_status = refuse_status  # 400 as most servers; 500 as llama-cpp-python's for json_schema
+        self.started = 0  # serial: requests the server began computing
+        self.abandoned = 0  # serial: ... whose client had disconnected when the answer was ready
+        self.gone_before_start = 0  # serial: requests whose client had disconnected before the server got to them
+        self._slot = threading.Lock()
         self.requests: list[dict] = []
         self.auth_headers: list[str] = []  # Authorization header of each request
         self.arrivals_s: list[float] = []  # time.monotonic() at each request's arrival
@@ -81,13 +94,24 @@ class OpenAIServer:
                 if not self.path.endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": "not found"}}, {})
                 rf = body.get("response_format") or {}
-                if rf.get("type") == "json_schema" and not server.json_schema:
-                    return self._send(400, {"error": {"message": "response_format json_schema is not supported"}}, {})
-                try:
-                    reply = server.responder(body, index)
-                except Exception as e:  # a broken responder is a 500, not a hung client
-                    reply = Reply(status=500, content=f"{type(e).__name__}: {e}")
-                time.sleep(server.latency_s + reply.delay_s)
+                refused = {"json_schema": not server.json_schema, "json_object": not server.json_object}
+                if refused.get(rf.get("type", "")):
+                    return self._send(server.refuse_status, {"error": {"message": f"response_format {rf['type']} is not supported"}}, {})
+                if server.serial:
+                    with server._slot:  # one request computed at a time; the others wait in line
+                        if self._client_gone():
+                            with server._lock:
+                                server.gone_before_start += 1
+                            self.close_connection = True
+                            return
+                        with server._lock:
+                            server.started += 1
+                        reply = self._compute(body, index)
+                        if self._client_gone():
+                            with server._lock:
+                                server.abandoned += 1
+                else:
+                    reply = self._compute(body, index)
                 if reply.drop:
                     self.close_connection = True
                     try:
@@ -105,6 +129,22 @@ class OpenAIServer:
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.content},
                                  "finish_reason": reply.finish_reason}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}, reply.headers)
+
+            def _compute(self, body: dict, index: int) -> Reply:
+                try:
+                    reply = server.responder(body, index)
+                except Exception as e:  # a broken responder is a 500, not a hung client
+                    reply = Reply(status=500, content=f"{type(e).__name__}: {e}")
+                time.sleep(server.latency_s + reply.delay_s)
+                return reply
+
+            def _client_gone(self) -> bool:
+                """True when the client closed its end (it timed out): the socket reads as end-of-file."""
+                try:
+                    ready, _, _ = select.select([self.connection], [], [], 0)
+                    return bool(ready) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
 
             def _send(self, status: int, obj: dict, headers: dict) -> None:
                 self._send_bytes(status, json.dumps(obj).encode(), headers)

@@ -196,9 +196,11 @@ def recognition_tasks(params_all: dict | None = None) -> list[TaskSpec]:
 
 
 def writer_specs(params_all: dict | None = None) -> dict[str, dict]:
-    """What the sentence writer needs per comparison task: choices, dimension, templates (and a prompt file)."""
+    """What the sentence writer needs per comparison task: choices, dimension, templates and the LLM writer's prompt
+    file (resolved against the task YAML's folder; None = the write stage's generic prompt)."""
     return {
-        t.name: {"choices": list(t.answer_choices), "dimension": t.dimension, "templates": list(t.templates), "prompt_file": t.prompt_file}
+        t.name: {"choices": list(t.answer_choices), "dimension": t.dimension, "templates": list(t.templates),
+                 "prompt_file": str(Path(t.path).parent / t.prompt_file) if t.prompt_file else None}
         for t in comparison_tasks(params_all)
     }
 

@@ -1,9 +1,12 @@
 """The one LLM client: any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp server, OpenAI).
 
 Endpoint from OPENAI_BASE_URL / OPENAI_API_KEY, model from a flag > AUDITORYBENCH_LLM_MODEL > params.yaml.
-Bounded concurrency (asyncio semaphore), a per-request timeout, retries with exponential backoff and jitter on
-429 / 5xx / timeouts / dropped connections (honouring Retry-After), a retry budget shared by the run, and the
-content-addressed cache in front of everything. One request's failure is returned as data, never raised, so it
+Concurrency that adapts to the endpoint (`AdaptiveLimit`: starts at one request, grows while answers come back well
+within the timeout, halves on timeouts, 429s and 503s, up to `concurrency`), a per-request timeout, retries with
+exponential backoff and jitter on 429 / 5xx / timeouts / dropped connections (honouring Retry-After), a retry budget
+shared by the run, and the content-addressed cache in front of everything. Structured output: json_schema (the
+schema generated from the reply's pydantic model), falling back to json_object and then to JSON asked for in the
+prompt alone when the server refuses a mode (400/422); every reply is parsed into pydantic either way. One request's failure is returned as data, never raised, so it
 cannot lose another's result. The API key is read from the environment at call time and never stored or printed.
 """
 
@@ -15,6 +18,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -24,9 +28,10 @@ from tqdm import tqdm
 from benchmark.errors import ConfigError, StageError
 from pipeline.extract.cache import LLMCache, cache_key
 
-__all__ = ["LLMSettings", "ChatRequest", "ChatReply", "LLMClient", "redact_url", "STRUCTURED_MODES"]
+__all__ = ["LLMSettings", "ChatRequest", "ChatReply", "LLMClient", "AdaptiveLimit", "redact_url", "STRUCTURED_MODES"]
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
+_FALLBACK = {"json_schema": "json_object", "json_object": "text"}  # what `auto` tries when a server refuses a mode
 _RETRY_STATUS = {408, 409, 429}
 
 
@@ -122,6 +127,43 @@ class _Budget:
             return True
 
 
+class AdaptiveLimit:
+    """How many requests may be in flight: additive increase, multiplicative decrease (as TCP's congestion window).
+
+    Starts at one request and grows (by one per quick answer until the first sign of overload, then by one per
+    window) while answers come back within `fast_frac` of the timeout; halves on a timeout, a 429 or a 503, and on
+    an answer slower than `slow_frac` of the timeout, so a server that serves one request at a time is never sent
+    requests that would wait past the timeout in its queue."""
+
+    def __init__(self, max_limit: int, timeout_s: float, fast_frac: float = 0.25, slow_frac: float = 0.5):
+        self.max_limit = max(1, int(max_limit))
+        self.timeout_s = timeout_s
+        self.fast_frac, self.slow_frac = fast_frac, slow_frac
+        self.limit = 1.0
+        self.threshold = float(self.max_limit)  # slow start below it, additive increase above
+        self.in_flight = 0
+        self.peak = 1
+        self._cond = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < int(self.limit))
+            self.in_flight += 1
+
+    async def release(self, overloaded: bool, latency_s: float) -> None:
+        """A request ended: `overloaded` for a timeout / 429 / 503; else its latency decides."""
+        async with self._cond:
+            self.in_flight -= 1
+            if overloaded or latency_s > self.slow_frac * self.timeout_s:
+                self.limit = max(1.0, self.limit / 2)
+                self.threshold = self.limit
+            elif latency_s < self.fast_frac * self.timeout_s:
+                step = 1.0 if self.limit < self.threshold else 1.0 / self.limit
+                self.limit = min(float(self.max_limit), self.limit + step)
+            self.peak = max(self.peak, int(self.limit))
+            self._cond.notify_all()
+
+
 class LLMClient:
     """Ask many chat requests concurrently, through the cache; `stats` counts what really went over the wire."""
 
@@ -130,9 +172,12 @@ class LLMClient:
         self.cache = cache
         self.offline = offline
         self.quiet = quiet
-        self._use_schema = settings.structured_output in ("auto", "json_schema")
-        self.stats = {"requests_sent": 0, "answered": 0, "cache_hits": 0, "retries": 0, "failed": 0, "schema_fallbacks": 0}
+        self.mode = "json_schema" if settings.structured_output == "auto" else settings.structured_output
+        self.stats = {"requests_sent": 0, "answered": 0, "cache_hits": 0, "retries": 0, "failed": 0, "timeouts": 0,
+                      "rate_limited": 0, "schema_fallbacks": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                      "peak_concurrency": 0}
         self._retry_budget_left = settings.retry_budget
+        self._window = (1.0, float(max(1, settings.concurrency)))  # AdaptiveLimit's (limit, threshold) between runs
 
     def key(self, req: ChatRequest) -> str:
         return cache_key(self.settings.model, req.prompt_version, req.messages, self.settings.sampling())
@@ -161,49 +206,65 @@ class LLMClient:
         s = self.settings
         client = openai.AsyncOpenAI(base_url=s.base_url or None, api_key=os.environ.get("OPENAI_API_KEY") or "none",
                                     timeout=s.timeout_s, max_retries=0)
-        sem = asyncio.Semaphore(s.concurrency)
+        limit = AdaptiveLimit(s.concurrency, s.timeout_s)
+        limit.limit, limit.threshold = self._window  # the endpoint is the same as in the last run: start where it ended
         budget = _Budget(self._retry_budget_left)
         bar = tqdm(total=len(requests), desc=desc, disable=self.quiet, unit="req")
+
+        def show() -> None:
+            bar.set_postfix_str(f"in flight {limit.in_flight}/{int(limit.limit)}, timeouts {self.stats['timeouts']}, "
+                                f"retries {self.stats['retries']}", refresh=False)
+
         try:
             async def one(req: ChatRequest) -> ChatReply:
-                reply = await self._ask(client, sem, budget, req)
+                reply = await self._ask(client, limit, budget, req, show)
                 bar.update(1)
                 return reply
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
         finally:
+            self.stats["peak_concurrency"] = max(self.stats["peak_concurrency"], limit.peak)
+            self._window = (limit.limit, limit.threshold)
             bar.close()
             self._retry_budget_left = budget.left
             await client.close()
 
-    async def _ask(self, client: openai.AsyncOpenAI, sem: asyncio.Semaphore, budget: _Budget, req: ChatRequest) -> ChatReply:
+    async def _ask(self, client: openai.AsyncOpenAI, limit: AdaptiveLimit, budget: _Budget, req: ChatRequest,
+                   show: Callable[[], None]) -> ChatReply:
         s = self.settings
         attempt = 0
         while True:
-            use_schema = self._use_schema
+            await limit.acquire()
+            mode = self.mode  # read once through the gate: a fallback found while this request waited applies to it
+            show()
+            started, overloaded = time.monotonic(), False
+            self.stats["requests_sent"] += 1
             try:
-                async with sem:
-                    self.stats["requests_sent"] += 1
-                    text, finish = await self._call(client, req, use_schema)
+                text, finish = await self._call(client, req, mode)
             except openai.APIStatusError as e:
                 code = e.status_code
+                overloaded = code in (429, 503)
                 if code in (401, 403):
                     raise ConfigError(f"{redact_url(s.base_url) or 'api.openai.com'}: authentication failed (HTTP {code}); "
                                       "check OPENAI_API_KEY") from None
                 if code == 404:
                     raise ConfigError(f"{redact_url(s.base_url) or 'api.openai.com'}: model {s.model!r} or route not found "
                                       "(HTTP 404)") from None
-                if code in (400, 422) and use_schema and s.structured_output == "auto":
-                    self._use_schema = False  # this server does not take json_schema: ask for JSON in text instead
-                    self.stats["schema_fallbacks"] += 1
+                if s.structured_output == "auto" and mode in _FALLBACK and _refuses_mode(e, mode):
+                    if self.mode == mode:  # this server does not take the mode: the next one down, for every request
+                        self.mode = _FALLBACK[mode]
+                        self.stats["schema_fallbacks"] += 1
                     continue
                 if code not in _RETRY_STATUS and code < 500:
                     self.stats["failed"] += 1
                     return ChatReply(error="llm_bad_request", detail=f"{req.unit}: HTTP {code}")
                 kind = "llm_rate_limited" if code == 429 else ("llm_server_error" if code >= 500 else "llm_http_error")
+                self.stats["rate_limited"] += code == 429
                 retry_after = _retry_after_s(e.response)
                 detail = f"HTTP {code}"
             except openai.APITimeoutError:
+                overloaded = True
+                self.stats["timeouts"] += 1
                 kind, retry_after, detail = "llm_timeout", None, f"no answer within {s.timeout_s} s"
             except openai.APIConnectionError as e:
                 kind, retry_after, detail = "llm_connection_error", None, type(e.__cause__ or e).__name__
@@ -215,12 +276,16 @@ class LLMClient:
                                                "prompt_version": req.prompt_version})
                 self.stats["answered"] += 1
                 return ChatReply(text=text, finish_reason=finish)
+            finally:
+                await limit.release(overloaded, time.monotonic() - started)
+                show()
             if attempt >= s.max_retries or not await budget.take():
                 self.stats["failed"] += 1
                 why = "retry budget spent" if attempt < s.max_retries else f"gave up after {attempt + 1} tries"
                 return ChatReply(error=kind, detail=f"{req.unit}: {detail}; {why}")
             attempt += 1
             self.stats["retries"] += 1
+            show()
             await asyncio.sleep(self._delay_s(attempt, retry_after))
 
     def _delay_s(self, attempt: int, retry_after_s: float | None) -> float:
@@ -232,22 +297,35 @@ class LLMClient:
             delay = max(delay, min(retry_after_s, s.max_retry_after_s))
         return delay
 
-    async def _call(self, client: openai.AsyncOpenAI, req: ChatRequest, use_schema: bool) -> tuple[str, str]:
+    async def _call(self, client: openai.AsyncOpenAI, req: ChatRequest, mode: str) -> tuple[str, str]:
         s = self.settings
         body: dict = {"model": s.model, "messages": req.messages, "temperature": s.temperature, "seed": s.seed,
                       "max_tokens": s.max_tokens}
-        if use_schema:
+        if mode == "json_schema":
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": True}}
-        elif s.structured_output == "json_object":
-            body["response_format"] = {"type": "json_object"}
-        # The client's own POST: same wire format, timeouts and error classes as chat.completions.create, without
-        # its type-driven walk over every message (several ms of CPU per request, which caps concurrency).
+        elif mode == "json_object":  # llama-cpp-python's server turns "schema" into a grammar; others ignore it
+            body["response_format"] = {"type": "json_object", "schema": req.schema}
+        # The client's own POST: the wire format of chat.completions.create / .parse (response_format json_schema), the
+        # same timeouts and error classes, without their type-driven walk over every message (several ms of CPU per
+        # request, which caps concurrency); the reply is parsed into the pydantic model by llm.parse_reply.
         resp = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
         if not getattr(resp, "choices", None):
             raise _EmptyReply("no choices")
+        if resp.usage is not None:
+            self.stats["prompt_tokens"] += resp.usage.prompt_tokens or 0
+            self.stats["completion_tokens"] += resp.usage.completion_tokens or 0
         choice = resp.choices[0]
         return (choice.message.content or ""), (choice.finish_reason or "")
+
+
+def _refuses_mode(e: openai.APIStatusError, mode: str) -> bool:
+    """The server does not take this response_format: a 400/422, or a 500 whose message names it (llama-cpp-python's
+    server answers json_schema with a 500 carrying its validation error)."""
+    if e.status_code in (400, 422):
+        return True
+    text = f"{e.message} {e.body}"
+    return e.status_code == 500 and (mode in text or "response_format" in text)
 
 
 class _EmptyReply(Exception):

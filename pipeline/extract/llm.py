@@ -15,28 +15,47 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import ChatReply, ChatRequest, LLMClient, LLMSettings
-from pipeline.extract.prompts import load_prompt
+from pipeline.extract.prompts import Prompt, load_prompt, load_prompt_file, prompt_versions
 from pipeline.extract.records import (AnimalProposal, CategoriseReply, CategoryProposal, ClipText, Failure, PairText,
                                       SentenceProposal)
 from pipeline.extract.rules import fill_template
 
-__all__ = ["OpenAIBackend", "parse_reply", "SCHEMAS"]
+__all__ = ["OpenAIBackend", "parse_reply", "strict_schema", "SCHEMAS", "REPLY_MODELS"]
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 _DELIMS = re.compile(r"<\s*/?\s*(?:clips?|pair)\s*>", re.IGNORECASE)
 
-SCHEMAS = {
-    "categorise": {"type": "object", "additionalProperties": False, "required": ["clips"], "properties": {"clips": {
-        "type": "array", "items": {"type": "object", "additionalProperties": False,
-                                   "required": ["id", "category", "source", "confidence"],
-                                   "properties": {"id": {"type": "string"},
-                                                  "category": {"type": "string", "enum": ["animal", "music", "object", "environment", "human", "other"]},
-                                                  "source": {"type": "string"}, "confidence": {"type": "number"}}}}}},
-    "animal_item": {"type": "object", "additionalProperties": False, "required": ["sentence", "answer", "onomatopoeia"],
-                    "properties": {"sentence": {"type": "string"}, "answer": {"type": "string"}, "onomatopoeia": {"type": "string"}}},
-    "comparison_sentence": {"type": "object", "additionalProperties": False, "required": ["sentence", "guess"],
-                            "properties": {"sentence": {"type": "string"}, "guess": {"type": "string"}}},
-}
+_DROP_KEYS = ("title", "default", "description", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def strict_schema(model: type[BaseModel]) -> dict:
+    """The JSON schema of a reply model in the form strict structured output needs: references inlined, every object
+    closed (additionalProperties false) with all its properties required, no defaults, titles or numeric bounds
+    (pydantic checks those after parsing)."""
+    full = model.model_json_schema()
+    defs = full.pop("$defs", {})
+
+    def walk(node: object) -> object:
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
+        out = {k: walk(v) for k, v in node.items() if k not in _DROP_KEYS and k != "properties"}
+        if "properties" in node:
+            out["properties"] = {name: walk(sub) for name, sub in node["properties"].items()}
+        if out.get("type") == "object":
+            out["additionalProperties"] = False
+            out["required"] = list(out.get("properties", {}))
+        return out
+
+    return walk(full)  # type: ignore[return-value]
+
+
+REPLY_MODELS: dict[str, type[BaseModel]] = {"categorise": CategoriseReply, "animal_item": AnimalProposal,
+                                            "comparison_sentence": SentenceProposal}
+SCHEMAS = {name: strict_schema(model) for name, model in REPLY_MODELS.items()}
 
 
 def parse_reply(reply: ChatReply, model: type[BaseModel]) -> BaseModel | Failure:
@@ -73,13 +92,16 @@ class OpenAIBackend:
     name = "openai"
     batched = True
 
-    def __init__(self, settings: LLMSettings, cache: LLMCache, prompt_versions: dict[str, str], offline: bool = False,
-                 quiet: bool = False):
+    def __init__(self, settings: LLMSettings, cache: LLMCache, versions: dict[str, str], offline: bool = False,
+                 quiet: bool = False, task_prompt_files: dict[str, str] | None = None):
+        """`versions`: the stage's prompts by name ("categorise": "v1"); `task_prompt_files`: a comparison task's
+        own prompt file by task name (its sentences are written with it instead of the generic one)."""
         self.settings = settings
         self.model = settings.model
         self.client = LLMClient(settings, cache, offline=offline, quiet=quiet)
-        self.prompts = {name: load_prompt(name, version) for name, version in prompt_versions.items()}
-        self.prompt_versions = {name: p.id for name, p in self.prompts.items()}
+        self.prompts: dict[str, Prompt] = {name: load_prompt(name, version) for name, version in versions.items()}
+        self.prompts.update({f"task:{task}": load_prompt_file(path) for task, path in (task_prompt_files or {}).items()})
+        self.prompt_versions = prompt_versions(self.prompts)
 
     def close(self) -> None:
         self.client.cache.close()
@@ -117,10 +139,14 @@ class OpenAIBackend:
                             SCHEMAS["animal_item"]) for c, _ in clips]
         return {c.clip_id: parse_reply(r, AnimalProposal) for (c, _), r in zip(clips, self.client.run(reqs, desc="animal items"))}
 
+    def sentence_prompt(self, task: str) -> Prompt:
+        """The prompt a task's sentences are written with: the task's own, else the stage's generic one."""
+        return self.prompts.get(f"task:{task}") or self.prompts["comparison_sentence"]
+
     def propose_sentences(self, pairs: list[PairText]) -> dict[str, SentenceProposal | Failure]:
-        prompt = self.prompts["comparison_sentence"]
         reqs = []
         for p in pairs:
+            prompt = self.sentence_prompt(p.task)
             example = fill_template(p.templates[0], "A", "B") if p.templates else "The sound of a A is typically [MASK] than the sound of a B."
             msgs = prompt.render(dimension=p.dimension, choices=json.dumps(list(p.choices)), example=example, pair=_data(p.as_data()))
             reqs.append(ChatRequest(f"pair {p.pair_id}", prompt.id, msgs, "comparison_sentence", SCHEMAS["comparison_sentence"]))

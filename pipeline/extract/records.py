@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.extract.lexicon import CATEGORIES
 from pipeline.extract.text import clean_text, split_title, strip_instructions
 
 __all__ = [
@@ -70,10 +71,12 @@ class Failure:
     detail: str = ""
 
 
+# The reply models are the one source of the JSON schemas sent to the endpoint (llm.strict_schema). Their checks are
+# lenient on purpose (a category outside the enum is a per-clip reject in validate, not a failed batch).
 class CategoryProposal(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str = ""
-    category: str
+    category: str = Field(json_schema_extra={"enum": list(CATEGORIES)})
     source: str = ""
     confidence: float = Field(ge=0.0, le=1.0)
 

@@ -36,8 +36,9 @@ _WRITE_PROMPTS = {"comparison_sentence": "prompt_comparison_sentence"}
 
 
 def make_backend(params: dict, build_dir: Path, prompts: dict[str, str], section: str, offline: bool = False,
-                 quiet: bool = False):
-    """The backend named by params["backend"]: RulesBackend or OpenAIBackend (with its cache under build_dir)."""
+                 quiet: bool = False, task_prompt_files: dict[str, str] | None = None):
+    """The backend named by params["backend"]: RulesBackend or OpenAIBackend (with its cache under build_dir).
+    `task_prompt_files`: each comparison task's own prompt file (the LLM writer uses it instead of the generic one)."""
     name = str(params.get("backend", "rules"))
     if name == "rules":
         return RulesBackend(load_lexicon(), guess_margin=float(params.get("guess_margin", 0.5)))
@@ -47,7 +48,7 @@ def make_backend(params: dict, build_dir: Path, prompts: dict[str, str], section
         settings = LLMSettings.from_params(params, section)
         cache = LLMCache(Path(build_dir) / str(params.get("cache_dir", "llm_cache")))
         versions = {p: str(params.get(key, "v1")) for p, key in prompts.items()}
-        return OpenAIBackend(settings, cache, versions, offline=offline, quiet=quiet)
+        return OpenAIBackend(settings, cache, versions, offline=offline, quiet=quiet, task_prompt_files=task_prompt_files)
     import difflib
 
     close = difflib.get_close_matches(name, BACKENDS, n=1)
@@ -56,16 +57,21 @@ def make_backend(params: dict, build_dir: Path, prompts: dict[str, str], section
 
 
 def _run_params(params: dict, backend, section: str) -> dict:
-    """What decides the outputs: params plus the resolved model and prompt versions (never the key or endpoint)."""
+    """What decides the outputs: params plus the resolved model and prompts, each as "<name>.<version>@<hash of its
+    text>" (never the key or endpoint)."""
     out = {k: v for k, v in params.items() if k not in ("model_override", "base_url_override", "base_url")}
     if backend.name == "rules":  # settings of the LLM client do not change what the rules write
         llm_keys = {f.name for f in fields(LLMSettings)} | {"cache_dir", "batch_size"}
         out = {k: v for k, v in out.items() if k not in llm_keys and not k.startswith("prompt_")}
     out["model"] = backend.model
     out["prompt_versions"] = backend.prompt_versions
-    if backend.name == "openai":
-        out["prompt_sha"] = {name: p.sha for name, p in backend.prompts.items()}
     return out
+
+
+def _prompt_id(backend, role: str) -> str:
+    """What an output row records as its prompt: "<name>.<version>" (the rules: the lexicon's version)."""
+    prompts = getattr(backend, "prompts", None)
+    return prompts[role].id if prompts and role in prompts else backend.prompt_versions.get("rules", "")
 
 
 def _reject(stage: str, key: str, f: Failure, step: str) -> dict:
@@ -154,10 +160,10 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
     animal = [(by_id[r["clip_id"]], r["source_name"]) for r in cat_rows if r["category"] == "animal"]
     props = backend.propose_animal_items(animal)
     item_rows = []
-    item_version = backend.prompt_versions.get("animal_item", backend.prompt_versions.get("rules", ""))
-    for c, _ in animal:
+    item_version = _prompt_id(backend, "animal_item")
+    for c, source in animal:
         p = props.get(c.clip_id, Failure("missing_in_reply"))
-        res = p if isinstance(p, Failure) else validate_animal_item(c, p, lex)
+        res = p if isinstance(p, Failure) else validate_animal_item(c, p, lex, source)
         if isinstance(res, Failure):
             rejects.append(_reject("extract", c.clip_id, res, "animal_item"))
         else:
@@ -174,7 +180,8 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
     counts = _counts(len(items), rejects)
     counts["categories"] = dict(sorted(Counter(categories["category"]).items()))
     extra = _llm_extra(backend)
-    extra["answer_vocabulary"] = lex.animals
+    # the rules answer from the lexicon's animals; an LLM's vocabulary is open (any animal a clip's own text names)
+    extra["answer_vocabulary"] = lex.animals if backend.name == "rules" else "open"
     extra["answers_used"] = dict(sorted(Counter(items["answer"]).items()))
     extra["clips_with_instruction_text"] = sum(c.injected for c in clips)
     if counts["transient"] and not quiet:
@@ -190,7 +197,9 @@ def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = F
     pairs_path = build_dir / "pairs" / "pairs.parquet"
     if not pairs_path.exists():
         raise InputError(f"{pairs_path}: no pair table; run the pairs stage first")
-    backend = make_backend(params, build_dir, _WRITE_PROMPTS, "write", offline=offline, quiet=quiet)
+    task_prompts = {name: spec["prompt_file"] for name, spec in task_specs.items() if spec.get("prompt_file")}
+    backend = make_backend(params, build_dir, _WRITE_PROMPTS, "write", offline=offline, quiet=quiet,
+                           task_prompt_files=task_prompts)
     try:
         return _write(build_dir, pairs_path, params, task_specs, backend, quiet, key)
     finally:
@@ -199,7 +208,8 @@ def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = F
 
 def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, backend, quiet: bool, key: dict | None) -> dict:
     run_params = _run_params(params, backend, "write")
-    run_params["task_specs"] = task_specs
+    # a prompt file counts by its name and text (in prompt_versions), never by where this checkout keeps it
+    run_params["task_specs"] = {name: {k: v for k, v in spec.items() if k != "prompt_file"} for name, spec in task_specs.items()}
     run = StageRun("write", build_dir / "write", run_params, inputs={"pairs": pairs_path}, key=key, quiet=quiet)
     prev = run.previous()
     if prev and not prev.get("counts", {}).get("transient") and run.fresh():
@@ -218,7 +228,6 @@ def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, ba
         labels[r.pair_id] = str(r.label)
         pairs.append(make_pair_text(r.pair_id, r.task, r.source_a, r.source_b, r.caption_a, r.caption_b, task_specs[r.task], max_chars))
     props = backend.propose_sentences(pairs)
-    version = backend.prompt_versions.get("comparison_sentence", backend.prompt_versions.get("rules", ""))
     rows = []
     for p in pairs:
         prop = props.get(p.pair_id, Failure("missing_in_reply"))
@@ -226,6 +235,7 @@ def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, ba
         if isinstance(res, Failure):
             rejects.append(_reject("write", p.pair_id, res, "sentence"))
         else:
+            version = backend.sentence_prompt(p.task).id if backend.name == "openai" else _prompt_id(backend, "rules")
             rows.append({**res, "answer": labels[p.pair_id], "backend": backend.name, "model": backend.model,
                          "prompt_version": version})
     reject_df = pd.DataFrame(rejects, columns=COLUMNS["rejects"])

@@ -17,6 +17,8 @@ __all__ = [
     "strip_instructions",
     "singular_forms",
     "stem_forms",
+    "canonical_name",
+    "phrase_in",
 ]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -42,7 +44,11 @@ _IRREGULAR_PLURALS = {
     "women": "woman", "men": "man", "feet": "foot", "teeth": "tooth", "leaves": "leaf", "knives": "knife",
     "people": "person", "sheep": "sheep", "deer": "deer", "fish": "fish", "geckos": "gecko", "bees": "bee",
     "bells": "bell", "cellos": "cello", "pianos": "piano", "glasses": "glass", "buses": "bus",
+    "lice": "louse", "halves": "half", "wives": "wife", "buffaloes": "buffalo", "mosquitoes": "mosquito",
+    "moose": "moose", "bison": "bison", "salmon": "salmon", "cattle": "cattle", "species": "species",
 }
+_ARTICLES = {"a", "an", "the", "some"}
+_NOT_PLURAL = ("ss", "us", "is", "ous")
 
 
 def clean_text(text: object, max_chars: int) -> str:
@@ -108,3 +114,45 @@ def stem_forms(token: str) -> list[str]:
             if len(stem) > 2 and stem[-1] == stem[-2]:
                 out.append(stem[:-1])
     return list(dict.fromkeys(out))
+
+
+def _singular(token: str) -> str:
+    """The one singular a plural token stands for ("capybaras" -> "capybara", "foxes" -> "fox", "geese" -> "goose")."""
+    if token in _IRREGULAR_PLURALS:
+        return _IRREGULAR_PLURALS[token]
+    if len(token) > 4 and token.endswith("ies"):
+        return token[:-3] + "y"
+    if len(token) > 4 and token.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return token[:-2]
+    if len(token) > 3 and token.endswith("s") and not token.endswith(_NOT_PLURAL):
+        return token[:-1]
+    return token
+
+
+def canonical_name(text: str) -> str:
+    """A source or animal name in one stable form: folded lower case, words split at hyphens, no leading article,
+    last word singular ("a Hyena" -> "hyena", "Eagle-Owls" -> "eagle owl", "Capybaras" -> "capybara")."""
+    toks = tokenize(text)
+    while toks and toks[0] in _ARTICLES:
+        toks = toks[1:]
+    if not toks:
+        return ""
+    return " ".join([*toks[:-1], _singular(toks[-1])])
+
+
+def phrase_in(name: str, tokens: list[str]) -> list[tuple[int, int]]:
+    """Where a canonical name occurs in a token list (its last word in any plural form; "eagle owl" also written
+    "eagleowl"): (start, number of tokens) of each occurrence."""
+    nt = name.split()
+    if not nt:
+        return []
+    out: list[tuple[int, int]] = []
+    n = len(nt)
+    joined = "".join(nt)
+    for i, tok in enumerate(tokens):
+        window = tokens[i : i + n]
+        if len(window) == n and window[:-1] == nt[:-1] and nt[-1] in singular_forms(window[-1]) + [_singular(window[-1])]:
+            out.append((i, n))
+        elif n > 1 and joined in singular_forms(tok) + [_singular(tok)]:
+            out.append((i, 1))
+    return out

@@ -1,9 +1,12 @@
 """The one gate every proposal passes, whichever backend made it: checks against the clip's (or pair's) own text.
 
-Rules: exactly one [MASK]; spans are substrings of the sentence; the answer is in the allowed set; a category's
-source and an animal answer are named in the clip's own metadata (instruction-like sentences removed first); a
-clip that names two different animals gives no animal item. A failed check is a `Failure` with a reason, never
-an exception.
+Rules: exactly one [MASK]; spans are substrings of the sentence; a category's source and an animal answer are
+named in the clip's own text (instruction-like sentences removed first; an answer in its title, tags or
+description). The vocabulary is open: any name the clip's text supports is accepted, in one canonical form
+(`text.canonical_name`: "Eagle-Owls" -> "eagle owl", "a hyena" -> "hyena"). The lexicon only helps: its aliases and
+broader animals ground a name ("puppies" grounds "dog", "owl" is a "bird"), it spots a second animal in a clip (no
+item then), and a name it files under another category is no animal answer. A failed check is a `Failure` with a
+reason, never an exception.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ import re
 from benchmark.schema import MASK
 from pipeline.extract.lexicon import CATEGORIES, Lexicon
 from pipeline.extract.records import AnimalProposal, CategoryProposal, ClipText, Failure, PairText, SentenceProposal
-from pipeline.extract.text import singular_forms, stem_forms, tokenize
+from pipeline.extract.text import canonical_name, phrase_in, singular_forms, stem_forms, tokenize
 
-__all__ = ["validate_category", "validate_animal_item", "validate_sentence", "named_animals", "MAX_SENTENCE_CHARS"]
+__all__ = ["validate_category", "validate_animal_item", "validate_sentence", "named_animals", "canonical_source",
+           "MAX_SENTENCE_CHARS"]
 
 MAX_SENTENCE_CHARS = 240
 _SOURCE_OK = re.compile(r"^[a-z0-9][a-z0-9 '\-]{0,39}$")
+_GENERIC = {"animal", "creature", "wildlife", "beast", "pet", "sound", "noise", "nature", "unknown", "thing", "call",
+            "other", "none", "mammal", "insect", "field recording", "ambience", "recording"}
+_MAX_NAME_TOKENS = 4
 _UNSURE = {"", "unsure", "unknown", "equal", "same", "none", "n/a", "cannot tell", "either"}
 
 
@@ -52,8 +59,44 @@ def named_animals(text: str, lex: Lexicon) -> list[str]:
     return out
 
 
+def canonical_source(given: str, category: str, lex: Lexicon) -> str:
+    """A proposed source name in one stable form: the lexicon's name when it knows the name under this category
+    (so sources group across clips: "Geige" -> "violin"), else the name itself, canonical ("Capybaras" -> "capybara")."""
+    known = lex.normalise(given)
+    if known and lex.sources[known].category == category:
+        return known
+    return canonical_name(given)
+
+
+def _grounded(name: str, text: str, lex: Lexicon, animal: bool) -> bool:
+    """True when a text names a source: the name's own words, or (known names) an alias or a narrower animal."""
+    if phrase_in(name, tokenize(text)):
+        return True
+    if name in lex.sources:
+        return any((lex.related(name, m.name) if animal else m.name == name) for m in lex.mentions(text))
+    return False
+
+
+def _head(name: str) -> str:
+    return name.split()[-1] if name else ""
+
+
+def _same_animal(a: str, b: str, lex: Lexicon) -> bool:
+    """One animal named two ways: equal, one a kind of the other in the lexicon, or one the other's head noun
+    ("eagle owl" / "owl"; "eagle owl" / "bird" through owl -> bird)."""
+    if a == b:
+        return True
+    ka, kb = lex.normalise(a), lex.normalise(b)
+    for x in {a, _head(a), ka} - {""}:
+        for y in {b, _head(b), kb} - {""}:
+            if x == y or (x in lex.sources and y in lex.sources and lex.related(x, y)):
+                return True
+    return False
+
+
 def validate_category(clip: ClipText, prop: CategoryProposal, lex: Lexicon) -> dict | Failure:
-    """A category row (clip_id, category, source_name, category_path, confidence) or why not."""
+    """A category row (clip_id, category, source_name, category_path, confidence) or why not. The category is the
+    proposer's; the source must be named in the clip's own text."""
     raw = prop.category.strip().lower()
     cat, _, path_src = raw.partition("/")
     if cat not in CATEGORIES:
@@ -61,36 +104,45 @@ def validate_category(clip: ClipText, prop: CategoryProposal, lex: Lexicon) -> d
     conf = round(float(prop.confidence), 4)
     if cat == "other":
         return {"clip_id": clip.clip_id, "category": "other", "source_name": "", "category_path": "other", "confidence": conf}
-    given = (prop.source or path_src).strip().lower()
-    name = lex.normalise(given) or (singular_forms(given)[-1] if given else "")
-    if not name or not _SOURCE_OK.match(name):
+    given = (prop.source or path_src).strip()
+    name = canonical_source(given, cat, lex)
+    if not name or not _SOURCE_OK.match(name) or len(name.split()) > _MAX_NAME_TOKENS:
         return Failure("source_malformed", f"{given[:40]!r}")
-    known = lex.sources.get(name)
-    if known is not None and known.category != cat:
-        return Failure("category_mismatch", f"{name!r} is {known.category}, not {cat}")
-    if known is not None:
-        grounded = any(lex.related(name, m.name) if cat == "animal" else m.name == name for m in lex.mentions(clip.full_ground))
-    else:
-        grounded = _tokens_in(name, tokenize(clip.full_ground))
-    if not grounded:
+    if not _grounded(name, clip.full_ground, lex, cat == "animal"):
         return Failure("source_not_in_text", f"{name!r} is not named in the clip's own text")
     return {"clip_id": clip.clip_id, "category": cat, "source_name": name, "category_path": f"{cat}/{name}", "confidence": conf}
 
 
-def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon) -> dict | Failure:
-    """An animal item row (clip_id, sentence, answer, description, spans) or why not."""
+def _other_animals(answer: str, text: str, lex: Lexicon) -> list[str]:
+    """Animals a text names besides the answer (a word inside the answer's own name, as "eagle" in "eagle owl",
+    does not count)."""
+    inside = {i for start, n in phrase_in(answer, tokenize(text)) for i in range(start, start + n)}
+    out: list[str] = []
+    for m in lex.mentions(text):
+        if (lex.sources[m.name].category == "animal" and m.start not in inside and not _same_animal(m.name, answer, lex)
+                and m.name not in out):
+            out.append(m.name)
+    return out
+
+
+def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon, source: str = "") -> dict | Failure:
+    """An animal item row (clip_id, sentence, answer, description, spans) or why not. `source` is the clip's
+    validated category source; an answer that names another animal is refused."""
     sentence = " ".join(prop.sentence.split())
     if (bad := _check_sentence(sentence)) is not None:
         return bad
-    answer = lex.normalise(prop.answer)
-    if not answer or lex.sources[answer].category != "animal":
-        return Failure("answer_not_in_vocabulary", f"{prop.answer[:40]!r}")
-    named = named_animals(clip.full_ground, lex)
-    if any(not lex.related(a, b) for i, a in enumerate(named) for b in named[i + 1 :]):
-        return Failure("two_animals", f"the clip names {', '.join(named)}")
-    meta = named_animals(clip.metadata_ground, lex) if clip.metadata_ground else named
-    if not any(lex.related(answer, m) for m in meta):
+    answer = canonical_name(prop.answer)
+    if not answer or not _SOURCE_OK.match(answer) or len(answer.split()) > _MAX_NAME_TOKENS or answer in _GENERIC:
+        return Failure("answer_malformed", f"{prop.answer[:40]!r}")
+    known = lex.normalise(answer)
+    if known and lex.sources[known].category != "animal":
+        return Failure("answer_not_animal", f"{answer!r} is a {lex.sources[known].category} source")
+    if not _grounded(answer, clip.metadata_ground or clip.full_ground, lex, animal=True):
         return Failure("answer_not_in_source", f"{answer!r} is not named in the clip's title, tags or description")
+    if source and not _same_animal(answer, source, lex):
+        return Failure("answer_source_mismatch", f"answer {answer!r} but the clip's source is {source!r}")
+    if others := _other_animals(answer, clip.full_ground, lex):
+        return Failure("two_animals", f"the clip names {answer} and {', '.join(others)}")
     ono = " ".join(prop.onomatopoeia.split())
     if not ono or len(ono) > 40 or MASK in ono:
         return Failure("span_malformed", f"{ono[:40]!r}")
@@ -99,9 +151,10 @@ def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon) -> 
         return Failure("span_not_in_sentence", f"{ono!r} not in {sentence[:80]!r}")
     span = sentence[at : at + len(ono)]
     rest = (sentence[:at] + " " + sentence[at + len(ono) :]).replace(MASK, " ")  # "cock-a-doodle-doo" names no cock
-    if named_animals(rest, lex):
+    if named_animals(rest, lex) or phrase_in(answer, tokenize(rest)):
         return Failure("answer_in_sentence", f"an animal is named in {sentence[:80]!r}")
-    if not (lex.is_sound_of(ono, answer) or _tokens_in(ono, tokenize(clip.full_ground))):
+    kinds = [x for x in dict.fromkeys([known, answer, _head(answer), lex.normalise(_head(answer))]) if x in lex.sources]
+    if not (any(lex.is_sound_of(ono, k) for k in kinds) or _tokens_in(ono, tokenize(clip.full_ground))):
         return Failure("onomatopoeia_unsupported", f"{ono!r} is neither a known {answer} sound nor in the clip's text")
     return {"clip_id": clip.clip_id, "sentence": sentence, "answer": answer, "description": ono.lower(), "spans": [span]}
 

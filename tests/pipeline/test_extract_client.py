@@ -98,7 +98,8 @@ def test_openai_stage_keeps_rejects_and_loses_nothing(tmp_path, capsys):
     stats = manifest["llm_stats"]
     assert stats["retries"] == 5 and stats["failed"] == 0  # 429 once, 5xx twice, a timeout, a dropped connection
     assert manifest["counts"]["transient"] == 0 and manifest["model"] == "fake-model"
-    assert manifest["prompt_versions"] == {"categorise": "categorise.v1", "animal_item": "animal_item.v1"}
+    assert {k: v.split("@")[0] for k, v in manifest["prompt_versions"].items()} == {"categorise": "categorise.v1",
+                                                                                   "animal_item": "animal_item.v1"}
     assert manifest["sampling"] == {"temperature": 0, "seed": 0, "max_tokens": 512}
     # the key never reaches logs, outputs, the manifest or the cache
     assert KEY not in capsys.readouterr().err
@@ -148,13 +149,13 @@ def test_retries_stop_at_max_retries_and_at_the_budget(tmp_path):
     assert len(LLMCache(tmp_path / "b" / "cache")) == 0  # failures are never cached
 
 
-def test_server_without_json_schema_falls_back_to_text(tmp_path):
-    with OpenAIServer(FakeModel(), json_schema=False) as srv:
+def test_server_without_structured_output_falls_back_to_text(tmp_path):
+    with OpenAIServer(FakeModel(), json_schema=False, json_object=False) as srv:
         rows = [clip_row(0, "dog bark", ["dog"], "", []), clip_row(1, "violin", ["violin"], "", [])]
         manifest = extract_stage(write_clips(tmp_path, rows), llm_params(srv, concurrency=1), quiet=True)
         formats = [b.get("response_format", {}).get("type") for b in srv.requests]
-    assert formats[0] == "json_schema" and set(formats[1:]) == {None}
-    assert manifest["llm_stats"]["schema_fallbacks"] == 1
+    assert formats[:2] == ["json_schema", "json_object"] and set(formats[2:]) == {None}
+    assert manifest["llm_stats"]["schema_fallbacks"] == 2
     assert manifest["counts"]["kept"] == 1
 
 
