@@ -159,4 +159,4 @@ clean: ## remove build outputs (keeps .venv, releases and the demo corpus)
 .PHONY: check-llm
 check-llm: $(INSTALLED) ## the LLM stages with SmolLM2-135M (llama.cpp's server) beside the rules, against the demo truth
 	$(PY) -c "import llama_cpp.server" 2>/dev/null || $(PY) -m pip install -q -e '.[llm-check]'
-	$(PY) tools/check_llm.py --out $(BUILD_ROOT)/check-llm $(if $(QUIET),--quiet,)
+	$(PY) bench/check_llm.py --out $(BUILD_ROOT)/check-llm $(if $(QUIET),--quiet,)
