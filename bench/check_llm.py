@@ -78,7 +78,7 @@ def run_chain(ab: str, corpus: Path, build_root: Path, backend: str, env: dict, 
     for stage in STAGES if upto == "filter" else ("read", "extract"):
         cmd = [ab, stage, "--corpus", str(corpus), "--corpus-id", "demo", "--build-root", str(build_root), "--quiet"]
         if stage in ("extract", "write"):
-            cmd += ["--backend", backend] + (["--model", MODEL_ALIAS] if backend == "openai" else [])
+            cmd += ["--llm", backend] + (["--model", MODEL_ALIAS] if backend == "openai" else [])
         t0 = time.monotonic()
         if not quiet:
             print(f"[check-llm] {backend}: {stage}", file=sys.stderr, flush=True)
