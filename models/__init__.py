@@ -7,8 +7,11 @@ Modules (import what you use; each names its public API in `__all__`):
     span_detector    the auditory-knowledge span tagger and span P/R/F1
     audiobert        the model: audio injection + span-gated LoRA; multi-piece answer scoring
     baselines        text-only masked and causal LMs
-    train            TrainConfig, train(), load_checkpoint()
+    config           TrainConfig (the published settings by default), CHECKPOINT_FORMAT
+    data             a release's items as dicts, the audio retrieved for their spans
+    infer            load_checkpoint() -> TrainedModel, which scores items
+    train            train() -> a self-describing checkpoint
     eval             evaluate() -> results.json + results.md
 """
 
-__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "train", "eval"]
+__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "config", "data", "infer", "train", "eval"]
