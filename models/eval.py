@@ -4,7 +4,8 @@
 
 A model is a checkpoint folder written by `models.train.train`, `mlm:<hub id or path>` (a text-only masked LM
 with its own head) or `causal:<hub id or path>` (a causal LM; 'smollm2' is the shipped GGUF). Writes
-results.json and results.md (model, release version, seed, per task/split n, accuracy, macro-F1; plus each
+results.json and results.md (model, release version, seed, per task/split n, accuracy and macro-F1 each with a
+95 % cluster-bootstrap interval; each model against the text-only twin: difference, interval, p-values; plus each
 checkpoint's span P/R/F1 and retrieval recall@k).
 """
 
@@ -17,15 +18,16 @@ from typing import Sequence
 
 from benchmark.errors import UnknownNameError
 from benchmark.hashing import stable_hash
-from benchmark.metrics import compute_metrics
+from benchmark.metrics import CI_LEVEL, N_BOOT, bootstrap_ci, compute_metrics, item_clusters, paired_test
 
-__all__ = ["evaluate", "load_model", "render_table"]
+__all__ = ["evaluate", "load_model", "render_table", "text_twin"]
 
 
-def load_model(spec: str | Path, device: str = "cpu", release=None):
-    """A model spec -> an object with .name, .score(items, choices) -> float[n_items, n_choices]."""
+def load_model(spec: str | Path, device: str = "cpu", release=None, index_dir: str | Path | None = None):
+    """A model spec -> an object with .name, .score(items, choices) -> float[n_items, n_choices]. An AudioBERT
+    checkpoint retrieves from index_dir when given (see `models.infer.load_checkpoint`)."""
     from models.baselines import CausalLMBaseline, MaskedLMBaseline
-    from models.train import load_checkpoint
+    from models.infer import load_checkpoint
 
     s = str(spec)
     if s.startswith("mlm:"):
@@ -33,34 +35,54 @@ def load_model(spec: str | Path, device: str = "cpu", release=None):
     if s.startswith("causal:"):
         return CausalLMBaseline(s[7:], device=device)
     if (Path(s) / "config.json").exists():
-        return load_checkpoint(s, device=device, release=release)
+        return load_checkpoint(s, device=device, release=release, index_dir=index_dir)
     raise UnknownNameError(f"model {s!r}: expected a checkpoint folder (with config.json), mlm:<id or path> or causal:<id or path>")
 
 
 def evaluate(
     release_path: str | Path, models: Sequence[str | Path], out_dir: str | Path, *, tasks: Sequence[str] = (),
     splits: Sequence[str] = ("train", "dev", "test", "wiki"), metrics: Sequence[str] = ("accuracy", "macro_f1"),
-    device: str = "cpu", seed: int = 0, batch_size: int = 32, max_items: int = 0, quiet: bool = True,
+    device: str = "cpu", seed: int = 0, batch_size: int = 32, max_items: int = 0, n_boot: int = N_BOOT,
+    index_dir: str | Path | None = None, quiet: bool = True,
 ) -> dict:
     """Score every model on every task and split; write out_dir/results.json and results.md; return the results.
 
-    max_items > 0 scores a fixed subset of each larger split (the items with the smallest hash of their id, so every
-    model and every run sees the same ones); the table shows n of n_total."""
+    Each metric comes with a 95 % cluster-bootstrap interval (items that share a clip or source pair are resampled
+    together; seeded by `seed`), and every model is paired against the text-only twin (`text_twin`) on the same
+    items: difference, its paired-bootstrap interval, p-value, and exact McNemar p for accuracy.
+
+    index_dir: the audio index AudioBERT checkpoints retrieve from (default: the release's, else their own).
+
+    Whole splits by default. max_items > 0 scores a fixed subset of each larger split (the items with the smallest
+    hash of their id, so every model and every run sees the same ones); the table then says so and shows n of n_total."""
     import torch
 
     from benchmark.release import load_release
     from models._io import atomic_write_text
-    from models.train import task_items
+    from models.data import task_items
 
     torch.manual_seed(seed)
     release = load_release(release_path)
     tasks = list(tasks) or release.tasks
-    rows, extras, span_cache = [], {}, {}
+    rows, extras, span_cache, preds, modes = [], {}, {}, {}, {}
+    cells = {}  # (task, split) -> (items, clusters)
+    for task in tasks:
+        for split in splits:
+            items = task_items(release, [task], split)
+            if not items:
+                continue
+            n_total = len(items)
+            if max_items and n_total > max_items:
+                items = sorted(items, key=lambda it: stable_hash([seed, it["id"]]))[:max_items]
+            cells[(task, split)] = (items, item_clusters(items), n_total)
     for spec in models:
-        model = load_model(spec, device=device, release=release)
+        model = load_model(spec, device=device, release=release, index_dir=index_dir)
         meta = getattr(model, "meta", {})
+        name = model.name if model.name not in modes else f"{model.name} ({spec})"  # two checkpoints of one kind
+        modes[name] = {"mode": meta.get("config", {}).get("mode", "text") if meta else "text",
+                             "lm": meta.get("config", {}).get("lm") if meta else None, "checkpoint": bool(meta)}
         if meta:
-            extras[model.name] = {
+            extras[name] = {
                 "span_detector": meta.get("span_detector", {}).get("scores", {}),
                 "retrieval": meta.get("retrieval_metrics", {}),
                 "index_models": {k: v for k, v in meta.get("index_models", {}).items() if k in ("retrieval", "inject")},
@@ -70,27 +92,40 @@ def evaluate(
         for task in tasks:
             choices = release.choices(task)
             for split in splits:
-                items = task_items(release, [task], split)
-                if not items:
+                if (task, split) not in cells:
                     continue
-                n_total = len(items)
-                if max_items and n_total > max_items:
-                    items = sorted(items, key=lambda it: stable_hash([seed, it["id"]]))[:max_items]
+                items, clusters, n_total = cells[(task, split)]
                 if hasattr(model, "span_cache"):
                     model.span_cache = span_cache  # models sharing a detector detect each item's spans once
                 scores = model.score(items, choices, batch_size=batch_size)
                 pred = [choices[j] for j in scores.argmax(1)]
                 gold = [it["answer"] for it in items]
+                preds[(name, task, split)] = pred
                 m = compute_metrics(gold, pred, metrics)
-                rows.append({"model": model.name, "spec": str(spec), "task": task, "split": split, "n": len(items), "n_total": n_total, **m})
+                ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, clusters, n_boot=n_boot, seed=seed)) for k in metrics}
+                rows.append({"model": name, "spec": str(spec), "task": task, "split": split, "n": len(items),
+                             "n_total": n_total, "n_clusters": len(set(clusters)), **m, **ci})
                 if not quiet:
-                    print(f"[eval] {model.name} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+                    print(f"[eval] {name} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
         del model
+    comparisons = []
+    for name in modes:
+        twin = text_twin(name, modes)
+        if twin is None:
+            continue
+        for (task, split), (items, clusters, _) in cells.items():
+            gold = [it["answer"] for it in items]
+            for k in metrics:
+                r = paired_test(gold, preds[(name, task, split)], preds[(twin, task, split)], k, clusters, n_boot=n_boot, seed=seed)
+                comparisons.append({"model": name, "baseline": twin, "task": task, "split": split, "metric": k, **r})
     results = {
         "release": {"name": release.name, "version": release.version, "path": str(release.path)},
         "seed": seed,
         "metrics": list(metrics),
+        "uncertainty": {"ci_level": CI_LEVEL, "n_boot": n_boot, "resampling": "clusters of items sharing a group, clip or source pair"},
+        "max_items": max_items,
         "rows": rows,
+        "comparisons": comparisons,
         "models": extras,
     }
     out = Path(out_dir)
@@ -98,6 +133,18 @@ def evaluate(
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True, default=_nan) + "\n")
     atomic_write_text(out / "results.md", render_table(results))
     return results
+
+
+def text_twin(name: str, modes: dict[str, dict]) -> str | None:
+    """The text-only checkpoint a model is paired against: one of the same LM when there is one, else the first
+    text-only checkpoint; None for text-only checkpoints themselves (and when there is none)."""
+    if modes[name]["checkpoint"] and modes[name]["mode"] == "text":
+        return None
+    texts = [n for n, m in modes.items() if m["checkpoint"] and m["mode"] == "text"]
+    if not texts:
+        return None
+    same = [n for n in texts if modes[n]["lm"] == modes[name]["lm"]]
+    return (same or texts)[0]
 
 
 def _nan(x):
@@ -108,16 +155,46 @@ def _fmt(v) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
+def _fmt_ci(v, ci) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.3f}"
+
+
+def _fmt_p(p) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def render_table(results: dict) -> str:
-    """Markdown: one row per model, task and split."""
+    """Markdown: one row per model, task and split, each metric with its 95 % interval; then each model against
+    its text-only twin."""
     rel = results["release"]
     ms = results["metrics"]
+    unc = results.get("uncertainty", {})
     lines = [f"# Results on {rel['name']}-{rel['version']} (seed {results['seed']})", ""]
+    if unc:
+        lines += [f"Brackets: {unc['ci_level']:.0%} bootstrap interval ({unc['n_boot']} resamples of {unc['resampling']}).", ""]
+    if results.get("max_items"):
+        lines += [f"**Subsample**: at most {results['max_items']} items per task and split (a fixed hash-chosen subset); "
+                  "`n of N` below. Whole-split figures need `--max-items 0`.", ""]
     lines.append("| model | task | split | n | " + " | ".join(ms) + " |")
     lines.append("|---|---|---|---:|" + "---:|" * len(ms))
     for r in results["rows"]:
         n = f"{r['n']} of {r['n_total']}" if r.get("n_total", r["n"]) != r["n"] else str(r["n"])
-        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | " + " | ".join(_fmt(r[m]) for m in ms) + " |")
+        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | "
+                     + " | ".join(_fmt_ci(r[m], r.get(f"{m}_ci")) for m in ms) + " |")
+    comps = results.get("comparisons") or []
+    if comps:
+        lines += ["", "## Against the text-only twin (same items, paired)", "",
+                  "| model | vs | task | split | metric | n | difference | 95 % CI | p (bootstrap) | p (McNemar exact) |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+        for c in comps:
+            ci = "–" if math.isnan(c["ci_low"]) else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+            diff = "–" if math.isnan(c["diff"]) else f"{c['diff']:+.3f}"
+            lines.append(f"| {c['model']} | {c['baseline']} | {c['task']} | {c['split']} | {c['metric']} | {c['n']} | {diff} | {ci} | "
+                         f"{_fmt_p(c['p'])} | {_fmt_p(c.get('mcnemar_p'))} |")
     for name, ex in results.get("models", {}).items():
         im = ex.get("index_models") or {}
         lines += ["", f"**{name}**" + (f" — retrieval: {im['retrieval']}, injected audio: {im.get('inject', '–')}" if im else " — text only")]

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.metrics import mcnemar_exact
 from models.audiobert import AudioBERT, AudioBertConfig, answer_pieces, encode_items, score_choices, widen_mask
 from models.loading import load_masked_lm, load_tokenizer
-from models.train import TrainConfig, load_checkpoint, train
+from models.infer import load_checkpoint
+from models.train import TrainConfig, train
 
 
 def _model(tiny_lm_dir, inject_dim=4):
@@ -122,8 +124,22 @@ def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, offi
         got = {(r["task"], r["split"]) for r in res["rows"] if r["model"].startswith(name)}
         assert got == want
     assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_f1"] <= 1.0 for r in res["rows"])
+    for r in res["rows"]:  # whole splits, each metric inside its own interval
+        assert r["n"] == r["n_total"] == len(rel.items(r["task"], r["split"]))
+        for k in ("accuracy", "macro_f1"):
+            assert r[f"{k}_ci"][0] <= r[k] + 1e-9 and r[k] - 1e-9 <= r[f"{k}_ci"][1]
+    # AudioBERT paired against its text twin on every cell; the difference is that of the two rows
+    acc = {(r["model"].split("(")[0], r["task"], r["split"]): r["accuracy"] for r in res["rows"]}
+    comps = [c for c in res["comparisons"] if c["metric"] == "accuracy"]
+    assert {(c["task"], c["split"]) for c in comps} == want
+    assert all(c["model"].startswith("AudioBERT") and c["baseline"].startswith("text-only") for c in comps)
+    for c in comps:
+        assert c["diff"] == pytest.approx(acc[("AudioBERT", c["task"], c["split"])] - acc[("text-only", c["task"], c["split"])])
+        assert c["ci_low"] <= c["diff"] + 1e-9 <= c["ci_high"] + 2e-9 and 0.0 <= c["p"] <= 1.0
+        assert c["mcnemar_p"] == pytest.approx(mcnemar_exact(c["b"], c["c"]))
     md = (tmp_path / "eval" / "results.md").read_text()
     assert "official-0.0.1" in md and "macro_f1" in md and "held-out clips" in md
+    assert "Against the text-only twin" in md and "Subsample" not in md
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["release"]["version"] == "0.0.1"
 
 
