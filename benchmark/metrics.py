@@ -116,15 +116,22 @@ def item_clusters(items: Sequence[dict]) -> list[int]:
     return connected_components(keys)
 
 
-def _cluster_draws(clusters: Sequence[int] | None, n: int, n_boot: int, seed: int) -> list[np.ndarray]:
-    """n_boot index arrays, each the items of len(clusters) clusters drawn with replacement (all their items)."""
+def _cluster_draws(clusters: Sequence[int] | None, n: int, n_boot: int, seed: int):
+    """n_boot index arrays (a generator), each the items of len(clusters) clusters drawn with replacement (all
+    their items, in cluster order)."""
     cl = np.arange(n) if clusters is None else np.asarray(clusters)
     if len(cl) != n:
         raise ValueError(f"bootstrap: {len(cl)} cluster labels for {n} items")
-    ids, inverse = np.unique(cl, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(ids))]
+    _, inverse = np.unique(cl, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # items grouped by cluster
+    sizes = np.bincount(inverse)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     rng = np.random.default_rng(seed)
-    return [np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))]) for _ in range(n_boot)]
+    for _ in range(n_boot):
+        k = rng.integers(0, len(sizes), len(sizes))
+        lengths = sizes[k]
+        offsets = np.repeat(starts[k] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        yield order[offsets + np.arange(lengths.sum())]
 
 
 def _interval(values: np.ndarray, level: float) -> tuple[float, float]:

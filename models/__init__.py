@@ -11,7 +11,8 @@ Modules (import what you use; each names its public API in `__all__`):
     data             a release's items as dicts, the audio retrieved for their spans
     infer            load_checkpoint() -> TrainedModel, which scores items
     train            train() -> a self-describing checkpoint
-    eval             evaluate() -> results.json + results.md
+    eval             evaluate() -> results.json + results.md (95 % intervals, paired tests against the text twin)
+    leakage          score_resplit(): text-only / AudioBERT on the official test vs the leak-free resplit test
 """
 
-__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "config", "data", "infer", "train", "eval"]
+__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "config", "data", "infer", "train", "eval", "leakage"]

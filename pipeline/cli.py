@@ -115,8 +115,15 @@ def cmd_wiki(args) -> None:
 
 
 def cmd_index(args) -> None:
-    from pipeline.index_stage import index_stage
+    from pipeline.index_stage import index_corpus, index_stage
 
+    if args.out:  # standalone: any corpus -> an index folder that train/eval --index use
+        corpus = args.source or args.corpus
+        p = _params(args, "index", device=args.device)
+        print(index_corpus(corpus, Path(args.out), _params(args, "read"), p, meta=args.meta, corpus_id=args.corpus_id, quiet=args.quiet))
+        return
+    if args.source:
+        raise AuditoryBenchError("index CORPUS needs --out DIR (without --out, the index stage of the build uses --corpus)")
     b = _build_dir(args)
     index_stage(b, _corpus_root(b), _params(args, "index", device=args.device), quiet=args.quiet)
 
@@ -149,7 +156,19 @@ def cmd_import_official(args) -> None:
     from benchmark.official import import_official
 
     version = args.version or _params(args, "release")["version"]
-    print(import_official(Path(args.src), Path(args.releases), version))
+    scores = None
+    if args.score:  # train and score on the original and the resplit release, for the resplit card
+        import tempfile
+
+        from models.config import TrainConfig
+        from models.leakage import score_resplit
+
+        if not args.resplit:
+            raise AuditoryBenchError("--score needs --resplit (it compares the official test with the resplit test)")
+        p = _params(args, "train", preset=args.preset, lm=args.lm, device=args.device, index_dir=args.index)
+        with tempfile.TemporaryDirectory(prefix="resplit-score-") as work:
+            scores = score_resplit(Path(args.src), version, TrainConfig.from_params(p), Path(work), quiet=args.quiet)
+    print(import_official(Path(args.src), Path(args.releases), version, resplit=args.resplit, resplit_scores=scores))
 
 
 def cmd_tasks(args) -> None:
@@ -184,7 +203,7 @@ def cmd_train(args) -> None:
     from models.train import TrainConfig, train
 
     p = _params(args, "train", preset=args.preset, mode=args.mode, epochs=args.epochs, lm=args.lm, device=args.device,
-                seed=args.seed, detector_dir=args.detector_dir)
+                seed=args.seed, detector_dir=args.detector_dir, index_dir=args.index)
     print(train(args.release, TrainConfig.from_params(p), Path(args.out), quiet=args.quiet))
 
 
@@ -193,7 +212,8 @@ def cmd_eval(args) -> None:
 
     p = _params(args, "eval", device=args.device, max_items=args.max_items)
     evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]), metrics=tuple(p["metrics"]),
-             device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), quiet=args.quiet)
+             device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), index_dir=args.index,
+             ablation=tuple(args.ablation or ()), quiet=args.quiet)
     if not args.quiet:
         print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
 
@@ -246,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("filter", cmd_filter, "keep or reject items (agreement, repeats, balance, rare answers, review)")
     p = add("wiki", cmd_wiki, "build the test-only wiki sets from the Wikipedia snapshot (or refresh the snapshot online)", corpus=False)
     p.add_argument("action", nargs="?", default="build", choices=["build", "refresh"])
-    p = add("index", cmd_index, "build the audio index (retrieval + injection embeddings) over the corpus clips")
+    p = add("index", cmd_index, "build the audio index (retrieval + injection embeddings) over the corpus clips; "
+            "`index CORPUS --out DIR` builds a standalone one from any corpus, for train/eval --index DIR")
+    p.add_argument("source", nargs="?", default=None, help="corpus folder or glob of tar shards (with --out)")
+    p.add_argument("--out", default=None, help="write a standalone index folder here (read + index of CORPUS)")
+    p.add_argument("--meta", default=None, help="the *_meta.csv with licences (with --out; default: found beside the corpus)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p = add("release", cmd_release, "write the versioned release with its data card, and validate it")
     p.add_argument("--releases", default=os.environ.get("AUDITORYBENCH_RELEASES", "releases"))
@@ -259,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="the dataset/ folder of the AudioBERT repository")
     p.add_argument("--releases", default=os.environ.get("AUDITORYBENCH_RELEASES", "releases"))
     p.add_argument("--version", default=None)
+    p.add_argument("--resplit", action="store_true", help="also write official-resplit: no item id, sentence or source pair in two splits")
+    p.add_argument("--score", action="store_true", help="with --resplit: train text-only (and AudioBERT with --index) on both, card shows the scores")
+    p.add_argument("--index", default=None, help="audio index for AudioBERT in --score (`auditorybench index CORPUS --out DIR`)")
+    p.add_argument("--preset", default=None, choices=["published", "demo"], help="training settings for --score")
+    p.add_argument("--lm", default=None, help="masked LM for --score (hub id, local path or 'minilm')")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p = add("tasks", cmd_tasks, "list the registered tasks", corpus=False)
     p.add_argument("name", nargs="?", default=None)
     p = add("params", cmd_params, "print the resolved settings and registered tasks (--out: write them only when changed)", corpus=False)
@@ -273,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm", default=None, help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--index", default=None, help="audio index folder (`auditorybench index CORPUS --out DIR`); default: the release's audio_index/")
     p = add("eval", cmd_eval, "evaluate checkpoints and text-only LMs on a release; writes results.md and results.json", corpus=False)
     p.add_argument("release")
     p.add_argument("--models", nargs="+", required=True,
@@ -280,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--max-items", type=int, default=None, help="per task and split, a fixed hash-chosen subset (0 = all)")
+    p.add_argument("--index", default=None, help="audio index AudioBERT checkpoints retrieve from (default: the release's, else their own)")
+    p.add_argument("--ablation", nargs="+", default=None, metavar="SPLIT",
+                   help="also score AudioBERT with oracle (own clips) and shuffled audio on these splits: the ablation table")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)", corpus=False)
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     return ap
