@@ -5,7 +5,7 @@
 #               └→ measure → split → pairs → write → filter → release (+ wiki, + index) → train/eval
 #
 # Variables: CORPUS=<folder or glob of tar shards> (default: the embedded demo corpus), META=<*_meta.csv>,
-#            LLM=rules|openai, QUIET=1 (no progress bars).
+#            LLM=rules|openai, QUIET=1 (no progress bars), DEMO_SIZE=<clips in the demo corpus>.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -56,10 +56,16 @@ $(INSTALLED): pyproject.toml
 	$(PY) -c "import peft, transformers, librosa"
 	touch $@
 
+# DEMO_SIZE=<clips>: the demo corpus's size (default: params.yaml demo_corpus.n_clips), through the environment
+# like any setting, so it reaches the resolved settings below and every stage downstream reruns.
+ifdef DEMO_SIZE
+export AUDITORYBENCH_DEMO_CORPUS_N_CLIPS := $(DEMO_SIZE)
+endif
+
 # The resolved settings are refreshed on every make run (written only when they change), so a setting changed
 # through the environment reruns the stages that depend on it.
 ifneq ($(wildcard $(AB)),)
-$(shell $(AB) params --out $(CONFIG) >/dev/null 2>&1)
+$(shell $(if $(DEMO_SIZE),AUDITORYBENCH_DEMO_CORPUS_N_CLIPS=$(DEMO_SIZE) ,)$(AB) params --out $(CONFIG) >/dev/null 2>&1)
 endif
 $(CONFIG): $(INSTALLED) ## resolved settings (params.yaml + environment) and tasks
 	$(AB) params --out $@
@@ -104,7 +110,7 @@ $(B)/train/text/config.json: $(B)/train/audiobert/config.json $(CODE) ## train: 
 	$(AB) train $(RELEASE) --out $(B)/train/text --preset demo --mode text --detector-dir $(B)/train/audiobert/detector $(Q)
 
 $(B)/eval/results.json: $(B)/train/text/config.json $(CODE) ## eval: text-only vs AudioBERT, every task and split
-	$(AB) eval $(RELEASE) --models $(B)/train/text $(B)/train/audiobert --out $(B)/eval $(Q)
+	$(AB) eval $(RELEASE) --models $(B)/train/text $(B)/train/audiobert --out $(B)/eval --ablation test $(Q)
 
 release: $(RELEASE)/manifest.json ## build the release for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
 

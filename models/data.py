@@ -1,7 +1,8 @@
 """Data for training and inference: a release's items as dicts, the audio retrieved for their spans, padding.
 
-    task_items(release, tasks, split) -> [{id, task, sentence, answer, spans}]
-    retrieve_span_audio(index, spans, k) -> (float32[n_spans, inject_dim] per item, hit log)
+    task_items(release, tasks, split) -> [{id, task, sentence, answer, spans, group_id, clip_ids, span1, span2}]
+    retrieve_span_audio(index, spans, k) -> (float32[n_spans, inject_dim] per item, hit log)   the system
+    oracle_span_audio(index, spans, clip_ids) / shuffled_span_audio(index, spans, seed)         the ablation's controls
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["task_items", "retrieve_span_audio", "pad_audio"]
+__all__ = ["task_items", "retrieve_span_audio", "oracle_span_audio", "shuffled_span_audio", "pad_audio", "AUDIO_SOURCES"]
+
+AUDIO_SOURCES = ("retrieved", "oracle", "shuffled")  # what an AudioBERT checkpoint injects at eval (the ablation)
 
 
 def task_items(release, tasks: Sequence[str], split: str) -> list[dict]:
@@ -48,6 +51,41 @@ def retrieve_span_audio(index, spans: Sequence[Sequence[str]], k: int = 1) -> tu
         audio.append(np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, index.inject_dim), np.float32))
         log.append(rec)
     return audio, log
+
+
+def oracle_span_audio(index, spans: Sequence[Sequence[str]], clip_ids: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """Per item: float32[n_spans, inject_dim], each span given the item's OWN clip(s) (an upper bound on retrieval).
+    A span gets the item's clips whose index caption names a source the span mentions ("<source> sound" lines,
+    averaged when several); when none does, the item's clip nearest to the span's query. Zeros for a span whose item
+    has no clip in the index."""
+    from models.retrieval import query_text
+
+    row_of = {c: i for i, c in enumerate(index.clip_ids)}
+    out = []
+    for sp, cids in zip(spans, clip_ids):
+        rows = [row_of[c] for c in cids if c in row_of]
+        vecs = []
+        for s in sp:
+            if not rows:
+                vecs.append(np.zeros(index.inject_dim, np.float32))
+                continue
+            low = s.lower()
+            named = [r for r in rows if any(line.endswith(" sound") and line[: -len(" sound")].strip().lower() in low
+                                            for line in index.captions[r].split("\n") if line[: -len(" sound")].strip())]
+            if not named:
+                q = index.encode_queries([query_text(s)])[0]
+                named = [max(rows, key=lambda r: float(index.retrieval_embeddings[r] @ q))]
+            vecs.append(index.inject_embeddings[named].mean(0))
+        out.append(np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, index.inject_dim), np.float32))
+    return out
+
+
+def shuffled_span_audio(index, spans: Sequence[Sequence[str]], seed: int = 0) -> list[np.ndarray]:
+    """Per item: float32[n_spans, inject_dim] of clips drawn at random from the index (seeded): audio that carries
+    no information about the span (a control for what the audio path learns)."""
+    rng = np.random.default_rng(seed)
+    return [index.inject_embeddings[rng.integers(0, len(index), len(sp))].astype(np.float32).reshape(len(sp), index.inject_dim)
+            for sp in spans]
 
 
 def pad_audio(audio: Sequence[np.ndarray], dim: int) -> torch.Tensor:

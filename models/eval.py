@@ -19,6 +19,7 @@ from typing import Sequence
 from benchmark.errors import UnknownNameError
 from benchmark.hashing import stable_hash
 from benchmark.metrics import CI_LEVEL, N_BOOT, bootstrap_ci, compute_metrics, item_clusters, paired_test
+from models.data import AUDIO_SOURCES
 
 __all__ = ["evaluate", "load_model", "render_table", "text_twin"]
 
@@ -43,7 +44,7 @@ def evaluate(
     release_path: str | Path, models: Sequence[str | Path], out_dir: str | Path, *, tasks: Sequence[str] = (),
     splits: Sequence[str] = ("train", "dev", "test", "wiki"), metrics: Sequence[str] = ("accuracy", "macro_f1"),
     device: str = "cpu", seed: int = 0, batch_size: int = 32, max_items: int = 0, n_boot: int = N_BOOT,
-    index_dir: str | Path | None = None, quiet: bool = True,
+    index_dir: str | Path | None = None, ablation: Sequence[str] = (), quiet: bool = True,
 ) -> dict:
     """Score every model on every task and split; write out_dir/results.json and results.md; return the results.
 
@@ -52,6 +53,9 @@ def evaluate(
     items: difference, its paired-bootstrap interval, p-value, and exact McNemar p for accuracy.
 
     index_dir: the audio index AudioBERT checkpoints retrieve from (default: the release's, else their own).
+    ablation: splits on which each AudioBERT checkpoint is also scored with its items' own clips injected ("oracle
+    audio") and with random clips ("shuffled audio"); results["ablation"] then holds one row per task and split:
+    text twin · retrieved audio · oracle audio · shuffled audio.
 
     Whole splits by default. max_items > 0 scores a fixed subset of each larger split (the items with the smallest
     hash of their id, so every model and every run sees the same ones); the table then says so and shows n of n_total."""
@@ -65,7 +69,7 @@ def evaluate(
     release = load_release(release_path)
     tasks = list(tasks) or release.tasks
     rows, extras, span_cache, preds, modes = [], {}, {}, {}, {}
-    cells = {}  # (task, split) -> (items, clusters)
+    cells = {}  # (task, split) -> (items, clusters, n_total)
     for task in tasks:
         for split in splits:
             items = task_items(release, [task], split)
@@ -79,8 +83,8 @@ def evaluate(
         model = load_model(spec, device=device, release=release, index_dir=index_dir)
         meta = getattr(model, "meta", {})
         name = model.name if model.name not in modes else f"{model.name} ({spec})"  # two checkpoints of one kind
-        modes[name] = {"mode": meta.get("config", {}).get("mode", "text") if meta else "text",
-                             "lm": meta.get("config", {}).get("lm") if meta else None, "checkpoint": bool(meta)}
+        cfg = meta.get("config", {}) if meta else {}
+        modes[name] = {"mode": cfg.get("mode", "text"), "lm": cfg.get("lm"), "checkpoint": bool(meta)}
         if meta:
             extras[name] = {
                 "span_detector": meta.get("span_detector", {}).get("scores", {}),
@@ -89,24 +93,33 @@ def evaluate(
                 "trained_on": meta.get("release", {}),
                 "seed": meta.get("config", {}).get("seed"),
             }
+        variants = [("retrieved", name)]
+        if ablation and modes[name]["mode"] == "audiobert" and modes[name]["checkpoint"]:
+            for src in AUDIO_SOURCES[1:]:
+                variants.append((src, f"{name} · {src} audio"))
+                modes[f"{name} · {src} audio"] = dict(modes[name], variant_of=name, audio=src)
         for task in tasks:
             choices = release.choices(task)
             for split in splits:
                 if (task, split) not in cells:
                     continue
                 items, clusters, n_total = cells[(task, split)]
-                if hasattr(model, "span_cache"):
-                    model.span_cache = span_cache  # models sharing a detector detect each item's spans once
-                scores = model.score(items, choices, batch_size=batch_size)
-                pred = [choices[j] for j in scores.argmax(1)]
                 gold = [it["answer"] for it in items]
-                preds[(name, task, split)] = pred
-                m = compute_metrics(gold, pred, metrics)
-                ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, clusters, n_boot=n_boot, seed=seed)) for k in metrics}
-                rows.append({"model": name, "spec": str(spec), "task": task, "split": split, "n": len(items),
-                             "n_total": n_total, "n_clusters": len(set(clusters)), **m, **ci})
-                if not quiet:
-                    print(f"[eval] {name} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+                for src, vname in variants:
+                    if src != "retrieved" and split not in ablation:
+                        continue
+                    if hasattr(model, "span_cache"):
+                        model.span_cache = span_cache  # models sharing a detector detect each item's spans once
+                    kw = {"audio_source": src} if src != "retrieved" else {}
+                    scores = model.score(items, choices, batch_size=batch_size, **kw)
+                    pred = [choices[j] for j in scores.argmax(1)]
+                    preds[(vname, task, split)] = pred
+                    m = compute_metrics(gold, pred, metrics)
+                    ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, clusters, n_boot=n_boot, seed=seed)) for k in metrics}
+                    rows.append({"model": vname, "spec": str(spec), "task": task, "split": split, "n": len(items),
+                                 "n_total": n_total, "n_clusters": len(set(clusters)), **m, **ci})
+                    if not quiet:
+                        print(f"[eval] {vname} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
         del model
     comparisons = []
     for name in modes:
@@ -114,6 +127,8 @@ def evaluate(
         if twin is None:
             continue
         for (task, split), (items, clusters, _) in cells.items():
+            if (name, task, split) not in preds:
+                continue
             gold = [it["answer"] for it in items]
             for k in metrics:
                 r = paired_test(gold, preds[(name, task, split)], preds[(twin, task, split)], k, clusters, n_boot=n_boot, seed=seed)
@@ -126,6 +141,7 @@ def evaluate(
         "max_items": max_items,
         "rows": rows,
         "comparisons": comparisons,
+        "ablation": _ablation_rows(rows, modes, ablation),
         "models": extras,
     }
     out = Path(out_dir)
@@ -133,6 +149,25 @@ def evaluate(
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True, default=_nan) + "\n")
     atomic_write_text(out / "results.md", render_table(results))
     return results
+
+
+def _ablation_rows(rows: list[dict], modes: dict[str, dict], splits: Sequence[str]) -> list[dict]:
+    """Per AudioBERT checkpoint, task and ablation split: accuracy [CI] of the text twin and of the checkpoint with
+    retrieved, oracle and shuffled audio."""
+    by = {(r["model"], r["task"], r["split"]): r for r in rows}
+    out = []
+    for name, m in modes.items():
+        if m.get("variant_of") or m["mode"] != "audiobert" or not m["checkpoint"]:
+            continue
+        twin = text_twin(name, modes)
+        for (model, task, split), r in by.items():
+            if model != name or split not in splits:
+                continue
+            cols = {"text twin": twin, **{f"{src} audio": (name if src == "retrieved" else f"{name} · {src} audio") for src in AUDIO_SOURCES}}
+            cell = {k: ({"accuracy": by[(v, task, split)]["accuracy"], "ci": by[(v, task, split)]["accuracy_ci"]}
+                        if (v, task, split) in by else None) for k, v in cols.items()}
+            out.append({"model": name, "task": task, "split": split, "n": r["n"], **cell})
+    return out
 
 
 def text_twin(name: str, modes: dict[str, dict]) -> str | None:
@@ -195,6 +230,16 @@ def render_table(results: dict) -> str:
             diff = "–" if math.isnan(c["diff"]) else f"{c['diff']:+.3f}"
             lines.append(f"| {c['model']} | {c['baseline']} | {c['task']} | {c['split']} | {c['metric']} | {c['n']} | {diff} | {ci} | "
                          f"{_fmt_p(c['p'])} | {_fmt_p(c.get('mcnemar_p'))} |")
+    abl = results.get("ablation") or []
+    if abl:
+        cols = ["text twin"] + [f"{s} audio" for s in AUDIO_SOURCES]
+        lines += ["", "## Ablation: what the audio carries (accuracy, 95 % CI)", "",
+                  "| model | task | split | n | " + " | ".join(cols) + " |", "|---|---|---|---:|" + "---:|" * len(cols)]
+        for a in abl:
+            lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {a['n']} | "
+                         + " | ".join(_fmt_ci(a[c]["accuracy"], a[c]["ci"]) if a.get(c) else "–" for c in cols) + " |")
+        lines += ["", "Oracle ≫ retrieved: retrieval is the bottleneck. Oracle ≈ text twin: the injection or its training is. "
+                  "Shuffled ≈ retrieved: the model does not use what the audio says."]
     for name, ex in results.get("models", {}).items():
         im = ex.get("index_models") or {}
         lines += ["", f"**{name}**" + (f" — retrieval: {im['retrieval']}, injected audio: {im.get('inject', '–')}" if im else " — text only")]

@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from benchmark.errors import ModelLoadError
+from benchmark.errors import ConfigError, ModelLoadError
 from models.config import TrainConfig
-from models.data import pad_audio, retrieve_span_audio
+from models.data import AUDIO_SOURCES, oracle_span_audio, pad_audio, retrieve_span_audio, shuffled_span_audio
 
 __all__ = ["TrainedModel", "load_checkpoint", "check_index_models", "build_model", "autocast"]
 
@@ -41,15 +41,24 @@ class TrainedModel:
         return [list(self.span_cache[(self._detector_key, it["sentence"])]) for it in items]
 
     @torch.no_grad()
-    def score(self, items: Sequence[dict], choices: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def score(self, items: Sequence[dict], choices: Sequence[str], batch_size: int = 32, audio_source: str = "retrieved") -> np.ndarray:
+        """float[n_items, n_choices]. audio_source (AudioBERT only): retrieved (the system), oracle (each span gets
+        its item's own clip, with the item's gold spans), shuffled (random clips)."""
         from models.audiobert import score_choices
 
         self.model.eval()
         dev = self.config.device
-        spans = self.spans_for(items)
+        spans = [it["spans"] for it in items] if audio_source == "oracle" else self.spans_for(items)
         audio = None
         if self.config.mode == "audiobert" and self.index is not None:
-            audio, _ = retrieve_span_audio(self.index, spans, self.config.retrieval_k)
+            if audio_source == "retrieved":
+                audio, _ = retrieve_span_audio(self.index, spans, self.config.retrieval_k)
+            elif audio_source == "oracle":
+                audio = oracle_span_audio(self.index, spans, [it.get("clip_ids", []) for it in items])
+            elif audio_source == "shuffled":
+                audio = shuffled_span_audio(self.index, spans, seed=self.config.seed)
+            else:
+                raise ConfigError(f"audio_source {audio_source!r}: expected one of {', '.join(AUDIO_SOURCES)}")
         dim = self.index.inject_dim if self.index is not None else 1
 
         def audio_fn(idx, batch):
