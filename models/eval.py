@@ -182,6 +182,9 @@ def text_twin(name: str, modes: dict[str, dict]) -> str | None:
     return (same or texts)[0]
 
 
+MIN_CLUSTERS = 5  # below this many independent clusters the table flags a cell's interval as uninformative
+
+
 def _nan(x):
     return None if isinstance(x, float) and math.isnan(x) else str(x)
 
@@ -216,10 +219,17 @@ def render_table(results: dict) -> str:
                   "`n of N` below. Whole-split figures need `--max-items 0`.", ""]
     lines.append("| model | task | split | n | " + " | ".join(ms) + " |")
     lines.append("|---|---|---|---:|" + "---:|" * len(ms))
+    few = []
     for r in results["rows"]:
         n = f"{r['n']} of {r['n_total']}" if r.get("n_total", r["n"]) != r["n"] else str(r["n"])
+        if r.get("n_clusters", MIN_CLUSTERS) < MIN_CLUSTERS:  # too few independent clusters: no interval worth the name
+            n += f" ({r['n_clusters']} cl.)"
+            few.append(f"{r['task']}/{r['split']}")
         lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | "
                      + " | ".join(_fmt_ci(r[m], r.get(f"{m}_ci")) for m in ms) + " |")
+    if few:
+        lines += ["", f"`(k cl.)`: the items form only k clusters (they share clips or source pairs), fewer than {MIN_CLUSTERS}; "
+                  "their intervals cannot show the real uncertainty (one cluster gives a point)."]
     comps = results.get("comparisons") or []
     if comps:
         lines += ["", "## Against the text-only twin (same items, paired)", "",

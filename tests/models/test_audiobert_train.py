@@ -202,3 +202,14 @@ def test_audio_starts_gated_off_and_at_token_scale(tiny_lm_dir):
         assert 0.5 < float(vec.norm() / tok_norm) < 2.0
         model.audio_gate.fill_(1.0)
         assert not torch.allclose(model.full_logits(batch, audio), model.full_logits(batch, None))
+
+
+def test_table_flags_cells_with_too_few_clusters():
+    from models.eval import MIN_CLUSTERS, render_table
+
+    row = {"model": "m", "task": "t", "split": "test", "n": 17, "n_total": 17, "accuracy": 0.5, "accuracy_ci": [0.5, 0.5]}
+    res = {"release": {"name": "r", "version": "1"}, "seed": 0, "metrics": ["accuracy"], "rows": [dict(row, n_clusters=1)]}
+    md = render_table(res)
+    assert "| 17 (1 cl.) | 0.500 [0.500, 0.500] |" in md and f"fewer than {MIN_CLUSTERS}" in md
+    md = render_table(dict(res, rows=[dict(row, n_clusters=MIN_CLUSTERS)]))
+    assert "cl.)" not in md and "| 17 | 0.500 [0.500, 0.500] |" in md
