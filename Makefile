@@ -13,7 +13,8 @@
 #
 # Variables: CORPUS=<folder or glob of tar shards> (default: the embedded demo corpus), META=<*_meta.csv>,
 #            CORPUS_ID=<name> (default: demo, or the corpus folder's name + a fingerprint of its shard list),
-#            LLM=rules|openai, VERSION=<release version>, SET='section.key=value ...' (any setting), QUIET=1.
+#            LLM=rules|openai, VERSION=<release version>, SET='section.key=value ...' (any setting), QUIET=1,
+#            DEMO_SIZE=<clips in the demo corpus>.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -45,8 +46,13 @@ STAGE = $(AB) $(1) $(ARGS) $(Q)
 # settings given on make's command line (make AUDITORYBENCH_MEASURE_ESTIMATOR=pyin ...) reach the recipes' environment;
 # $(shell) gets them here, so that the plan sees the same settings as the stages
 CMDLINE_ENV = $(foreach v,$(filter AUDITORYBENCH_% OPENAI_BASE_URL,$(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(v)='$($(v))'))
+# DEMO_SIZE=<clips>: the demo corpus's size (default: params.yaml demo_corpus.n_clips), as a setting through the
+# environment, so the plan sees it and every stage downstream of the corpus reruns
+ifdef DEMO_SIZE
+export AUDITORYBENCH_DEMO_CORPUS_N_CLIPS := $(DEMO_SIZE)
+endif
 ifneq ($(wildcard $(AB)),)
-PLAN := $(shell $(CMDLINE_ENV) $(AB) plan $(ARGS) 2>&1)
+PLAN := $(shell $(CMDLINE_ENV) $(if $(DEMO_SIZE),AUDITORYBENCH_DEMO_CORPUS_N_CLIPS=$(DEMO_SIZE)) $(AB) plan $(ARGS) 2>&1)
 endif
 plan_field = $(patsubst $(1)=%,%,$(filter $(1)=%,$(PLAN)))
 ID := $(call plan_field,corpus_id)
@@ -124,7 +130,7 @@ $(B)/audiobert/manifest.json: $(call force,audiobert) | $(B)/release/manifest.js
 $(B)/text_twin/manifest.json: $(call force,text_twin) | $(B)/release/manifest.json $(B)/audiobert/manifest.json ## text_twin: the text-only twin (same LM and gate, no audio)
 	$(call STAGE,text_twin)
 
-$(B)/results/manifest.json: $(call force,results) | $(B)/release/manifest.json $(B)/audiobert/manifest.json $(B)/text_twin/manifest.json ## results: text-only vs AudioBERT, every task and split
+$(B)/results/manifest.json: $(call force,results) | $(B)/release/manifest.json $(B)/audiobert/manifest.json $(B)/text_twin/manifest.json ## results: text-only vs AudioBERT (+ the ablation), every task and split
 	$(call STAGE,results)
 
 ifneq ($(ID),)

@@ -7,8 +7,12 @@ Modules (import what you use; each names its public API in `__all__`):
     span_detector    the auditory-knowledge span tagger and span P/R/F1
     audiobert        the model: audio injection + span-gated LoRA; multi-piece answer scoring
     baselines        text-only masked and causal LMs
-    train            TrainConfig, train(), load_checkpoint()
-    eval             evaluate() -> results.json + results.md
+    config           TrainConfig (the published settings by default), CHECKPOINT_FORMAT
+    data             a release's items as dicts, the audio retrieved for their spans
+    infer            load_checkpoint() -> TrainedModel, which scores items
+    train            train() -> a self-describing checkpoint
+    eval             evaluate() -> results.json + results.md (95 % intervals, paired tests against the text twin)
+    leakage          score_resplit(): text-only / AudioBERT on the official test vs the leak-free resplit test
 """
 
-__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "train", "eval"]
+__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "config", "data", "infer", "train", "eval", "leakage"]

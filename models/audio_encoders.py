@@ -233,8 +233,13 @@ class ClapAudioEncoder:
 
     @torch.no_grad()
     def encode(self, audios: Sequence[np.ndarray], sr: int) -> np.ndarray:
-        wavs = [resample(a, sr, self.sample_rate_hz) for a in audios]
-        feats = self.feature_extractor(wavs, sampling_rate=self.sample_rate_hz, return_tensors="pt")
+        # The feature extractor must match the model: 'fusion' stacks 4 mel views (fused checkpoints only), an unfused
+        # model takes one. Clips are cut to the extractor's length first, so 'rand_trunc' never draws at random.
+        fused = bool(getattr(self.model.config.audio_config, "enable_fusion", False))
+        n_max = int(self.feature_extractor.nb_max_samples)
+        wavs = [resample(a, sr, self.sample_rate_hz)[:n_max] for a in audios]
+        feats = self.feature_extractor(wavs, sampling_rate=self.sample_rate_hz, return_tensors="pt",
+                                       truncation="fusion" if fused else "rand_trunc")
         feats = {k: v.to(self.device) for k, v in feats.items() if k in ("input_features", "is_longer")}
         return _pooled(self.model.get_audio_features(**feats)).float().cpu().numpy()
 

@@ -4,7 +4,8 @@
 
 A model is a checkpoint folder written by `models.train.train`, `mlm:<hub id or path>` (a text-only masked LM
 with its own head) or `causal:<hub id or path>` (a causal LM; 'smollm2' is the shipped GGUF). Writes
-results.json and results.md (model, release version, seed, per task/split n, accuracy, macro-F1; plus each
+results.json and results.md (model, release version, seed, per task/split n, accuracy and macro-F1 each with a
+95 % cluster-bootstrap interval; each model against the text-only twin: difference, interval, p-values; plus each
 checkpoint's span P/R/F1 and retrieval recall@k).
 """
 
@@ -17,15 +18,17 @@ from typing import Sequence
 
 from benchmark.errors import UnknownNameError
 from benchmark.hashing import stable_hash
-from benchmark.metrics import compute_metrics
+from benchmark.metrics import CI_LEVEL, N_BOOT, bootstrap_ci, compute_metrics, item_clusters, paired_test
+from models.data import AUDIO_SOURCES
 
-__all__ = ["evaluate", "load_model", "render_table"]
+__all__ = ["evaluate", "load_model", "render_table", "text_twin"]
 
 
-def load_model(spec: str | Path, device: str = "cpu", release=None):
-    """A model spec -> an object with .name, .score(items, choices) -> float[n_items, n_choices]."""
+def load_model(spec: str | Path, device: str = "cpu", release=None, index_dir: str | Path | None = None):
+    """A model spec -> an object with .name, .score(items, choices) -> float[n_items, n_choices]. An AudioBERT
+    checkpoint retrieves from index_dir when given (see `models.infer.load_checkpoint`)."""
     from models.baselines import CausalLMBaseline, MaskedLMBaseline
-    from models.train import load_checkpoint
+    from models.infer import load_checkpoint
 
     s = str(spec)
     if s.startswith("mlm:"):
@@ -33,65 +36,114 @@ def load_model(spec: str | Path, device: str = "cpu", release=None):
     if s.startswith("causal:"):
         return CausalLMBaseline(s[7:], device=device)
     if (Path(s) / "config.json").exists():
-        return load_checkpoint(s, device=device, release=release)
+        return load_checkpoint(s, device=device, release=release, index_dir=index_dir)
     raise UnknownNameError(f"model {s!r}: expected a checkpoint folder (with config.json), mlm:<id or path> or causal:<id or path>")
 
 
 def evaluate(
     release_path: str | Path, models: Sequence[str | Path], out_dir: str | Path, *, tasks: Sequence[str] = (),
     splits: Sequence[str] = ("train", "dev", "test", "wiki"), metrics: Sequence[str] | None = None,
-    device: str = "cpu", seed: int = 0, batch_size: int = 32, max_items: int = 0, quiet: bool = True,
+    device: str = "cpu", seed: int = 0, batch_size: int = 32, max_items: int = 0, n_boot: int = N_BOOT,
+    index_dir: str | Path | None = None, ablation: Sequence[str] = (), quiet: bool = True,
 ) -> dict:
     """Score every model on every task and split; write out_dir/results.json and results.md; return the results.
 
     metrics: None scores each task by the metrics its YAML declares (the release manifest's `metrics`).
-    max_items > 0 scores a fixed subset of each larger split (the items with the smallest hash of their id, so every
-    model and every run sees the same ones); the table shows n of n_total."""
+    Each metric comes with a 95 % cluster-bootstrap interval (items that share a clip or source pair are resampled
+    together; seeded by `seed`), and every model is paired against the text-only twin (`text_twin`) on the same
+    items: difference, its paired-bootstrap interval, p-value, and exact McNemar p for accuracy.
+
+    index_dir: the audio index AudioBERT checkpoints retrieve from (default: the release's, else their own).
+    ablation: splits on which each AudioBERT checkpoint is also scored with its items' own clips injected ("oracle
+    audio") and with random clips ("shuffled audio"); results["ablation"] then holds one row per task and split:
+    text twin · retrieved audio · oracle audio · shuffled audio.
+
+    Whole splits by default. max_items > 0 scores a fixed subset of each larger split (the items with the smallest
+    hash of their id, so every model and every run sees the same ones); the table then says so and shows n of n_total."""
     import torch
 
     from benchmark.release_io import load_release
     from models._io import atomic_write_text
-    from models.train import task_items
+    from models.data import task_items
 
     torch.manual_seed(seed)
     release = load_release(release_path)
     tasks = list(tasks) or release.tasks
-    rows, extras, span_cache = [], {}, {}
+    rows, extras, span_cache, preds, modes = [], {}, {}, {}, {}
+    cells = {}  # (task, split) -> (items, clusters, n_total)
+    for task in tasks:
+        for split in splits:
+            items = task_items(release, [task], split)
+            if not items:
+                continue
+            n_total = len(items)
+            if max_items and n_total > max_items:
+                items = sorted(items, key=lambda it: stable_hash([seed, it["id"]]))[:max_items]
+            cells[(task, split)] = (items, item_clusters(items), n_total)
     for spec in models:
-        model = load_model(spec, device=device, release=release)
+        model = load_model(spec, device=device, release=release, index_dir=index_dir)
         meta = getattr(model, "meta", {})
+        name = model.name if model.name not in modes else f"{model.name} ({spec})"  # two checkpoints of one kind
+        cfg = meta.get("config", {}) if meta else {}
+        modes[name] = {"mode": cfg.get("mode", "text"), "lm": cfg.get("lm"), "checkpoint": bool(meta)}
         if meta:
-            extras[model.name] = {
+            extras[name] = {
                 "span_detector": meta.get("span_detector", {}).get("scores", {}),
                 "retrieval": meta.get("retrieval_metrics", {}),
                 "index_models": {k: v for k, v in meta.get("index_models", {}).items() if k in ("retrieval", "inject")},
                 "trained_on": meta.get("release", {}),
                 "seed": meta.get("config", {}).get("seed"),
             }
+        variants = [("retrieved", name)]
+        if ablation and modes[name]["mode"] == "audiobert" and modes[name]["checkpoint"]:
+            for src in AUDIO_SOURCES[1:]:
+                variants.append((src, f"{name} · {src} audio"))
+                modes[f"{name} · {src} audio"] = dict(modes[name], variant_of=name, audio=src)
         for task in tasks:
             choices = release.choices(task)
             for split in splits:
-                items = task_items(release, [task], split)
-                if not items:
+                if (task, split) not in cells:
                     continue
-                n_total = len(items)
-                if max_items and n_total > max_items:
-                    items = sorted(items, key=lambda it: stable_hash([seed, it["id"]]))[:max_items]
-                if hasattr(model, "span_cache"):
-                    model.span_cache = span_cache  # models sharing a detector detect each item's spans once
-                scores = model.score(items, choices, batch_size=batch_size)
-                pred = [choices[j] for j in scores.argmax(1)]
+                items, clusters, n_total = cells[(task, split)]
                 gold = [it["answer"] for it in items]
-                m = compute_metrics(gold, pred, metrics or release.metrics(task))
-                rows.append({"model": model.name, "spec": str(spec), "task": task, "split": split, "n": len(items), "n_total": n_total, **m})
-                if not quiet:
-                    print(f"[eval] {model.name} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+                task_metrics = list(metrics or release.metrics(task))
+                for src, vname in variants:
+                    if src != "retrieved" and split not in ablation:
+                        continue
+                    if hasattr(model, "span_cache"):
+                        model.span_cache = span_cache  # models sharing a detector detect each item's spans once
+                    kw = {"audio_source": src} if src != "retrieved" else {}
+                    scores = model.score(items, choices, batch_size=batch_size, **kw)
+                    pred = [choices[j] for j in scores.argmax(1)]
+                    preds[(vname, task, split)] = pred
+                    m = compute_metrics(gold, pred, task_metrics)
+                    ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, clusters, n_boot=n_boot, seed=seed)) for k in task_metrics}
+                    rows.append({"model": vname, "spec": str(spec), "task": task, "split": split, "n": len(items),
+                                 "n_total": n_total, "n_clusters": len(set(clusters)), **m, **ci})
+                    if not quiet:
+                        print(f"[eval] {vname} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
         del model
+    comparisons = []
+    for name in modes:
+        twin = text_twin(name, modes)
+        if twin is None:
+            continue
+        for (task, split), (items, clusters, _) in cells.items():
+            if (name, task, split) not in preds:
+                continue
+            gold = [it["answer"] for it in items]
+            for k in metrics or release.metrics(task):
+                r = paired_test(gold, preds[(name, task, split)], preds[(twin, task, split)], k, clusters, n_boot=n_boot, seed=seed)
+                comparisons.append({"model": name, "baseline": twin, "task": task, "split": split, "metric": k, **r})
     results = {
         "release": {"name": release.name, "version": release.version, "path": str(release.path)},
         "seed": seed,
         "metrics": list(metrics) if metrics else list(dict.fromkeys(m for t in tasks for m in release.metrics(t))),
+        "uncertainty": {"ci_level": CI_LEVEL, "n_boot": n_boot, "resampling": "clusters of items sharing a group, clip or source pair"},
+        "max_items": max_items,
         "rows": rows,
+        "comparisons": comparisons,
+        "ablation": _ablation_rows(rows, modes, ablation),
         "models": extras,
     }
     out = Path(out_dir)
@@ -101,24 +153,101 @@ def evaluate(
     return results
 
 
+def _ablation_rows(rows: list[dict], modes: dict[str, dict], splits: Sequence[str]) -> list[dict]:
+    """Per AudioBERT checkpoint, task and ablation split: accuracy [CI] of the text twin and of the checkpoint with
+    retrieved, oracle and shuffled audio."""
+    by = {(r["model"], r["task"], r["split"]): r for r in rows}
+    out = []
+    for name, m in modes.items():
+        if m.get("variant_of") or m["mode"] != "audiobert" or not m["checkpoint"]:
+            continue
+        twin = text_twin(name, modes)
+        for (model, task, split), r in by.items():
+            if model != name or split not in splits:
+                continue
+            cols = {"text twin": twin, **{f"{src} audio": (name if src == "retrieved" else f"{name} · {src} audio") for src in AUDIO_SOURCES}}
+            cell = {k: ({"accuracy": by[(v, task, split)]["accuracy"], "ci": by[(v, task, split)]["accuracy_ci"]}
+                        if (v, task, split) in by else None) for k, v in cols.items()}
+            out.append({"model": name, "task": task, "split": split, "n": r["n"], **cell})
+    return out
+
+
+def text_twin(name: str, modes: dict[str, dict]) -> str | None:
+    """The text-only checkpoint a model is paired against: one of the same LM when there is one, else the first
+    text-only checkpoint; None for text-only checkpoints themselves (and when there is none)."""
+    if modes[name]["checkpoint"] and modes[name]["mode"] == "text":
+        return None
+    texts = [n for n, m in modes.items() if m["checkpoint"] and m["mode"] == "text"]
+    if not texts:
+        return None
+    same = [n for n in texts if modes[n]["lm"] == modes[name]["lm"]]
+    return (same or texts)[0]
+
+
+MIN_CLUSTERS = 5  # below this many independent clusters the table flags a cell's interval as uninformative
+
+
 def _nan(x):
     return None if isinstance(x, float) and math.isnan(x) else str(x)
 
 
-def _fmt(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+def _fmt_ci(v, ci) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.3f}"
+
+
+def _fmt_p(p) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def render_table(results: dict) -> str:
-    """Markdown: one row per model, task and split."""
+    """Markdown: one row per model, task and split, each metric with its 95 % interval; then each model against
+    its text-only twin."""
     rel = results["release"]
     ms = results["metrics"]
+    unc = results.get("uncertainty", {})
     lines = [f"# Results on {rel['name']}-{rel['version']} (seed {results['seed']})", ""]
+    if unc:
+        lines += [f"Brackets: {unc['ci_level']:.0%} bootstrap interval ({unc['n_boot']} resamples of {unc['resampling']}).", ""]
+    if results.get("max_items"):
+        lines += [f"**Subsample**: at most {results['max_items']} items per task and split (a fixed hash-chosen subset); "
+                  "`n of N` below. Whole-split figures need `--max-items 0`.", ""]
     lines.append("| model | task | split | n | " + " | ".join(ms) + " |")
     lines.append("|---|---|---|---:|" + "---:|" * len(ms))
+    few = []
     for r in results["rows"]:
         n = f"{r['n']} of {r['n_total']}" if r.get("n_total", r["n"]) != r["n"] else str(r["n"])
-        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | " + " | ".join(_fmt(r.get(m)) for m in ms) + " |")
+        if r.get("n_clusters", MIN_CLUSTERS) < MIN_CLUSTERS:  # too few independent clusters: no interval worth the name
+            n += f" ({r['n_clusters']} cl.)"
+            few.append(f"{r['task']}/{r['split']}")
+        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | "
+                     + " | ".join(_fmt_ci(r.get(m), r.get(f"{m}_ci")) for m in ms) + " |")
+    if few:
+        lines += ["", f"`(k cl.)`: the items form only k clusters (they share clips or source pairs), fewer than {MIN_CLUSTERS}; "
+                  "their intervals cannot show the real uncertainty (one cluster gives a point)."]
+    comps = results.get("comparisons") or []
+    if comps:
+        lines += ["", "## Against the text-only twin (same items, paired)", "",
+                  "| model | vs | task | split | metric | n | difference | 95 % CI | p (bootstrap) | p (McNemar exact) |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+        for c in comps:
+            ci = "–" if math.isnan(c["ci_low"]) else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+            diff = "–" if math.isnan(c["diff"]) else f"{c['diff']:+.3f}"
+            lines.append(f"| {c['model']} | {c['baseline']} | {c['task']} | {c['split']} | {c['metric']} | {c['n']} | {diff} | {ci} | "
+                         f"{_fmt_p(c['p'])} | {_fmt_p(c.get('mcnemar_p'))} |")
+    abl = results.get("ablation") or []
+    if abl:
+        cols = ["text twin"] + [f"{s} audio" for s in AUDIO_SOURCES]
+        lines += ["", "## Ablation: what the audio carries (accuracy, 95 % CI)", "",
+                  "| model | task | split | n | " + " | ".join(cols) + " |", "|---|---|---|---:|" + "---:|" * len(cols)]
+        for a in abl:
+            lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {a['n']} | "
+                         + " | ".join(_fmt_ci(a[c]["accuracy"], a[c]["ci"]) if a.get(c) else "–" for c in cols) + " |")
+        lines += ["", "Oracle ≫ retrieved: retrieval is the bottleneck. Oracle ≈ text twin: the injection or its training is. "
+                  "Shuffled ≈ retrieved: the model does not use what the audio says."]
     for name, ex in results.get("models", {}).items():
         im = ex.get("index_models") or {}
         lines += ["", f"**{name}**" + (f" — retrieval: {im['retrieval']}, injected audio: {im.get('inject', '–')}" if im else " — text only")]

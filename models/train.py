@@ -22,253 +22,17 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 import torch
 
-from benchmark.errors import ConfigError, InputError, ModelLoadError
-from benchmark.hashing import stable_hash
+from benchmark.errors import ConfigError, InputError
+from models.config import CHECKPOINT_FORMAT, TrainConfig
+from models.data import pad_audio, retrieve_span_audio, task_items
+from models.infer import autocast, build_model
 
-__all__ = [
-    "TrainConfig",
-    "train",
-    "TrainedModel",
-    "load_checkpoint",
-    "retrieve_span_audio",
-    "task_items",
-    "CHECKPOINT_FORMAT",
-]
-
-CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on; the defaults are the published AudioBERT settings."""
-
-    lm: str = "bert-base-uncased"  # hub id, local path, or 'minilm'
-    detector_encoder: str = ""  # '' = the same as lm
-    mode: str = "audiobert"  # audiobert | text (same model and gate, no audio injected)
-    tasks: tuple[str, ...] = ()  # () = every task of the release
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 3e-4
-    head_lr: float = 0.0  # 0 = lr; used for a freshly initialised MLM head
-    audio_lr: float = 0.0  # 0 = lr; for the fresh audio projection and its gate (audiobert mode)
-    weight_decay: float = 0.01
-    warmup_frac: float = 0.1
-    schedule: str = "cosine"  # cosine | linear | constant
-    lora_r: int = 64
-    lora_alpha: int = 128
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = ("query", "key", "value")
-    injection: str = "add"  # add | replace
-    retrieval_k: int = 1  # top-k clips per span; k > 1 averages them weighted by similarity
-    detector_epochs: int = 5
-    detector_batch_size: int = 16
-    detector_lr: float = 1e-5
-    detector_dir: str = ""  # reuse a trained span detector (a detector/ folder) instead of training one
-    train_spans: str = "gold"  # gold | detector: where training spans come from
-    eval_spans: str = "detector"  # detector | gold
-    max_length: int = 128
-    seed: int = 0
-    device: str = "cpu"  # cpu | cuda
-    amp: bool = True  # bf16 autocast on cuda
-    index_dir: str = ""  # '' = the release's audio_index/
-    stop_after_epoch: int = 0  # > 0: stop (resumably) after this epoch; for tests and time-boxed runs
-
-    @classmethod
-    def demo(cls, **overrides) -> "TrainConfig":
-        """The small demo setting: MiniLM (shipped offline), fewer epochs, a smaller adapter, larger lr."""
-        base = dict(
-            lm="minilm", epochs=4, batch_size=16, lr=2e-3, head_lr=2e-3, lora_r=8, lora_alpha=16,
-            detector_epochs=3, detector_lr=1e-4, max_length=64,
-            train_spans="detector",  # train on the spans eval will see: retrieval of a slightly other span finds another clip
-        )
-        base.update(overrides)
-        return cls(**base)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"train config: unknown keys {unknown}")
-        d = dict(d)
-        for k in ("tasks", "lora_targets"):
-            if k in d and d[k] is not None:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-    @classmethod
-    def from_params(cls, params: dict) -> "TrainConfig":
-        """From the `train:` section of params.yaml: `preset: demo|published` plus overrides."""
-        p = dict(params or {})
-        preset = p.pop("preset", "published")
-        if preset not in ("demo", "published"):
-            raise ConfigError(f"train.preset {preset!r}: expected demo or published")
-        base = asdict(cls.demo() if preset == "demo" else cls())
-        base.update({k: v for k, v in p.items() if v is not None})
-        return cls.from_dict(base)
-
-    def key(self) -> str:
-        """Hash of the settings that change the result (not stop_after_epoch / device)."""
-        d = asdict(self)
-        for k in ("stop_after_epoch", "device", "amp"):
-            d.pop(k)
-        return stable_hash(d)
-
-
-# ---------------------------------------------------------------- data
-
-
-def task_items(release, tasks: Sequence[str], split: str) -> list[dict]:
-    """Items of the given tasks and split as dicts (task, sentence, answer, spans, id)."""
-    rows = []
-    for task in tasks:
-        df = release.items(task, split)
-        for r in df.itertuples(index=False):
-            rows.append({"id": r.id, "task": task, "sentence": r.sentence, "answer": str(r.answer), "spans": list(r.spans)})
-    return rows
-
-
-def retrieve_span_audio(index, spans: Sequence[Sequence[str]], k: int = 1) -> tuple[list[np.ndarray], list[list[dict]]]:
-    """Per item: float32[n_spans, inject_dim] audio of the clip(s) retrieved for each span ("<span> sound"),
-    and the hits kept (clip id + similarity). Each distinct span text is queried once."""
-    from models.retrieval import query_text
-
-    uniq = sorted({s for sp in spans for s in sp})
-    hits = {}
-    if uniq:
-        found = index.search([query_text(s) for s in uniq], k=k)
-        hits = dict(zip(uniq, found))
-    audio, log = [], []
-    for sp in spans:
-        vecs, rec = [], []
-        for s in sp:
-            hs = hits[s]
-            w = np.array([max(h.similarity, 0.0) for h in hs]) + 1e-6
-            vecs.append((index.inject_embeddings[[h.row for h in hs]] * (w / w.sum())[:, None]).sum(0))
-            rec.append({"span": s, "hits": [{"clip_id": h.clip_id, "similarity": round(h.similarity, 4)} for h in hs]})
-        audio.append(np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, index.inject_dim), np.float32))
-        log.append(rec)
-    return audio, log
-
-
-def _pad_audio(audio: Sequence[np.ndarray], dim: int) -> torch.Tensor:
-    s = max([len(a) for a in audio] + [1])
-    out = torch.zeros(len(audio), s, dim)
-    for i, a in enumerate(audio):
-        if len(a):
-            out[i, : len(a)] = torch.from_numpy(a)
-    return out
-
-
-# ---------------------------------------------------------------- the trained model, as eval uses it
-
-
-class TrainedModel:
-    """An AudioBERT checkpoint with its detector, tokenizer and audio index: scores items of a task."""
-
-    def __init__(self, model, tokenizer, detector, index, config: TrainConfig, meta: dict):
-        self.model, self.tokenizer, self.detector, self.index = model, tokenizer, detector, index
-        self.config, self.meta = config, meta
-        self.span_cache: dict = {}  # (detector digest, sentence) -> spans; evaluate shares one across models
-        self._detector_key = _file_digest(meta.get("_dir", ""), "detector/span_detector.pt")
-
-    @property
-    def name(self) -> str:
-        return self.meta.get("name", "audiobert")
-
-    def spans_for(self, items: Sequence[dict]) -> list[list[str]]:
-        if self.config.eval_spans == "gold" or self.detector is None:
-            return [it["spans"] for it in items]
-        todo = sorted({it["sentence"] for it in items if (self._detector_key, it["sentence"]) not in self.span_cache})
-        for sent, sp in zip(todo, self.detector.predict(todo)):
-            self.span_cache[(self._detector_key, sent)] = sp
-        return [list(self.span_cache[(self._detector_key, it["sentence"])]) for it in items]
-
-    @torch.no_grad()
-    def score(self, items: Sequence[dict], choices: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        from models.audiobert import score_choices
-
-        self.model.eval()
-        dev = self.config.device
-        spans = self.spans_for(items)
-        audio = None
-        if self.config.mode == "audiobert" and self.index is not None:
-            audio, _ = retrieve_span_audio(self.index, spans, self.config.retrieval_k)
-        dim = self.index.inject_dim if self.index is not None else 1
-
-        def audio_fn(idx, batch):
-            return None if audio is None else _pad_audio([audio[i] for i in idx], dim).to(dev)
-
-        with _autocast(self.config):
-            return score_choices(
-                self.model.mask_logits, self.tokenizer, [it["sentence"] for it in items], spans, choices,
-                audio_fn=audio_fn, batch_size=batch_size, max_length=self.config.max_length, device=dev,
-            )
-
-
-def _file_digest(root: str, rel: str) -> str:
-    from benchmark.hashing import sha256_file
-
-    p = Path(root) / rel
-    return sha256_file(p) if root and p.exists() else f"unhashed:{root}"
-
-
-def _autocast(config: TrainConfig):
-    import contextlib
-
-    if config.device.startswith("cuda") and config.amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _build_model(config: TrainConfig, inject_dim: int):
-    from models.audiobert import AudioBERT, AudioBertConfig
-    from models.loading import load_masked_lm, load_tokenizer
-
-    tok = load_tokenizer(config.lm, need_mask=True)
-    mlm, head_is_new = load_masked_lm(config.lm, allow_new_head=True)
-    bcfg = AudioBertConfig(
-        lm=config.lm, inject_audio=config.mode == "audiobert", injection=config.injection, inject_dim=inject_dim,
-        lora_r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, lora_targets=config.lora_targets,
-    )
-    torch.manual_seed(config.seed)
-    model = AudioBERT(mlm, bcfg, train_head=head_is_new)
-    return model, tok, head_is_new
-
-
-def load_checkpoint(ckpt_dir: str | Path, device: str = "cpu", release=None) -> TrainedModel:
-    """Reload a checkpoint written by `train` (the base LM is loaded by the name in its config)."""
-    from models.retrieval import AudioIndex
-    from models.span_detector import SpanDetector
-
-    d = Path(ckpt_dir)
-    try:
-        meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelLoadError(f"{d}: not a training checkpoint ({type(e).__name__})") from e
-    config = TrainConfig.from_dict(meta["config"])
-    config.device = device
-    meta["_dir"] = str(d)
-    model, tok, _ = _build_model(config, meta["inject_dim"])
-    model.load_trainable_state(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
-    model.to(device).eval()
-    detector = SpanDetector.load(d / "detector", device=device) if (d / "detector").is_dir() else None
-    index = None
-    if config.mode == "audiobert":
-        idx_dir = Path(meta.get("index_dir") or "")
-        if release is not None and release.audio_index_dir is not None:
-            idx_dir = release.audio_index_dir
-        if not idx_dir.is_dir():
-            raise ModelLoadError(f"{d}: its audio index {idx_dir} is missing")
-        index = AudioIndex.load(idx_dir)
-    return TrainedModel(model, tok, detector, index, config, meta)
+__all__ = ["TrainConfig", "train"]
 
 
 # ---------------------------------------------------------------- training
@@ -347,7 +111,8 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     idx_dir = Path(config.index_dir) if config.index_dir else release.audio_index_dir
     if config.mode == "audiobert":
         if idx_dir is None or not Path(idx_dir).is_dir():
-            raise InputError(f"{release.path}: no audio_index/ in the release (and no index_dir given); AudioBERT needs one")
+            raise InputError(f"{release.path}: no audio_index/ in the release and no --index DIR given; AudioBERT needs one "
+                             "(`auditorybench index CORPUS --out DIR` builds one from any corpus)")
         index = AudioIndex.load(idx_dir)
     inject_dim = index.inject_dim if index is not None else 1
 
@@ -355,7 +120,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     detector, det_report = _train_detector(release, tasks, config, out, quiet)
 
     # 3. data: widened masks, answer pieces, retrieved audio (once)
-    model, tok, head_is_new = _build_model(config, inject_dim)
+    model, tok, head_is_new = build_model(config, inject_dim)
     items = task_items(release, tasks, "train")
     if not items:
         raise InputError(f"{release.path}: no train items for tasks {tasks}")
@@ -402,8 +167,8 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
             targets = torch.full(batch.mask_pos.shape, -100, dtype=torch.long)
             for r, i in enumerate(idx):
                 targets[r, : len(pieces[i])] = torch.tensor(pieces[i])
-            a = _pad_audio([audio[i] for i in idx], inject_dim).to(dev) if audio is not None else None
-            with _autocast(config):
+            a = pad_audio([audio[i] for i in idx], inject_dim).to(dev) if audio is not None else None
+            with autocast(config):
                 loss = model.loss(batch, targets.to(dev), a)
             opt.zero_grad()
             loss.backward()
@@ -429,7 +194,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         "release": {"name": release.name, "version": release.version, "path": str(release.path)},
         "tasks": tasks,
         "inject_dim": inject_dim,
-        "index_dir": str(idx_dir) if idx_dir is not None else "",
+        "index_dir": str(Path(idx_dir).resolve()) if idx_dir is not None else "",
         "index_models": index.models if index is not None else {},
         "retrieval_metrics": index.metrics if index is not None else {},
         "head_is_new": head_is_new,

@@ -137,7 +137,19 @@ def cmd_import_official(args) -> None:
     from benchmark.official import import_official
 
     version = args.version or _params(args, "release")["version"]
-    print(import_official(Path(args.src), Path(args.releases), version))
+    scores = None
+    if args.score:  # train and score on the original and the resplit release, for the resplit card
+        import tempfile
+
+        from models.config import TrainConfig
+        from models.leakage import score_resplit
+
+        if not args.resplit:
+            raise AuditoryBenchError("--score needs --resplit (it compares the official test with the resplit test)")
+        p = _params(args, "train", preset=args.preset, lm=args.lm, device=args.device, index_dir=args.index)
+        with tempfile.TemporaryDirectory(prefix="resplit-score-") as work:
+            scores = score_resplit(Path(args.src), version, TrainConfig.from_params(p), Path(work), quiet=args.quiet)
+    print(import_official(Path(args.src), Path(args.releases), version, resplit=args.resplit, resplit_scores=scores))
 
 
 def cmd_tasks(args) -> None:
@@ -172,7 +184,7 @@ def cmd_train(args) -> None:
     from models.train import TrainConfig, train
 
     p = _params(args, "train", preset=args.preset, mode=args.mode, epochs=args.epochs, lm=args.lm, device=args.device,
-                seed=args.seed, detector_dir=args.detector_dir)
+                seed=args.seed, detector_dir=args.detector_dir, index_dir=args.index)
     print(train(args.release, TrainConfig.from_params(p), Path(args.out), quiet=args.quiet))
 
 
@@ -181,7 +193,8 @@ def cmd_eval(args) -> None:
 
     p = _params(args, "eval", device=args.device, max_items=args.max_items)
     evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]),
-             device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), quiet=args.quiet)
+             device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), index_dir=args.index,
+             ablation=tuple(args.ablation or ()), quiet=args.quiet)
     if not args.quiet:
         print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
 
@@ -237,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="the dataset/ folder of the AudioBERT repository")
     p.add_argument("--releases", default=os.environ.get("AUDITORYBENCH_RELEASES", "releases"))
     p.add_argument("--version", default=None)
+    p.add_argument("--resplit", action="store_true", help="also write official-resplit: no item id, sentence or source pair in two splits")
+    p.add_argument("--score", action="store_true", help="with --resplit: train text-only (and AudioBERT with --index) on both, card shows the scores")
+    p.add_argument("--index", default=None, help="audio index for AudioBERT in --score (`auditorybench index CORPUS --out DIR`)")
+    p.add_argument("--preset", default=None, choices=["published", "demo"], help="training settings for --score")
+    p.add_argument("--lm", default=None, help="masked LM for --score (hub id, local path or 'minilm')")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p = add("tasks", cmd_tasks, "list the registered tasks")
     p.add_argument("name", nargs="?", default=None)
     p = add("params", cmd_params, "print the resolved settings and registered tasks (--out: write them only when changed)")
@@ -251,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm", default=None, help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--index", default=None, help="audio index folder (`auditorybench index CORPUS --out DIR`); default: the release's audio_index/")
     p = add("eval", cmd_eval, "evaluate checkpoints and text-only LMs on a release; writes results.md and results.json")
     p.add_argument("release")
     p.add_argument("--models", nargs="+", required=True,
@@ -258,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p.add_argument("--max-items", type=int, default=None, help="per task and split, a fixed hash-chosen subset (0 = all)")
+    p.add_argument("--index", default=None, help="audio index AudioBERT checkpoints retrieve from (default: the release's, else their own)")
+    p.add_argument("--ablation", nargs="+", default=None, metavar="SPLIT",
+                   help="also score AudioBERT with oracle (own clips) and shuffled audio on these splits: the ablation table")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)")
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     from pipeline.review.cli import add_parser as add_review_parser  # `review`: the review web app (pipeline/review/)

@@ -214,11 +214,13 @@ class TrainParams(_Section):
     epochs: Optional[int] = None
     lm: Optional[str] = None
     detector_dir: Optional[str] = None
+    index_dir: Optional[str] = None  # an audio index folder (`auditorybench index CORPUS --out DIR`); None: the release's
 
 
 class EvalParams(_Section):
     splits: list[Literal["train", "dev", "test", "wiki"]] = Field(default_factory=lambda: ["train", "dev", "test", "wiki"])
-    max_items: int = 300
+    max_items: int = 0
+    ablation: list[Literal["train", "dev", "test", "wiki"]] = Field(default_factory=lambda: ["test"])
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
 

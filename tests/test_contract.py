@@ -47,7 +47,8 @@ def test_new_tasks_leave_the_original_tasks_unchanged(contract: dict) -> None:
 
 def test_every_task_trains_and_evaluates(contract: dict) -> None:
     from models.eval import evaluate
-    from models.train import TrainConfig, train
+    from models.config import TrainConfig
+    from models.train import train
 
     ckpt = train(contract["after"], TrainConfig.demo(mode="text", epochs=1, seed=0), contract["tmp"] / "text-1epoch")
     results = evaluate(contract["after"], [str(ckpt)], contract["tmp"] / "eval", splits=("train", "test"), max_items=12)

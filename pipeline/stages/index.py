@@ -5,19 +5,28 @@ clip's sound source becomes an extra caption, "<source> sound"); measure/rejects
 there are skipped). Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/:
 index.json, retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
 Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
+The index records what built it: its models (retrieval, injection, text side, settings) and the corpus (id,
+fingerprint of the read stage's inputs, clip count), so a checkpoint can refuse an index of other models.
+
+`index_corpus(corpus, out_dir)` is the standalone form (`auditorybench index CORPUS --out DIR`): read + index over
+any corpus (LAION tar shards, an extracted folder, the demo corpus) into out_dir, the index folder itself (its
+stage outputs under out_dir/build/, so a rerun does nothing).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.errors import InputError
+from benchmark.hashing import atomic_path, stable_hash
 from benchmark.schema import COLUMNS, Reject
 from pipeline.stage import StageRun, log
 
-__all__ = ["index_stage", "clip_texts", "run"]
+__all__ = ["index_stage", "index_corpus", "clip_texts", "run"]
 
 def _decode_sr_hz(config) -> int:
     """Decode once, at the rate of the encoder that sees the most audio: 48 kHz for CLAP, else aisfx's 44.1 kHz."""
@@ -86,6 +95,8 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     if not batch:
         raise InputError(f"{clips_path}: no clip could be decoded for the index")
     index = build_index(batch, config, quiet=quiet)
+    read = json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8")) if (build_dir / "read" / "manifest.json").exists() else {}
+    index.models["corpus"] = {"id": build_dir.name, "fingerprint": stable_hash(read.get("inputs") or {}, n=64), "clips": len(index)}
     out = run.path("audio_index")
     index.save(out)
     for f in sorted(out.iterdir()):
@@ -105,4 +116,31 @@ def _by_reason(rejects: list[dict]) -> dict[str, int]:
 
 
 def run(ctx) -> dict:
+    """The build's index stage; with --out, a standalone index of any corpus (`auditorybench index CORPUS --out DIR`)."""
+    if ctx.options.get("out"):
+        out = index_corpus(ctx.options.get("source") or ctx.corpus, Path(ctx.options["out"]), ctx.section("read"),
+                           ctx.section("index"), meta=ctx.meta, quiet=ctx.quiet)
+        print(out)
+        return json.loads((out / "index.json").read_text(encoding="utf-8"))
+    if ctx.options.get("source"):
+        raise InputError("index CORPUS needs --out DIR (without --out, the build's index stage indexes --corpus)")
     return index_stage(ctx.build_dir, ctx.corpus_root(), ctx.section("index"), quiet=ctx.quiet, key=ctx.key("index"))
+
+
+def index_corpus(corpus: str | Path, out_dir: str | Path, read_params: dict, index_params: dict,
+                 meta: str | Path | None = None, corpus_id: str | None = None, quiet: bool = False) -> Path:
+    """Build an audio index over any corpus into out_dir (index.json, the embeddings; loadable by
+    `models.retrieval.AudioIndex.load`). The read and index stages run under out_dir/build/<corpus id>/."""
+    from pipeline.contract import corpus_id as fingerprinted_id
+    from pipeline.reader import read_stage
+
+    out = Path(out_dir)
+    build_dir = out / "build" / (corpus_id or fingerprinted_id(corpus))
+    read_stage(corpus, build_dir, read_params, meta=meta, quiet=quiet)
+    root = Path(json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8"))["corpus"]["root"])
+    index_stage(build_dir, root, index_params, quiet=quiet)
+    for f in sorted((build_dir / "index" / "audio_index").iterdir()):
+        if f.is_file():
+            with atomic_path(out / f.name) as tmp:
+                shutil.copyfile(f, tmp)
+    return out

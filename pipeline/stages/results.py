@@ -15,7 +15,7 @@ def run(ctx) -> dict:
     if not run.fresh():
         evaluate(ctx.release_dir(), [str(ctx.stage_dir("text_twin")), str(ctx.stage_dir("audiobert"))], run.out_dir,
                  splits=tuple(p["splits"]), device=p["device"], seed=int(p["seed"]),
-                 max_items=int(p["max_items"]), quiet=ctx.quiet)
+                 max_items=int(p["max_items"]), ablation=tuple(p["ablation"]), quiet=ctx.quiet)
         run.record_output("results.json")
         run.record_output("results.md")
         run.finish({"kept": 1})

@@ -122,3 +122,42 @@ def test_nested_layout_and_unknown_columns(tmp_path):
         import_official(tmp_path / "empty", tmp_path / "rel", "1")
     with pytest.raises(InputError, match="official dataset folder not found"):
         import_official(tmp_path / "missing", tmp_path / "rel", "1")
+
+
+def test_resplit_regroups_so_nothing_crosses_splits(tmp_path):
+    from benchmark.official import RESPLIT_FILE, RESPLIT_NAME
+    from benchmark.validate import validate_release
+
+    src = write_fixture(tmp_path / "src")
+    with open(src / "dataset" / "sound_pitch_comparsion_test.csv", "a") as f:  # train's pair (flute 5, tuba 5), reworded
+        f.write("A tuba 5 sounds [MASK] than a flute 5,lower,tuba 5,flute 5\n")
+    official = load_release(import_official(src, tmp_path / "rel", "1.0", resplit=True))
+    path = tmp_path / "rel" / f"{RESPLIT_NAME}-1.0"
+    rel = load_release(path)
+    report = validate_release(path)
+    leaks = [v for v in report.violations if v.startswith(("overlap", "duplicate"))]
+    assert any(v.startswith("overlap") for v in validate_release(official.path).violations)  # the fixture does leak
+    assert not leaks and all(v.startswith("balance") for v in report.violations)  # what is left: the official imbalance
+    doc = json.loads((path / RESPLIT_FILE).read_text())["report"]
+    pitch, animal = doc["sound_pitch_comparison"], doc["animal_sound_recognition"]
+    # pitch: train holds 2 repeated rows, and 2 of its items are also the first 2 test items -> kept once, in test
+    # (test first); the train item about the pair (flute 5, tuba 5) moves to test: the official test set stays whole
+    assert pitch["dropped"] == {"repeated row": 2, "the same item in two splits, kept once": 2}
+    assert pitch["moved"] == {"train -> test": 1} and pitch["official_test_kept"] == "6 of 6"
+    assert pitch["after"] == {"dev": 2, "test": 7, "train": 7, "wiki": 2}
+    assert "flute 5" in " ".join(rel.items("sound_pitch_comparison", "test")["sentence"])
+    # animal: train and test are the same 3 items -> shared out by hash, not all pulled into test
+    assert animal["policy"].startswith("contested groups shared out by hash")
+    n_train, n_test = (len(rel.items("animal_sound_recognition", s)) for s in ("train", "test"))
+    assert n_train + n_test == 2 and animal["before"] == {"dev": 1, "test": 3, "train": 3, "wiki": 3}
+    # the wiki "bark" sentence has two answers (dog, fox): ambiguous, dropped; "hoot" (eagle owl) stays in wiki,
+    # so the train/test "Hoot" item, the same sentence, is dropped from train/test
+    assert animal["dropped"]["sentence given several answers"] == 2
+    assert animal["dropped"]["shares an id, sentence or source pair with a wiki item"] == 2
+    assert [s for s in rel.items("animal_sound_recognition", "wiki")["sentence"]] == ["hoot is the sound a [MASK] makes."]
+    card = (path / "README.md").read_text()
+    assert "resplit" in card and "train -> test" in card
+    # the ids that stayed keep their content
+    orig = {r.id: r.sentence for r in official.items("sound_pitch_comparison", "test").itertuples()}
+    now = {r.id: r.sentence for r in rel.items("sound_pitch_comparison", "test").itertuples()}
+    assert orig.items() <= now.items()

@@ -76,22 +76,27 @@ def tiny_lm_dir(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture(scope="session")
-def official_release(tmp_path_factory) -> Path:
-    """A release imported from official-format CSVs (train/dev/test/wiki for both tasks)."""
+def write_official_csvs(src: Path) -> Path:
+    """Official-format CSVs (train/dev/test/wiki for both tasks, split by row order, leaks included) into src."""
     import pandas as pd
 
-    from benchmark.official import import_official
-
-    src = tmp_path_factory.mktemp("official_src")
     rows = official_rows()
+    src.mkdir(parents=True, exist_ok=True)
     for name, task in (("animal", "animal_sound_recognition"), ("pitch", "sound_pitch_comparsion")):
         df = pd.DataFrame(rows[name])
         n = len(df)
         parts = {"train": df.iloc[: n // 2], "dev": df.iloc[n // 2 : 2 * n // 3], "test": df.iloc[2 * n // 3 :], "wiki": df.iloc[:4]}
         for split, part in parts.items():
             part.to_csv(src / f"{task}_{split}.csv", index=False)
-    return import_official(src, tmp_path_factory.mktemp("releases"), "0.0.1")
+    return src
+
+
+@pytest.fixture(scope="session")
+def official_release(tmp_path_factory) -> Path:
+    """A release imported from official-format CSVs (train/dev/test/wiki for both tasks)."""
+    from benchmark.official import import_official
+
+    return import_official(write_official_csvs(tmp_path_factory.mktemp("official_src")), tmp_path_factory.mktemp("releases"), "0.0.1")
 
 
 def sine(f_hz: float, sr: int = 16000, dur_s: float = 1.0, noise: float = 0.0, seed: int = 0) -> np.ndarray:

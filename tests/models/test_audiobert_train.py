@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.metrics import mcnemar_exact
 from models.audiobert import AudioBERT, AudioBertConfig, answer_pieces, encode_items, score_choices, widen_mask
+from models.infer import load_checkpoint
 from models.loading import load_masked_lm, load_tokenizer
-from models.train import TrainConfig, load_checkpoint, train
+from models.retrieval import AudioIndex
+from models.train import TrainConfig, train
 
 
 def _model(tiny_lm_dir, inject_dim=4):
@@ -115,16 +118,51 @@ def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, offi
     text = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, mode="text", detector_dir=str(audio / "detector")), tmp_path / "text")
     m = load_checkpoint(audio)
     assert m.config.mode == "audiobert" and m.index is not None
-    res = evaluate(official_release, [audio, text], tmp_path / "eval")
+    res = evaluate(official_release, [audio, text], tmp_path / "eval", ablation=("test",))
     rel = load_release(official_release)
     want = {(t, s) for t in rel.tasks for s in ("train", "dev", "test", "wiki") if len(rel.items(t, s))}
     for name in ("AudioBERT", "text-only"):
-        got = {(r["task"], r["split"]) for r in res["rows"] if r["model"].startswith(name)}
+        got = {(r["task"], r["split"]) for r in res["rows"] if r["model"].startswith(name) and "·" not in r["model"]}
         assert got == want
+    # the ablation: text twin · retrieved · oracle · shuffled audio on every task's test split
+    assert {(a["task"], a["split"]) for a in res["ablation"]} == {(t, "test") for t in rel.tasks}
+    for a in res["ablation"]:
+        assert all(0.0 <= a[c]["accuracy"] <= 1.0 for c in ("text twin", "retrieved audio", "oracle audio", "shuffled audio"))
+        row = next(r for r in res["rows"] if r["model"] == a["model"] and r["task"] == a["task"] and r["split"] == "test")
+        assert a["retrieved audio"]["accuracy"] == row["accuracy"]
     assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_f1"] <= 1.0 for r in res["rows"])
+    for r in res["rows"]:  # whole splits, each metric inside its own interval
+        assert r["n"] == r["n_total"] == len(rel.items(r["task"], r["split"]))
+        for k in ("accuracy", "macro_f1"):
+            assert r[f"{k}_ci"][0] <= r[k] + 1e-9 and r[k] - 1e-9 <= r[f"{k}_ci"][1]
+    # AudioBERT paired against its text twin on every cell; the difference is that of the two rows
+    acc = {(r["model"].split("(")[0], r["task"], r["split"]): r["accuracy"] for r in res["rows"] if "·" not in r["model"]}
+    comps = [c for c in res["comparisons"] if c["metric"] == "accuracy" and "·" not in c["model"]]
+    assert {(c["task"], c["split"]) for c in comps} == want
+    assert all(c["model"].startswith("AudioBERT") and c["baseline"].startswith("text-only") for c in comps)
+    for c in comps:
+        assert c["diff"] == pytest.approx(acc[("AudioBERT", c["task"], c["split"])] - acc[("text-only", c["task"], c["split"])])
+        assert c["ci_low"] <= c["diff"] + 1e-9 <= c["ci_high"] + 2e-9 and 0.0 <= c["p"] <= 1.0
+        assert c["mcnemar_p"] == pytest.approx(mcnemar_exact(c["b"], c["c"]))
     md = (tmp_path / "eval" / "results.md").read_text()
     assert "official-0.0.1" in md and "macro_f1" in md and "held-out clips" in md
+    assert "Against the text-only twin" in md and "Subsample" not in md and "## Ablation" in md
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["release"]["version"] == "0.0.1"
+
+
+def test_oracle_audio_is_the_items_own_clips_and_shuffled_is_seeded(demo_index_dir):
+    from models.data import oracle_span_audio, shuffled_span_audio
+
+    index = AudioIndex.load(demo_index_dir)
+    row = {c: i for i, c in enumerate(index.clip_ids)}
+    # captions are "<animal> sound\n<onomatopoeia>": a span naming the animal gets that clip, in span order
+    got = oracle_span_audio(index, [["a cat", "the dog"], ["woof woof"], []], [["syn/0", "syn/1"], ["syn/6"], ["syn/2"]])
+    assert np.array_equal(got[0], index.inject_embeddings[[row["syn/1"], row["syn/0"]]])
+    assert np.array_equal(got[1], index.inject_embeddings[[row["syn/6"]]])  # no name: the item's only clip
+    assert got[2].shape == (0, index.inject_dim)
+    a, b = shuffled_span_audio(index, [["x", "y"], ["z"]], seed=1), shuffled_span_audio(index, [["x", "y"], ["z"]], seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and [x.shape[0] for x in a] == [2, 1]
+    assert all(any(np.array_equal(v, e) for e in index.inject_embeddings) for x in a for v in x)
 
 
 def test_causal_and_masked_baselines(tiny_lm_dir, tmp_path):
@@ -164,3 +202,14 @@ def test_audio_starts_gated_off_and_at_token_scale(tiny_lm_dir):
         assert 0.5 < float(vec.norm() / tok_norm) < 2.0
         model.audio_gate.fill_(1.0)
         assert not torch.allclose(model.full_logits(batch, audio), model.full_logits(batch, None))
+
+
+def test_table_flags_cells_with_too_few_clusters():
+    from models.eval import MIN_CLUSTERS, render_table
+
+    row = {"model": "m", "task": "t", "split": "test", "n": 17, "n_total": 17, "accuracy": 0.5, "accuracy_ci": [0.5, 0.5]}
+    res = {"release": {"name": "r", "version": "1"}, "seed": 0, "metrics": ["accuracy"], "rows": [dict(row, n_clusters=1)]}
+    md = render_table(res)
+    assert "| 17 (1 cl.) | 0.500 [0.500, 0.500] |" in md and f"fewer than {MIN_CLUSTERS}" in md
+    md = render_table(dict(res, rows=[dict(row, n_clusters=MIN_CLUSTERS)]))
+    assert "cl.)" not in md and "| 17 | 0.500 [0.500, 0.500] |" in md
