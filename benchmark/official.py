@@ -192,7 +192,7 @@ def resplit_items(items: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         keys = []
         for r, n in zip(sub.itertuples(index=False), norm):
             ks = [("id", r.id), ("sentence", n)]
-            pair = source_pair(list(r.clip_ids), r.span1, r.span2) if comparison else None
+            pair = source_pair(r.span1, r.span2) if comparison else None
             if pair and r.split != "wiki":  # wiki pairs may repeat train pairs (the wiki sets are exempt from that rule)
                 ks.append(("pair", pair))
             keys.append(ks)

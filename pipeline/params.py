@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic import ValidationError as PydanticValidationError
 
 from benchmark.errors import ConfigError
@@ -205,16 +205,23 @@ class IndexParams(_Section):
     device: Literal["cpu", "cuda"] = "cpu"
 
 
-class TrainParams(_Section):
+def _train_overrides() -> type[_Section]:
+    """Every models.config.TrainConfig field as an optional override (None: the preset's value): declared once, there."""
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from models.config import TrainConfig
+
+    hints = get_type_hints(TrainConfig)
+    return create_model("_TrainOverrides", __base__=_Section,
+                        **{f.name: (Optional[hints[f.name]], None) for f in fields(TrainConfig)})
+
+
+class TrainParams(_train_overrides()):
     preset: Literal["published", "demo"] = "published"
     mode: Literal["audiobert", "text"] = "audiobert"
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
-    # command-line flags only (None: the preset's value)
-    epochs: Optional[int] = None
-    lm: Optional[str] = None
-    detector_dir: Optional[str] = None
-    index_dir: Optional[str] = None  # an audio index folder (`auditorybench index CORPUS --out DIR`); None: the release's
 
 
 class EvalParams(_Section):
