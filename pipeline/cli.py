@@ -163,21 +163,19 @@ def cmd_tasks(args) -> None:
 
 
 def cmd_params(args) -> None:
-    """The resolved settings (params.yaml + environment) and the registered tasks; with --out, written only on change
-    (the Makefile's stages depend on that file, so a setting changed through the environment reruns them)."""
+    """The resolved settings (defaults < params.yaml < environment) and the registered tasks, as JSON (--out: to a file)."""
     from benchmark.hashing import atomic_path
     from benchmark.tasks import get_task, list_tasks
+    from pipeline.params import load_params
 
-    resolved = {"params": _all_params(args),
+    resolved = {"params": load_params(args.params),
                 "tasks": {n: get_task(n).model_dump(exclude={"path"}) for n in list_tasks()}}
     text = json.dumps(resolved, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
     if not args.out:
         print(text, end="")
         return
-    out = Path(args.out)
-    if not out.exists() or out.read_text(encoding="utf-8") != text:
-        with atomic_path(out) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+    with atomic_path(Path(args.out)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def cmd_train(args) -> None:
@@ -258,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, choices=["cpu", "cuda"])
     p = add("tasks", cmd_tasks, "list the registered tasks")
     p.add_argument("name", nargs="?", default=None)
-    p = add("params", cmd_params, "print the resolved settings and registered tasks (--out: write them only when changed)")
+    p = add("params", cmd_params, "print the resolved settings and the registered tasks (--out: write them to a file)")
     p.add_argument("--out", default=None)
     p = add("train", cmd_train, "train the span detector and AudioBERT (or its text-only twin) on a release")
     p.add_argument("release", help="a release folder or name (e.g. demo, official)")

@@ -132,7 +132,7 @@ def test_wheel_runs_the_pipeline_from_an_empty_folder(tmp_path):
     run("read", *corpus)
     run("extract", *corpus)
     run("measure", *corpus, "--workers", "1")
-    for stage in ("split", "pairs", "write", "filter"):
+    for stage in ("split", "pairs", "write", "filter", "index"):
         run(stage, *corpus)
     run("wiki", "--quiet")
     out = run("release", *corpus, "--releases", "releases")
