@@ -197,7 +197,7 @@ def paired_test(
 ) -> dict[str, float]:
     """Model A against model B on the same items: diff = metric(A) − metric(B), its paired cluster-bootstrap
     interval, the bootstrap p-value (two-sided: twice the smaller share of resamples with diff ≤ 0 or ≥ 0, capped
-    at 1) and, for accuracy, the exact McNemar p-value over items (b = A right and B wrong, c = the reverse)."""
+    at 1; NaN when the items form a single cluster) and, for accuracy, the exact McNemar p-value over items (b = A right and B wrong, c = the reverse)."""
     if not (len(gold) == len(pred_a) == len(pred_b)):
         raise ValueError(f"paired_test: {len(gold)} gold, {len(pred_a)} and {len(pred_b)} predicted")
     if not len(gold):
@@ -207,6 +207,8 @@ def paired_test(
     diffs = np.array([fn(g[ix], a[ix]) - fn(g[ix], b[ix]) for ix in _cluster_draws(clusters, len(g), n_boot, seed)])
     lo, hi = _interval(diffs, level)
     p = min(1.0, 2.0 * min(float((diffs <= 0).mean()), float((diffs >= 0).mean())))
+    if clusters is not None and len(set(clusters)) < 2:  # one cluster: every resample is the same, nothing is tested
+        p = float("nan")
     out = {"diff": fn(g, a) - fn(g, b), "ci_low": lo, "ci_high": hi, "p": p, "n": len(g)}
     if metric == "accuracy":
         ra, rb = a == g, b == g

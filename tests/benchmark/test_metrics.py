@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,15 @@ def test_mcnemar_exact_on_a_whole_wiki_split():
     (z = 99 / sqrt(1100) = 2.985, two-sided p = 0.00284), which is within 1e-4 of the exact value at this n."""
     assert mcnemar_exact(1500, 1500) == 1.0
     assert mcnemar_exact(500, 600) == pytest.approx(0.00284, abs=1e-4)
+
+
+def test_paired_bootstrap_p_is_undefined_for_a_single_cluster():
+    """All items share one clip (a source-level loudness split): resampling cannot vary, so no bootstrap p (not 0)."""
+    gold = ["louder", "softer"] * 4
+    a, b = gold, ["louder"] * 8
+    r = paired_test(gold, a, b, "accuracy", clusters=[0] * 8)
+    assert r["diff"] == pytest.approx(0.5) and math.isnan(r["p"]) and r["mcnemar_p"] == pytest.approx(0.125)
+    assert paired_test(gold, a, b, "accuracy", clusters=list(range(8)))["p"] < 0.05
 
 
 def test_bootstrap_of_a_degenerate_split_is_a_point():
