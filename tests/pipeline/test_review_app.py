@@ -255,7 +255,7 @@ def test_reviewers_in_a_browser_and_back_into_the_release(build, server) -> None
             assert "ann – bob" in page.inner_text("#cohen")
             assert page.inner_text("#cohen .kappa") == "0.636"
             assert page.inner_text("#agreement-items") == "4"
-            if os.environ.get("AUDITORYBENCH_REVIEW_SCREENSHOT"):  # how docs/review.png is made
+            if os.environ.get("AUDITORYBENCH_REVIEW_SCREENSHOT"):  # how pipeline/review/screenshot.png is made
                 page.set_viewport_size({"width": 1100, "height": 760})
                 page.goto(f"{base}/item/{ann_items[2]}")
                 page.screenshot(path=os.environ["AUDITORYBENCH_REVIEW_SCREENSHOT"])
