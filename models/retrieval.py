@@ -38,6 +38,10 @@ __all__ = [
     "recall_at_k",
     "encode_sentences",
     "train_projection",
+    "IndexPlan",
+    "plan_index",
+    "ClipEmbedder",
+    "finish_index",
     "query_text",
     "DEMO_RETRIEVAL_NAME",
 ]
@@ -56,7 +60,9 @@ class IndexConfig:
     inject: str = f"ast:{PUBLISHED_AST}"  # ast:<id> | clap:<id> | aisfx | auto | retrieval (reuse the retrieval audio embedding)
     text_encoder: str = "minilm"  # demo model's frozen text side (hub id, path or 'minilm')
     proj_dim: int = 256
-    epochs: int = 200  # full-batch steps of the projection training
+    epochs: int = 200  # steps of the projection training (each a minibatch of batch_clips clips)
+    batch_clips: int = 1024  # clips per training step: the step's memory is O(batch_clips²), whatever the corpus size
+    recall_sample: int = 1000  # held-out clips recall@k is measured on (the first by hash): an O(sample²) matrix
     lr: float = 1e-2
     temperature: float = 0.07
     holdout_frac: float = 0.2
@@ -252,7 +258,8 @@ def train_projection(
     text_x: np.ndarray, audio_x: np.ndarray, pair_audio: np.ndarray, config: IndexConfig
 ) -> tuple[nn.Linear, nn.Linear]:
     """Two linear heads mapping text rows and audio rows into one space; row t of text_x is a caption of
-    audio row pair_audio[t]. Symmetric InfoNCE over the full batch (clips with several captions: one per step)."""
+    audio row pair_audio[t]. Symmetric InfoNCE over minibatches of config.batch_clips clips (clips with several
+    captions: one per step); with no more clips than that, every step sees them all (the full batch)."""
     g = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     t_head = nn.Linear(text_x.shape[1], config.proj_dim)
@@ -261,15 +268,17 @@ def train_projection(
     tx = torch.from_numpy(_standardise(text_x))
     ax = torch.from_numpy(_standardise(audio_x))
     owner = torch.from_numpy(pair_audio.astype(np.int64))
-    by_clip = [torch.nonzero(owner == j).flatten() for j in range(len(audio_x))]
+    order = torch.argsort(owner, stable=True)  # caption rows grouped by clip, ascending within each (O(n log n))
+    by_clip = list(torch.split(order, torch.bincount(owner, minlength=len(audio_x)).tolist()))
     has = [j for j in range(len(audio_x)) if len(by_clip[j])]
-    clips = torch.tensor(has)
+    batch = max(2, int(config.batch_clips))
     for _ in range(config.epochs):
-        pick = torch.stack([by_clip[j][torch.randint(len(by_clip[j]), (1,), generator=g)][0] for j in has])
+        step = has if len(has) <= batch else [has[i] for i in sorted(torch.randperm(len(has), generator=g)[:batch].tolist())]
+        pick = torch.stack([by_clip[j][torch.randint(len(by_clip[j]), (1,), generator=g)][0] for j in step])
         te = F.normalize(t_head(tx[pick]), dim=-1)
-        ae = F.normalize(a_head(ax[clips]), dim=-1)
+        ae = F.normalize(a_head(ax[torch.tensor(step)]), dim=-1)
         logits = te @ ae.T / config.temperature
-        target = torch.arange(len(has))
+        target = torch.arange(len(step))
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
         opt.zero_grad()
         loss.backward()
@@ -301,88 +310,122 @@ def _trim(audio: np.ndarray, sr: int, max_s: float) -> np.ndarray:
     return np.asarray(audio, dtype=np.float32)[: int(max_s * sr)]
 
 
-def _try_local(spec: str, device: str, notes: list[str]):
-    """Load 'clap:<id>' / 'ast:<id>' from a local path or the hub cache only; None (with a note) when not there."""
+def _try_local(spec: str, device: str, notes: list[str]) -> bool:
+    """Whether 'clap:<id>' / 'ast:<id>' loads from a local path or the hub cache only (else a note is added)."""
     from models.audio_encoders import load_audio_encoder
 
     try:
-        return load_audio_encoder(spec, device=device, local_only=True)
+        load_audio_encoder(spec, device=device, local_only=True)
+        return True
     except ModelLoadError as e:
         notes.append(f"{spec} not available offline ({str(e)[:160]}); using the fallback")
-        return None
+        return False
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """Which encoders an index needs, resolved once in the driver (auto → what is available offline)."""
+
+    retrieval: str  # clap | demo
+    retrieval_spec: str  # the audio encoder of the retrieval side: clap:<id> or aisfx
+    inject_spec: str  # the injection encoder; "" = reuse the retrieval embedding
+    inject_desc: str
+    local_only: tuple[str, ...] = ()  # specs resolved from `auto`: load from local files only
+    notes: tuple[str, ...] = ()
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        """The encoders every clip goes through (each once)."""
+        return tuple(dict.fromkeys(s for s in (self.retrieval_spec, self.inject_spec) if s))
+
+
+def plan_index(config: IndexConfig) -> IndexPlan:
+    notes: list[str] = []
+    local: list[str] = []
+    retrieval = config.retrieval
+    if retrieval == "auto":
+        spec = f"clap:{PUBLISHED_CLAP}"
+        if _try_local(spec, config.device, notes):
+            retrieval, r_spec = "clap", spec
+            local.append(spec)
+        else:
+            retrieval, r_spec = "demo", "aisfx"
+    elif retrieval.startswith("clap:"):
+        retrieval, r_spec = "clap", retrieval
+    elif retrieval == "demo":
+        r_spec = "aisfx"
+    else:
+        raise UnknownNameError(f"index retrieval {config.retrieval!r}: expected clap:<id or path>, demo or auto")
+    r_desc = r_spec if retrieval == "clap" else DEMO_RETRIEVAL_NAME
+    inject = config.inject
+    if inject == "auto":
+        spec = f"ast:{PUBLISHED_AST}"
+        if _try_local(spec, config.device, notes):
+            i_spec, i_desc = spec, spec
+            local.append(spec)
+        else:
+            i_spec, i_desc = "aisfx", "aisfx"
+    elif inject == "retrieval":
+        i_spec, i_desc = "", f"retrieval:{r_desc}"
+    else:
+        i_spec, i_desc = inject, inject
+    return IndexPlan(retrieval, r_spec, i_spec, i_desc, tuple(local), tuple(notes))
+
+
+class ClipEmbedder:
+    """The per-clip work of the index: every encoder of a plan, loaded once (one per worker process or Ray actor).
+    `embed(audio: float32[samples] mono, sr Hz)` → {encoder spec: float32[d]}, audio beyond max_audio_s ignored."""
+
+    def __init__(self, plan: IndexPlan, config: IndexConfig):
+        from models.audio_encoders import load_audio_encoder
+
+        self.max_audio_s = config.max_audio_s
+        self.encoders = {s: load_audio_encoder(s, device=config.device, local_only=True if s in plan.local_only else None)
+                         for s in plan.specs}
+
+    def embed(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+        a = _trim(audio, sr, self.max_audio_s)
+        return {s: np.asarray(enc.encode([a], sr)[0], dtype=np.float32) for s, enc in self.encoders.items()}
 
 
 def build_index(
     clips: Sequence[tuple[str, np.ndarray, int, str]], config: IndexConfig | None = None, quiet: bool = True
 ) -> AudioIndex:
     """Embed clips (clip_id, float32[samples] mono, sr Hz, caption text — several texts split by newlines)
-    for retrieval and injection. With the demo retrieval model, train it first (held-out clips excluded)."""
+    for retrieval and injection. With the demo retrieval model, train it first (held-out clips excluded).
+    In memory: for a corpus, the index stage maps `ClipEmbedder` over the clips and calls `finish_index`."""
     from tqdm import tqdm
-
-    from models.audio_encoders import AisfxEncoder, load_audio_encoder
 
     config = config or IndexConfig()
     if not clips:
         raise InputError("build_index: no clips")
-    notes: list[str] = []
-    ids = [c[0] for c in clips]
-    captions = [str(c[3]) for c in clips]
-    trimmed = [(_trim(a, sr, config.max_audio_s), sr) for _, a, sr, _ in clips]
+    plan = plan_index(config)
+    embedder = ClipEmbedder(plan, config)
+    rows = [embedder.embed(a, sr) for _, a, sr, _ in tqdm(clips, desc="embed", disable=quiet)]
+    raw = {s: np.stack([r[s] for r in rows]).astype(np.float32) for s in plan.specs}
+    return finish_index([c[0] for c in clips], [str(c[3]) for c in clips], raw, plan, config)
 
-    def embed(encoder) -> np.ndarray:
-        rows = []
-        for a, sr in tqdm(trimmed, desc=f"embed {encoder.name}", disable=quiet):
-            rows.append(encoder.encode([a], sr)[0])
-        return np.stack(rows).astype(np.float32)
 
-    # retrieval side
-    retrieval = config.retrieval
-    clap = None
-    if retrieval == "auto":
-        clap = _try_local(f"clap:{PUBLISHED_CLAP}", config.device, notes)
-        retrieval = "clap" if clap is not None else "demo"
-    elif retrieval.startswith("clap:"):
-        clap = load_audio_encoder(retrieval, device=config.device)
-        retrieval = "clap"
-    elif retrieval != "demo":
-        raise UnknownNameError(f"index retrieval {config.retrieval!r}: expected clap:<id or path>, demo or auto")
-
-    cache: dict[str, np.ndarray] = {}
-    metrics: dict = {}
+def finish_index(ids: list[str], captions: list[str], raw: dict[str, np.ndarray], plan: IndexPlan,
+                 config: IndexConfig) -> AudioIndex:
+    """The index from per-clip raw embeddings ({spec: float32[n, d]}, rows in ids order): trains the demo
+    retrieval model (or measures CLAP's recall) and picks the injection embeddings."""
+    if not ids:
+        raise InputError("build_index: no clips")
     text_head = None
-    if retrieval == "clap":
-        r_emb = embed(clap)
-        cache["clap"] = r_emb
-        text_side = {"kind": "clap", "name": clap.name}
-        r_desc = f"clap:{clap.name}"
-        metrics = _clap_recall(clap, ids, captions, r_emb, config)
+    if plan.retrieval == "clap":
+        r_emb = raw[plan.retrieval_spec]
+        name = plan.retrieval_spec.split(":", 1)[1]
+        text_side = {"kind": "clap", "name": name}
+        metrics = _clap_recall(name, ids, captions, r_emb, config)
     else:
-        aisfx = AisfxEncoder.from_checkpoint(device=config.device)
-        a_raw = embed(aisfx)
-        cache["aisfx"] = a_raw
-        text_head, r_emb, metrics = _train_demo(ids, captions, a_raw, config)
-        text_side = {"kind": "demo", "encoder": config.text_encoder, "audio_encoder": aisfx.name}
-        r_desc = DEMO_RETRIEVAL_NAME
-
-    # injection side
-    inject = config.inject
-    if inject == "auto":
-        ast = _try_local(f"ast:{PUBLISHED_AST}", config.device, notes)
-        if ast is not None:
-            i_emb, i_desc = embed(ast), f"ast:{ast.name}"
-        else:
-            enc = AisfxEncoder.from_checkpoint(device=config.device) if "aisfx" not in cache else None
-            i_emb = cache.get("aisfx") if enc is None else embed(enc)
-            i_desc = "aisfx"
-    elif inject == "retrieval":
-        i_emb, i_desc = r_emb, f"retrieval:{r_desc}"
-    elif inject == "aisfx" and "aisfx" in cache:
-        i_emb, i_desc = cache["aisfx"], "aisfx"
-    else:
-        enc = load_audio_encoder(inject, device=config.device)
-        i_emb, i_desc = embed(enc), inject
-    models = {"retrieval": r_desc, "inject": i_desc, "text_side": text_side, "notes": notes, "config": _jsonable(asdict(config))}
-    return AudioIndex(ids, captions, r_emb.astype(np.float32), i_emb.astype(np.float32), models, metrics, text_head)
+        text_head, r_emb, metrics = _train_demo(ids, captions, raw["aisfx"], config)
+        text_side = {"kind": "demo", "encoder": config.text_encoder, "audio_encoder": "aisfx-x-sequential-ce"}
+    i_emb = raw[plan.inject_spec] if plan.inject_spec else r_emb
+    r_desc = plan.retrieval_spec if plan.retrieval == "clap" else DEMO_RETRIEVAL_NAME
+    models = {"retrieval": r_desc, "inject": plan.inject_desc, "text_side": text_side, "notes": list(plan.notes),
+              "config": _jsonable(asdict(config))}
+    return AudioIndex(list(ids), list(captions), r_emb.astype(np.float32), i_emb.astype(np.float32), models, metrics, text_head)
 
 
 def _jsonable(d: dict) -> dict:
@@ -418,22 +461,33 @@ def _train_demo(ids, captions, audio_raw: np.ndarray, config: IndexConfig):
         r_emb = F.normalize(a_head(torch.from_numpy(audio_raw)), dim=-1).numpy()
         t_emb = F.normalize(t_head(torch.from_numpy(t_raw)), dim=-1).numpy()
     metrics = {"n_heldout": int(held.sum()), "n_train": int(len(train_clips)), "model": DEMO_RETRIEVAL_NAME}
-    if held.sum() >= 2:
+    sample = _recall_sample(ids, np.flatnonzero(held), config)
+    if len(sample) >= 2:
         first = {}
         for t, j in enumerate(owner):
             first.setdefault(j, t)  # each held-out clip queried by its first caption
-        hq = [first[j] for j in np.flatnonzero(held)]
-        metrics.update(recall_at_k(t_emb[hq], r_emb[held], config.ks))
-        metrics["chance@1"] = float(1.0 / held.sum())
+        hq = [first[j] for j in sample]
+        metrics.update(recall_at_k(t_emb[hq], r_emb[sample], config.ks))
+        metrics["chance@1"] = float(1.0 / len(sample))
+        metrics["n_recall_sample"] = int(len(sample))
     return t_head, r_emb.astype(np.float32), metrics
 
 
-def _clap_recall(clap, ids, captions, r_emb: np.ndarray, config: IndexConfig) -> dict:
-    """CLAP is not trained here, so every clip counts as held out: recall@k of first captions over the whole index."""
-    from models.loading import load_tokenizer
+def _recall_sample(ids, rows: np.ndarray, config: IndexConfig) -> np.ndarray:
+    """At most config.recall_sample of the given rows (the first by a hash of the clip id), in row order: recall@k
+    costs an O(sample²) matrix whatever the corpus size, and the sample does not depend on row order."""
+    if len(rows) <= config.recall_sample:
+        return np.asarray(rows, dtype=np.int64)
+    h = np.array([unit_interval(ids[j], f"retrieval-recall-{config.seed}") for j in rows])
+    return np.sort(np.asarray(rows)[np.argsort(h, kind="stable")[: config.recall_sample]])
 
-    side = _ClapTextSide(clap.name, device=config.device, model=clap.model, tokenizer=load_tokenizer(clap.name))
-    t = side([_clip_texts(c)[0] for c in captions])
-    out = {"n_heldout": len(ids), "model": f"clap:{clap.name}"}
-    out.update(recall_at_k(t, r_emb, config.ks))
+
+def _clap_recall(name: str, ids, captions, r_emb: np.ndarray, config: IndexConfig) -> dict:
+    """CLAP is not trained here, so every clip counts as held out: recall@k of first captions over a fixed-size
+    sample of the index (config.recall_sample clips)."""
+    side = _ClapTextSide(name, device=config.device)
+    sample = _recall_sample(ids, np.arange(len(ids)), config)
+    t = side([_clip_texts(captions[j])[0] for j in sample])
+    out = {"n_heldout": len(ids), "n_recall_sample": int(len(sample)), "model": f"clap:{name}"}
+    out.update(recall_at_k(t, r_emb[sample], config.ks))
     return out

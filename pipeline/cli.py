@@ -59,6 +59,7 @@ def context(args):
     options = {}
     if getattr(args, "fn", None) is cmd_stage:
         options = {_dest(f): getattr(args, _dest(f)) for f in get_stage(args.command).flags if not f.key}
+    options["engine"] = getattr(args, "engine", None) or "local"  # a run option: never in a key (same bytes either way)
     return Context(corpus=args.corpus, corpus_id=args.corpus_id or "", build_root=Path(args.build_root),
                    releases=Path(args.releases), params_path=args.params, meta=args.meta, overrides=_overrides(args),
                    options=options, quiet=args.quiet)
@@ -227,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--releases", default=os.environ.get("AUDITORYBENCH_RELEASES", "releases"))
             p.add_argument("--llm", default=None, choices=["rules", "openai"], help="backend of extract and write")
             p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a setting (repeatable)")
+            p.add_argument("--engine", default=os.environ.get("AUDITORYBENCH_ENGINE") or "local", choices=["local", "ray"],
+                           help="what maps the per-clip work of read, measure and index: the local process pool or Ray Data "
+                                "($RAY_ADDRESS: a running cluster); the outputs are the same bytes, so it is not in any key")
         return p
 
     # the stages: one subcommand each, generated from their declarations (pipeline/contract.py)

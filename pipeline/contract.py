@@ -178,7 +178,8 @@ _TRAIN_FLAGS = (
 
 STAGES: tuple[Stage, ...] = (
     Stage("read", "read tar shards (or an extracted folder) + meta CSV into the clip table",
-          inputs={}, outputs=("clips.parquet", "rejects.parquet"), sections=("read",), external=_read_inputs),
+          inputs={}, outputs=("clips.parquet", "rejects.parquet"), sections=("read",), external=_read_inputs,
+          flags=(flag("--workers", type=int, help="processes or Ray actors reading shards (default: all cores)"),)),
     Stage("extract", "categorise clips and write animal items (rules or LLM backend)",
           inputs={"clips": "read/clips.parquet"}, outputs=("categories.parquet", "animal_items.parquet", "rejects.parquet"),
           sections=("extract",), identity=_llm_identity("extract"),
@@ -191,7 +192,7 @@ STAGES: tuple[Stage, ...] = (
                  flag("--cross-check", key="cross_check", section="measure", action="store_true", default=None,
                       help="run a second estimator and flag disagreements"),
                  flag("--device", key="device", section="measure", choices=["cpu", "cuda"]),
-                 flag("--workers", type=int, help="processes (default: all cores)"))),
+                 flag("--workers", type=int, help="processes or Ray actors (default: all cores)"))),
     Stage("split", "assign clips to train/dev/test by hashing audio-content groups",
           inputs={"clips": "read/clips.parquet", "measure_rejects": "measure/rejects.parquet"},
           outputs=("clip_splits.parquet",), sections=("split",),
@@ -219,6 +220,7 @@ STAGES: tuple[Stage, ...] = (
                   "measure_rejects": "measure/rejects.parquet"},
           outputs=("audio_index", "rejects.parquet"), sections=("index",), identity=_index_identity,
           flags=(flag("--device", key="device", section="index", choices=["cpu", "cuda"]),
+                 flag("--workers", type=int, help="processes or Ray actors embedding clips (default: all cores)"),
                  flag("source", nargs="?", default=None, help="with --out: the corpus (folder or glob of tar shards) to index"),
                  flag("--out", help="write a standalone index of any corpus here (read + index), for train/eval --index DIR"))),
     Stage("release", "write the versioned release with its data card, and validate it",

@@ -26,7 +26,7 @@ from benchmark.hashing import sha256_bytes
 from benchmark.schema import COLUMNS, license_kind
 from pipeline.stage import ResultStore, StageRun, log
 
-__all__ = ["read_clip_bytes", "find_shards", "find_meta_csv", "read_meta", "read_shard", "read_loose", "read_stage", "read_inputs", "corpus_name"]
+__all__ = ["read_clip_bytes", "find_shards", "find_meta_csv", "read_meta", "read_shard", "read_shard_job", "read_loose", "read_stage", "read_inputs", "corpus_name"]
 
 AUDIO_EXTS = (".flac", ".wav", ".mp3", ".ogg")
 
@@ -245,6 +245,12 @@ def read_shard(root: Path, shard: Path, source: str, meta_rows: dict, quiet: boo
     return clips, rejects
 
 
+def read_shard_job(shard: str, root: str, source: str, meta_rows: dict) -> dict:
+    """One shard → {"clips": rows, "rejects": rows}: a pure function of its arguments (any worker process)."""
+    clips, rejects = read_shard(Path(root), Path(shard), source, meta_rows)
+    return {"clips": clips, "rejects": rejects}
+
+
 def read_loose(root: Path, source: str, meta_rows: dict) -> tuple[list[dict], list[dict]]:
     """An extracted folder of `<id>.flac` + `<id>.json` files."""
     clips, rejects = [], []
@@ -304,9 +310,11 @@ def read_inputs(corpus: str | Path, meta: str | Path | None = None) -> dict[str,
 
 
 def read_stage(corpus: str | Path, build_dir: Path, params: dict, meta: str | Path | None = None, quiet: bool = False,
-               key: dict | None = None) -> dict:
-    """Read a corpus into build_dir/read/clips.parquet + rejects.parquet. Finished shards are kept in a result store,
-    so a killed read resumes at the first unfinished shard. key: the stage's freshness key (pipeline.contract)."""
+               key: dict | None = None, engine: str = "local", workers: int | None = None) -> dict:
+    """Read a corpus into build_dir/read/clips.parquet + rejects.parquet. Shards are read by `read_shard_job` mapped
+    by the engine (pipeline.engines: local process pool or Ray Data; workers: processes or actors, default all
+    cores); finished shards are kept in a result store, so a killed read resumes with the unfinished shards.
+    key: the stage's freshness key (pipeline.contract)."""
     root, shards = find_shards(corpus)
     inputs = read_inputs(corpus, meta or params.get("meta"))
     meta_path = inputs.get("meta_csv")
@@ -320,17 +328,24 @@ def read_stage(corpus: str | Path, build_dir: Path, params: dict, meta: str | Pa
     rejects: list[dict] = []
     computed = 0
     if shards:
+        from pipeline.engines import PerUnit, map_units
+
         store = ResultStore(run.path("progress.sqlite"))
         fps = run.input_fingerprints()
-        for shard in tqdm(shards, desc="read shards", unit="shard", disable=quiet):
+        keys = []
+        for shard in shards:
             name = f"shard:{shard.relative_to(root) if shard.is_relative_to(root) else shard}"
-            key = f"{fps[name]}:{source}:{fps.get('meta_csv', '')}"
+            keys.append(f"{fps[name]}:{source}:{fps.get('meta_csv', '')}")
+        todo = [i for i, key in enumerate(keys) if key not in store]
+        bar = tqdm(total=len(todo), desc=f"read shards ({engine})", unit="shard", disable=quiet)
+        for j, result in map_units(PerUnit(read_shard_job, (str(root), source, meta_rows)), [(str(shards[i]),) for i in todo],
+                                   engine=engine, workers=workers, batch_size=1):
+            store.put(keys[todo[j]], result)  # a finished shard survives a killed run
+            computed += 1
+            bar.update()
+        bar.close()
+        for key in keys:  # shard order, whatever order they finished in
             done = store.get(key)
-            if done is None:
-                c, r = read_shard(root, shard, source, meta_rows, quiet=quiet)
-                store.put(key, {"clips": c, "rejects": r})
-                computed += 1
-                done = {"clips": c, "rejects": r}
             clips.extend(done["clips"])
             rejects.extend(done["rejects"])
         store.close()

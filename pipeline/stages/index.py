@@ -26,7 +26,7 @@ from benchmark.hashing import atomic_path, stable_hash
 from benchmark.schema import COLUMNS, Reject
 from pipeline.stage import StageRun, log
 
-__all__ = ["index_stage", "index_corpus", "clip_texts", "run"]
+__all__ = ["index_stage", "index_corpus", "clip_texts", "EmbedClips", "run"]
 
 def _decode_sr_hz(config) -> int:
     """Decode once, at the rate of the encoder that sees the most audio: 48 kHz for CLAP, else aisfx's 44.1 kHz."""
@@ -44,13 +44,52 @@ def clip_texts(row: dict, source_name: str = "") -> str:
     return "\n".join(texts)
 
 
-def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = False, key: dict | None = None) -> dict:
-    """Build build_dir/index/audio_index/ from the clips of the read stage; return the stage manifest."""
+class EmbedClips:
+    """The factory of the index's batch function (pipeline.engines): a worker builds the plan's encoders once, then
+    maps clip locations (clip_id, shard, member, offset, size) to {"emb": {spec: float32[d]}} or {"reject", "detail"}.
+    One torch thread per worker while embedding, whatever the engine, so the floats do not depend on it."""
+
+    def __init__(self, corpus_root: str, sr_hz: int, plan, config):
+        self.corpus_root, self.sr_hz, self.plan, self.config = corpus_root, sr_hz, plan, config
+
+    def __call__(self):
+        from models.retrieval import ClipEmbedder
+
+        embedder = ClipEmbedder(self.plan, self.config)
+        return lambda units: [self._one(embedder, *u) for u in units]
+
+    def _one(self, embedder, clip_id: str, shard: str, member: str, offset: int, size: int) -> dict:
+        import torch
+
+        from pipeline.measure.audio import load_audio_bytes
+        from pipeline.reader import read_clip_bytes
+
+        try:
+            data = read_clip_bytes(self.corpus_root, shard, member, int(offset), int(size))
+            audio, _, _ = load_audio_bytes(data, self.sr_hz, max_duration_s=None)
+        except (InputError, OSError, ValueError, RuntimeError) as e:  # one clip's failure is a reject row, with its reason
+            return {"reject": str(getattr(e, "reason", None) or type(e).__name__), "detail": str(e)[:200]}
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return {"emb": embedder.embed(audio, self.sr_hz)}
+        finally:
+            torch.set_num_threads(threads)
+
+
+def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = False, key: dict | None = None,
+                engine: str = "local", workers: int | None = None) -> dict:
+    """Build build_dir/index/audio_index/ from the clips of the read stage; return the stage manifest.
+
+    The per-clip work (read, decode, embed: `EmbedClips`) is mapped by the engine (local process pool or Ray Data,
+    workers: processes or actors; a Ray actor asks for a GPU with device: cuda); no clip's audio outlives its
+    embedding. Embeddings arrive in any order and are written in place, a row at a time, into memory-mapped scratch
+    files; the index is assembled from them in clip order, so its bytes do not depend on the engine."""
+    import numpy as np
     from tqdm import tqdm
 
-    from models.retrieval import IndexConfig, build_index
-    from pipeline.measure.audio import load_audio_bytes
-    from pipeline.reader import read_clip_bytes
+    from models.retrieval import IndexConfig, finish_index, plan_index
+    from pipeline.engines import map_units
 
     build_dir, corpus_root = Path(build_dir), Path(corpus_root)
     clips_path = build_dir / "read" / "clips.parquet"
@@ -68,41 +107,63 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         return run.previous()
 
     config = IndexConfig.from_params(params)
+    plan = plan_index(config)
     sr_hz = _decode_sr_hz(config)
-    clips = pd.read_parquet(clips_path)
+    clips = pd.read_parquet(clips_path, columns=["clip_id", "shard", "member", "offset", "size", "captions", "title"])
     source = {}
     if cats_path.exists():
-        cats = pd.read_parquet(cats_path)
+        cats = pd.read_parquet(cats_path, columns=["clip_id", "source_name"])
         source = dict(zip(cats["clip_id"], cats["source_name"].fillna("").astype(str)))
     skip = set()
     if rej_path.exists():
-        skip = set(pd.read_parquet(rej_path)["key"].astype(str))
-    rejects: list[dict] = []
-    batch = []
-    for row in tqdm(clips.to_dict(orient="records"), desc="index: decode", disable=quiet):
-        cid = row["clip_id"]
-        if cid in skip:
-            rejects.append(Reject(stage="index", key=cid, reason="rejected_by_measure").model_dump())
-            continue
-        try:
-            data = read_clip_bytes(corpus_root, row["shard"], row["member"], int(row["offset"]), int(row["size"]))
-            audio, _, _ = load_audio_bytes(data, sr_hz, max_duration_s=None)
-        except (InputError, OSError, ValueError, RuntimeError) as e:  # one clip's failure is a reject row, with its reason
-            reason = getattr(e, "reason", None) or type(e).__name__
-            rejects.append(Reject(stage="index", key=cid, reason=str(reason), detail=str(e)[:200]).model_dump())
-            continue
-        batch.append((cid, audio[: int(config.max_audio_s * sr_hz)], sr_hz, clip_texts(row, source.get(cid, ""))))
-    if not batch:
-        raise InputError(f"{clips_path}: no clip could be decoded for the index")
-    index = build_index(batch, config, quiet=quiet)
+        skip = set(pd.read_parquet(rej_path, columns=["key"])["key"].astype(str))
+    rejects: dict[int, dict] = {}
+    units = []
+    for i, row in enumerate(clips.itertuples(index=False)):
+        if row.clip_id in skip:
+            rejects[i] = Reject(stage="index", key=row.clip_id, reason="rejected_by_measure").model_dump()
+        else:
+            units.append((i, (row.clip_id, row.shard, row.member, int(row.offset), int(row.size))))
+    scratch = run.path(".scratch")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    arrays: dict[str, np.ndarray] = {}
+    ok = np.zeros(len(clips), dtype=bool)
+    num_gpus = 1.0 if config.device == "cuda" else 0.0
+    bar = tqdm(total=len(units), desc=f"index: embed ({engine})", unit="clip", disable=quiet)
+    try:
+        for j, res in map_units(EmbedClips(str(corpus_root), sr_hz, plan, config), [u for _, u in units], engine=engine,
+                                workers=workers, batch_size=4, num_gpus=num_gpus):
+            i = units[j][0]
+            bar.update()
+            if "reject" in res:
+                rejects[i] = Reject(stage="index", key=clips["clip_id"].iat[i], reason=res["reject"], detail=res["detail"]).model_dump()
+                continue
+            for spec, vec in res["emb"].items():
+                if spec not in arrays:
+                    arrays[spec] = np.lib.format.open_memmap(scratch / f"{len(arrays)}.npy", mode="w+", dtype=np.float32,
+                                                             shape=(len(clips), len(vec)))
+                arrays[spec][i] = vec
+            ok[i] = True
+        bar.close()
+        kept = np.flatnonzero(ok)
+        if not len(kept):
+            raise InputError(f"{clips_path}: no clip could be decoded for the index")
+        ids = clips["clip_id"].to_numpy()[kept].tolist()
+        texts = [clip_texts(clips.iloc[i].to_dict(), source.get(clips["clip_id"].iat[i], "")) for i in kept]
+        index = finish_index(ids, texts, {s: np.asarray(a[kept]) for s, a in arrays.items()}, plan, config)
+    finally:
+        arrays.clear()
+        shutil.rmtree(scratch, ignore_errors=True)
     read = json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8")) if (build_dir / "read" / "manifest.json").exists() else {}
     index.models["corpus"] = {"id": build_dir.name, "fingerprint": stable_hash(read.get("inputs") or {}, n=64), "clips": len(index)}
     out = run.path("audio_index")
     index.save(out)
     for f in sorted(out.iterdir()):
         run.record_output(f"audio_index/{f.name}")
-    run.write_table("rejects.parquet", pd.DataFrame(rejects, columns=COLUMNS["rejects"]))
-    counts = {"kept": len(index), "rejected": _by_reason(rejects)}
+    rej_rows = [rejects[i] for i in sorted(rejects)]
+    run.write_table("rejects.parquet", pd.DataFrame(rej_rows, columns=COLUMNS["rejects"]))
+    counts = {"kept": len(index), "rejected": _by_reason(rej_rows)}
     if not quiet:
         log(f"[index] retrieval {index.models['retrieval']}, inject {index.models['inject']}: {index.metrics}")
     return run.finish(counts, extra={"models": index.models, "retrieval_metrics": index.metrics})
@@ -124,7 +185,8 @@ def run(ctx) -> dict:
         return json.loads((out / "index.json").read_text(encoding="utf-8"))
     if ctx.options.get("source"):
         raise InputError("index CORPUS needs --out DIR (without --out, the build's index stage indexes --corpus)")
-    return index_stage(ctx.build_dir, ctx.corpus_root(), ctx.section("index"), quiet=ctx.quiet, key=ctx.key("index"))
+    return index_stage(ctx.build_dir, ctx.corpus_root(), ctx.section("index"), quiet=ctx.quiet, key=ctx.key("index"),
+                       engine=ctx.options.get("engine") or "local", workers=ctx.options.get("workers"))
 
 
 def index_corpus(corpus: str | Path, out_dir: str | Path, read_params: dict, index_params: dict,

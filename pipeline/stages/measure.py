@@ -4,16 +4,13 @@ why it is unpitched (unpitched_reason: "" when pitched; no_voiced | few_voiced |
 passes_disagree).
 
 Each unique audio (by audio_sha256) is measured once per params, by a module-level pure worker
-(`measure_clip_job`) mapped over a process pool; results go into a ResultStore as they arrive, so a killed run
+(`measure_clip_job`) mapped by an engine (pipeline.engines: the local process pool, or Ray Data); results go into a ResultStore as they arrive, so a killed run
 resumes computing only what is missing and a rerun with new shards measures only the new audio.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +19,7 @@ from tqdm import tqdm
 from benchmark.errors import InputError
 from benchmark.hashing import sha256_bytes, stable_hash
 from benchmark.schema import COLUMNS, Measurement, Reject
+from pipeline.engines import PerUnit, map_units
 from pipeline.measure.audio import AudioRejected
 from pipeline.measure.measurement import NOTE_FIELDS, measure_audio_bytes
 from pipeline.stage import ResultStore, StageRun
@@ -61,43 +59,28 @@ def _unit_id(row) -> str:
     return row.audio_sha256 or f"at:{row.shard}:{row.member}:{row.offset}:{row.size}"
 
 
-def _run_jobs(jobs: dict[str, tuple], params: dict, store: ResultStore, workers: int, quiet: bool) -> int:
-    """Compute every job (key -> clip location), putting each result into the store as it arrives."""
-    bar = tqdm(total=len(jobs), desc="measure", unit="clip", disable=quiet)
+def _run_jobs(jobs: dict[str, tuple], params: dict, store: ResultStore, workers: int | None, quiet: bool,
+              engine: str = "local") -> int:
+    """Compute every job (key -> clip location) on the engine, putting each result into the store as it arrives."""
+    keys = list(jobs)
+    num_gpus = 1.0 if str(params.get("device", "cpu")) == "cuda" and str(params.get("estimator", "")).startswith("crepe") else 0.0
+    bar = tqdm(total=len(jobs), desc=f"measure ({engine})", unit="clip", disable=quiet)
     done = 0
-    if workers <= 1 or len(jobs) <= 1:
-        for key, loc in jobs.items():
-            store.put(key, measure_clip_job(*loc, params))
-            done += 1
-            bar.update()
-        bar.close()
-        return done
-    items = iter(jobs.items())
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-        pending: dict = {}
-        while True:
-            while len(pending) < 4 * workers:
-                nxt = next(items, None)
-                if nxt is None:
-                    break
-                key, loc = nxt
-                pending[pool.submit(measure_clip_job, *loc, params)] = key
-            if not pending:
-                break
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                store.put(pending.pop(fut), fut.result())
-                done += 1
-                bar.update()
+    for i, result in map_units(PerUnit(measure_clip_job, (params,)), [jobs[k] for k in keys], engine=engine,
+                               workers=workers, batch_size=4, num_gpus=num_gpus):
+        store.put(keys[i], result)
+        done += 1
+        bar.update()
     bar.close()
     return done
 
 
 def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int | None = None, quiet: bool = False,
-                  key: dict | None = None) -> dict:
+                  key: dict | None = None, engine: str = "local") -> dict:
     """Measure every clip of build_dir/read/clips.parquet; write build_dir/measure/{measurements,rejects}.parquet.
 
-    params: the `measure` section of params.yaml. workers: processes (default os.cpu_count(); 1 = in-process).
+    params: the `measure` section of params.yaml. workers: processes or Ray actors (default os.cpu_count(); 1 with
+    the local engine = in-process). engine: local | ray (pipeline.engines; the outputs are the same bytes).
     Returns the manifest (counts kept / rejected by reason; extra: estimators, per-estimator counts, computed /
     from_cache units). Bad audio becomes reject rows, never a crash.
     """
@@ -119,7 +102,7 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
             if key not in jobs and key not in store:
                 jobs[key] = (str(corpus_root), row.shard, row.member, int(row.offset), int(row.size))
         n_units = len(set(keys))
-        computed = _run_jobs(jobs, params, store, workers or os.cpu_count() or 1, quiet)
+        computed = _run_jobs(jobs, params, store, workers, quiet, engine)
         rows, notes, rejects = [], [], []
         for row, key in zip(clips.itertuples(index=False), keys):
             res = store.get(key)
@@ -158,4 +141,4 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
 
 def run(ctx) -> dict:
     return measure_stage(ctx.build_dir, ctx.corpus_root(), ctx.section("measure"), workers=ctx.options.get("workers"),
-                         quiet=ctx.quiet, key=ctx.key("measure"))
+                         quiet=ctx.quiet, key=ctx.key("measure"), engine=ctx.options.get("engine") or "local")

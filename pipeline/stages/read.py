@@ -8,4 +8,5 @@ __all__ = ["run"]
 
 
 def run(ctx) -> dict:
-    return read_stage(ctx.corpus, ctx.build_dir, ctx.section("read"), meta=ctx.meta, quiet=ctx.quiet, key=ctx.key("read"))
+    return read_stage(ctx.corpus, ctx.build_dir, ctx.section("read"), meta=ctx.meta, quiet=ctx.quiet, key=ctx.key("read"),
+                      engine=ctx.options.get("engine") or "local", workers=ctx.options.get("workers"))
