@@ -18,6 +18,7 @@ its own queues (results are consumed as they come, never collected whole).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
@@ -97,8 +98,8 @@ def _map_local(factory: Factory, units: Sequence[Any], workers: int, batch_size:
         for start, batch in _batches(units, batch_size):
             yield from _check(start, batch, fn(batch))
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(factory,)) as pool:
+    with _one_thread_each(), ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                                 initializer=_init_worker, initargs=(factory,)) as pool:
         batches = _batches(units, batch_size)
         pending: dict = {}
         while True:
@@ -114,6 +115,25 @@ def _map_local(factory: Factory, units: Sequence[Any], workers: int, batch_size:
                 batch = pending.pop(fut)
                 start, results = fut.result()
                 yield from _check(start, batch, results)
+
+
+@contextlib.contextmanager
+def _one_thread_each() -> Iterator[None]:
+    """Pool processes start with one BLAS/OpenMP thread each, as Ray's one-CPU actors do: the workers share the
+    cores, and a torch encoder's floats are the same bits on either engine."""
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def _check(start: int, batch: list, results: list) -> Iterator[tuple[int, Any]]:
