@@ -14,7 +14,9 @@
 # Variables: CORPUS=<folder or glob of tar shards> (default: the embedded demo corpus), META=<*_meta.csv>,
 #            CORPUS_ID=<name> (default: demo, or the corpus folder's name + a fingerprint of its shard list),
 #            LLM=rules|openai, VERSION=<release version>, SET='section.key=value ...' (any setting), QUIET=1,
-#            DEMO_SIZE=<clips in the demo corpus>.
+#            DEMO_SIZE=<clips in the demo corpus>, ENGINE=local|ray (what maps the per-clip work of read, measure and
+#            index: the local process pool, or Ray Data on a local Ray / the cluster at $RAY_ADDRESS; same bytes either
+#            way, so it is in no freshness key).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -30,6 +32,7 @@ META ?=
 LLM ?=
 VERSION ?=
 SET ?=
+ENGINE ?= local
 PRESET ?= demo
 BUILD_ROOT ?= build
 RELEASES ?= releases
@@ -38,7 +41,7 @@ Q := $(if $(QUIET),--quiet,)
 comma := ,
 # every stage and `plan` get the same arguments, so they resolve the same settings and the same keys
 ARGS = --corpus '$(CORPUS)' $(if $(CORPUS_ID),--corpus-id $(CORPUS_ID)) --build-root $(BUILD_ROOT) --releases $(RELEASES) \
-       $(if $(META),--meta '$(META)') $(if $(LLM),--llm $(LLM)) --set train.preset=$(PRESET) \
+       $(if $(META),--meta '$(META)') $(if $(LLM),--llm $(LLM)) --engine $(ENGINE) --set train.preset=$(PRESET) \
        $(if $(VERSION),--set release.version=$(VERSION)) $(foreach s,$(SET),--set '$(s)')
 STAGE = $(AB) $(1) $(ARGS) $(Q)
 

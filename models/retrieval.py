@@ -202,6 +202,16 @@ class AudioIndex:
     def search(self, texts: Sequence[str], k: int = 1) -> list[list[Hit]]:
         return self.search_embeddings(self.encode_queries(texts), k)
 
+    def subset(self, keep: Sequence[str], why: str) -> "AudioIndex":
+        """The index restricted to the clips in `keep` (row order kept); `why` is recorded in models["subset"].
+        The demo text head and the recall figures are those of the whole index (its training set is unchanged)."""
+        wanted = set(keep)
+        rows = [i for i, c in enumerate(self.clip_ids) if c in wanted]
+        models = {**self.models, "subset": f"{why}: {len(rows)} of {len(self)} clips"}
+        return AudioIndex([self.clip_ids[i] for i in rows], [self.captions[i] for i in rows],
+                          self.retrieval_embeddings[rows], self.inject_embeddings[rows], models, dict(self.metrics),
+                          self.text_head)
+
     def save(self, out_dir: str | Path) -> Path:
         from models._io import atomic_write_text, save_npy
 

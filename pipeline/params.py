@@ -198,6 +198,8 @@ class IndexParams(_Section):
     text_encoder: str = "minilm"
     proj_dim: int = 256
     epochs: int = 200
+    batch_clips: int = Field(1024, ge=2)
+    recall_sample: int = Field(1000, ge=2)
     holdout_frac: float = 0.2
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
     max_audio_s: float = 10.0

@@ -19,7 +19,7 @@ from benchmark.errors import InputError, ReleaseIntegrityError
 from benchmark.hashing import stable_hash
 from benchmark.release import build_release
 from benchmark.release_io import MANIFEST, load_release
-from benchmark.schema import COLUMNS
+from benchmark.schema import COLUMNS, license_kind
 from benchmark.tasks import task_choices
 from benchmark.validate import normalise_sentence
 from pipeline.code_hash import code_hash
@@ -162,18 +162,24 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     }
     provenance = gather_provenance(build_dir, manifests, release_params) | {"wiki": wiki_provenance(wiki_dir, wiki_dropped)}
     notes = (manifests.get("filter") or {}).get("balance_notes") or []
+    index_dir = inputs.get("audio_index")
+    if exclude_nc and index_dir is not None:  # the shipped index holds no caption or embedding of a non-commercial clip
+        index_dir = _commercial_index(Path(index_dir), clips, run.path(".audio_index_no_nc"))
     try:
         path = build_release(
             items, releases_dir, name, version, clips=clips, task_choices=task_choices(items),
             defects={"one_label_splits_dropped": notes} if notes else None,
             provenance=provenance, stage_manifests=manifests,
-            audio_index_dir=inputs.get("audio_index"), exclude_nc=exclude_nc,
+            audio_index_dir=index_dir, exclude_nc=exclude_nc,
             plot_tables={k: v for k, v in plot_tables.items() if v is not None},
         )
     except ReleaseIntegrityError as e:
         if not (target / MANIFEST).exists():
             raise
         raise ReleaseIntegrityError(f"{str(e).split('; bump')[0]}; {explain_release_change(target, provenance, version)}") from None
+    finally:
+        if exclude_nc and index_dir is not None:
+            shutil.rmtree(run.path(".audio_index_no_nc"), ignore_errors=True)
     cards_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path / "README.md", card_copy)
     rel = load_release(path)
@@ -187,6 +193,17 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     if not quiet:
         log(f"[release] {path} ({rel.manifest['counts']['items']} items, licence {rel.license}); card {card_copy}")
     return path
+
+
+def _commercial_index(index_dir: Path, clips: pd.DataFrame, out: Path) -> Path:
+    """A copy of the audio index without the clips whose licence is non-commercial (written to out, returned)."""
+    from models.retrieval import AudioIndex
+
+    kinds = clips["license_kind"].astype(str) if "license_kind" in clips.columns else clips["license"].map(license_kind)
+    keep = clips.loc[kinds != "cc-by-nc", "clip_id"].astype(str).tolist()
+    shutil.rmtree(out, ignore_errors=True)
+    AudioIndex.load(index_dir).subset(keep, "exclude_nc: non-commercial clips removed").save(out)
+    return out
 
 
 def _flat(obj, prefix: str = "") -> dict[str, object]:
