@@ -13,6 +13,9 @@ Its freshness key holds everything that can change its outputs:
     code     sha256 of every project module the stage module imports, transitively (AST import graph over
              pipeline/, benchmark/, models/), plus the data files beside them (prompts, task YAMLs, snapshots)
 
+The engine that maps a per-clip stage's work (`--engine local|ray`, pipeline.engines) is not in the key: both give
+the same bytes (tests/pipeline/test_engines.py), so a build made on a laptop stays fresh on a cluster and back.
+
 The stage writes it into its manifest; a stage whose manifest holds the same key (and whose outputs are intact)
 does nothing. `status()` compares the key a run would use with the manifest's, and says which part differs.
 """

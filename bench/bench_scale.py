@@ -1,0 +1,204 @@
+"""`make bench-scale`: how the build grows from 1k clips up, and what a second Ray worker buys.
+
+For each N (default 1000 and 5000; --sizes 1000,5000,20000 for the full run) the demo generator writes a
+LAION-format corpus of N clips (tar shards of 250 clips + meta CSV), and every stage from read to release runs on
+it (rules LLM backend, local engine), each stage in its own process so that its peak RSS is its own (the process's
+and its pool workers' maximum resident set). Reported, as ratios to the smallest N: wall seconds per clip and peak
+RSS of each stage. Then, on the smallest N, measure and index on Ray with 1 and 2 workers (a local Ray started for
+the run; result stores emptied, so every clip is computed), and the speed-up of 2 over 1. Then where the time of one
+clip goes: decode, pitch (with the other measurements), embedding (aisfx), the rules LLM (extract + write per clip),
+timed in one process on the first 40 clips.
+
+Goals (issue #12): per-clip time at the largest N <= 1.15x that at 1k; peak RSS <= 1.5x; Ray 2 workers >= 1.6x one.
+On a shared machine the wall times are pessimistic, and the 2-vs-1 ratio most of all (a second worker only helps
+when a second core is free). Prints a markdown table on stderr and one JSON object on stdout.
+
+    python bench/bench_scale.py [--sizes 1000,5000] [--out bench_out/scale] [--no-ray] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+STAGES = ["read", "extract", "measure", "split", "pairs", "write", "filter", "wiki", "index", "release"]
+CLIPS_PER_SHARD = 250
+
+
+def run_one(build_root: str, corpus: str, stage: str, engine: str, workers: int | None, fresh: bool) -> dict:
+    """In a child process: run one stage and report its wall time and peak RSS (self and pool workers), in MiB."""
+    from pipeline.contract import Context, run_stage
+
+    ctx = Context(corpus=corpus, corpus_id="scale", build_root=Path(build_root), releases=Path(build_root) / "releases",
+                  quiet=True, options={"engine": engine, "workers": workers},
+                  overrides={"release": {"cards_dir": str(Path(build_root) / "cards")}, "extract": {"backend": "rules"},
+                             "write": {"backend": "rules"}})
+    if fresh:  # compute every unit: no manifest, no result store
+        shutil.rmtree(ctx.stage_dir(stage), ignore_errors=True)
+    import importlib
+
+    from pipeline.contract import get_stage
+
+    importlib.import_module(get_stage(stage).module)  # imports (torch, ...) are a per-process cost, not per clip
+    if engine == "ray":  # Ray's start-up is paid once per cluster, not per stage: outside the timing
+        from pipeline.engines import init_ray
+
+        init_ray(workers)
+    t0 = time.perf_counter()
+    run_stage(stage, ctx)
+    wall = time.perf_counter() - t0
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"wall_s": wall, "rss_mib": max(own, kids), "rss_self_mib": own, "rss_workers_mib": kids}
+
+
+def stage_in_child(build_root: Path, corpus: Path, stage: str, engine: str = "local", workers: int | None = None,
+                   fresh: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--one", json.dumps([str(build_root), str(corpus), stage, engine, workers, fresh])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_corpus(root: Path, n: int) -> Path:
+    from pipeline.demo.corpus import build_demo_corpus
+    from pipeline.params import load_params
+
+    p = load_params(None)["demo_corpus"]
+    return build_demo_corpus(root, seed=int(p["seed"]), n_clips=n, n_shards=max(2, n // CLIPS_PER_SHARD), quiet=True)
+
+
+def where_time_goes(build_root: Path, corpus_root: Path, n_clips: int = 40) -> dict:
+    """Seconds per clip of decode, pitch (+ the other measurements), aisfx embedding, and the rules LLM stages."""
+    import pandas as pd
+    import torch
+
+    from models.audio_encoders import AisfxEncoder
+    from pipeline.measure.audio import AudioRejected, load_audio_bytes
+    from pipeline.measure.measurement import measure_audio
+    from pipeline.params import load_params
+    from pipeline.reader import read_clip_bytes
+
+    torch.set_num_threads(1)
+    params = load_params(None)["measure"]
+    clips = pd.read_parquet(build_root / "scale" / "read" / "clips.parquet").head(n_clips)
+    enc = AisfxEncoder.from_checkpoint()
+    t = {"decode": 0.0, "pitch": 0.0, "embedding": 0.0}
+    n = 0
+    for row in clips.itertuples(index=False):
+        data = read_clip_bytes(corpus_root, row.shard, row.member, int(row.offset), int(row.size))
+        t0 = time.perf_counter()
+        try:
+            audio, sr, _ = load_audio_bytes(data, int(params["analysis_sr"]), max_duration_s=params.get("max_duration_s"),
+                                            min_sample_rate_hz=int(params["min_sample_rate_hz"]))
+            a44, _, _ = load_audio_bytes(data, 44100, max_duration_s=None)
+        except AudioRejected:
+            continue
+        t1 = time.perf_counter()
+        measure_audio(audio, int(params["analysis_sr"]), params)
+        t2 = time.perf_counter()
+        enc.encode([a44[: 10 * 44100]], 44100)
+        t3 = time.perf_counter()
+        t["decode"] += t1 - t0
+        t["pitch"] += t2 - t1
+        t["embedding"] += t3 - t2
+        n += 1
+    return {k: v / max(n, 1) for k, v in t.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,5000")
+    ap.add_argument("--out", default=str(REPO / "bench_out" / "scale"))
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the corpora and builds")
+    ap.add_argument("--resume", action="store_true", help="reuse the stage timings of an interrupted run (same --out)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_one(*json.loads(args.one))))
+        return
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    out = Path(args.out)
+    partial = out / "partial.json"  # --resume: stages already timed in an interrupted run are not run again
+    done = json.loads(partial.read_text()) if args.resume and partial.exists() else {}
+    results: dict = {"sizes": sizes, "cores": os.cpu_count(), "load_avg_start": os.getloadavg()[0], "stages": {}}
+    for n in sizes:
+        root = out / f"n{n}"
+        if not done.get(str(n)):
+            shutil.rmtree(root, ignore_errors=True)
+        t0 = time.perf_counter()
+        corpus = make_corpus(root / "corpus", n)
+        print(f"[bench-scale] N={n}: corpus in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+        for stage in STAGES:
+            r = done.get(str(n), {}).get(stage) or stage_in_child(root / "build", corpus, stage)
+            done.setdefault(str(n), {})[stage] = r
+            out.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(done))
+            results["stages"].setdefault(stage, {})[n] = r
+            print(f"[bench-scale] N={n} {stage}: {r['wall_s']:.1f}s, {r['rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
+        build = root / "build" / "scale"
+        results.setdefault("disk_bytes_per_clip", {})[n] = {
+            s: sum(f.stat().st_size for f in (build / s).rglob("*") if f.is_file()) / n for s in STAGES if (build / s).is_dir()}
+        if n == sizes[0]:
+            results["where_time_goes_s_per_clip"] = where_time_goes(root / "build", corpus)
+            results["llm_rules_s_per_clip"] = (results["stages"]["extract"][n]["wall_s"] + results["stages"]["write"][n]["wall_s"]) / n
+            if not args.no_ray:
+                ray_runs = {}
+                for stage in ("measure", "index"):
+                    for workers in (1, 2):
+                        r = stage_in_child(root / "build", corpus, stage, engine="ray", workers=workers, fresh=True)
+                        ray_runs[f"{stage}:{workers}"] = r
+                        print(f"[bench-scale] N={n} ray {stage} x{workers}: {r['wall_s']:.1f}s", file=sys.stderr, flush=True)
+                results["ray"] = ray_runs
+        if not args.keep and n != sizes[-1]:
+            shutil.rmtree(root / "corpus", ignore_errors=True)
+    results["load_avg_end"] = os.getloadavg()[0]
+    print(render(results), file=sys.stderr)
+    print(json.dumps(results, indent=1, sort_keys=True))
+
+
+def render(r: dict) -> str:
+    sizes = r["sizes"]
+    base = sizes[0]
+    head = "| stage | " + " | ".join(f"s/clip @{n}" for n in sizes) + " | " + " | ".join(f"time/clip ×{n}/{base}" for n in sizes[1:]) \
+        + " | " + " | ".join(f"MiB @{n}" for n in sizes) + " | " + " | ".join(f"RSS ×{n}/{base}" for n in sizes[1:]) + " |"
+    lines = [head, "|" + "---|" * (1 + 4 * len(sizes) - 2)]
+    for stage, by_n in r["stages"].items():
+        per = {n: by_n[n]["wall_s"] / n for n in sizes}
+        rss = {n: by_n[n]["rss_mib"] for n in sizes}
+        lines.append(f"| {stage} | " + " | ".join(f"{per[n]:.4f}" for n in sizes) + " | "
+                     + " | ".join(f"{per[n] / per[base]:.2f}" for n in sizes[1:]) + " | "
+                     + " | ".join(f"{rss[n]:.0f}" for n in sizes) + " | " + " | ".join(f"{rss[n] / rss[base]:.2f}" for n in sizes[1:]) + " |")
+    tot = {n: sum(v[n]["wall_s"] for v in r["stages"].values()) / n for n in sizes}
+    lines.append("| **all** | " + " | ".join(f"{tot[n]:.4f}" for n in sizes) + " | " + " | ".join(f"{tot[n] / tot[base]:.2f}" for n in sizes[1:])
+                 + " | | | |")
+    if "ray" in r:
+        lines.append("")
+        lines.append(f"| Ray @{base} | 1 worker s | 2 workers s | speed-up |")
+        lines.append("|---|---|---|---|")
+        for stage in ("measure", "index"):
+            one, two = r["ray"][f"{stage}:1"]["wall_s"], r["ray"][f"{stage}:2"]["wall_s"]
+            lines.append(f"| {stage} | {one:.1f} | {two:.1f} | {one / two:.2f}x |")
+    if "where_time_goes_s_per_clip" in r:
+        w = dict(r["where_time_goes_s_per_clip"], llm_rules=r["llm_rules_s_per_clip"])
+        total = sum(w.values())
+        lines += ["", "| where one clip's time goes | s/clip | share |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.4f} | {100 * v / total:.0f} % |" for k, v in w.items()]
+    lines.append(f"\nload average {r['load_avg_start']:.1f} → {r['load_avg_end']:.1f} on {r['cores']} cores (shared: timings pessimistic)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
