@@ -106,7 +106,10 @@ def where_time_goes(build_root: Path, corpus_root: Path, n_clips: int = 40) -> d
         except AudioRejected:
             continue
         t1 = time.perf_counter()
-        measure_audio(audio, int(params["analysis_sr"]), params)
+        try:
+            measure_audio(audio, int(params["analysis_sr"]), params)
+        except AudioRejected:  # silent, too short, ...: the time still counts
+            pass
         t2 = time.perf_counter()
         enc.encode([a44[: 10 * 44100]], 44100)
         t3 = time.perf_counter()
@@ -136,7 +139,7 @@ def main() -> None:
     results: dict = {"sizes": sizes, "cores": os.cpu_count(), "load_avg_start": os.getloadavg()[0], "stages": {}}
     for n in sizes:
         root = out / f"n{n}"
-        if not done.get(str(n)):
+        if not args.resume:
             shutil.rmtree(root, ignore_errors=True)
         t0 = time.perf_counter()
         corpus = make_corpus(root / "corpus", n)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 
 from benchmark.release_io import load_release
@@ -10,22 +12,31 @@ from pipeline.stages.release import release_stage
 
 
 def test_exclude_nc_leaves_no_non_commercial_clip_in_the_release_or_its_index(contract, tmp_path):
-    build = contract["tmp"] / "build" / "demo"
-    clips = pd.read_parquet(build / "read" / "clips.parquet", columns=["clip_id", "license_kind"])
-    nc = set(clips.loc[clips["license_kind"] == "cc-by-nc", "clip_id"])
+    """The demo build, with its clip table changed so that clips no item uses are non-commercial: excluding them
+    leaves the items (and their balance) as they are, so what differs is the shipped index alone."""
+    build = tmp_path / "demo"
+    shutil.copytree(contract["tmp"] / "build" / "demo", build)
+    clips = pd.read_parquet(build / "read" / "clips.parquet")
+    items = pd.read_parquet(build / "filter" / "items.parquet")
+    used = {c for cids in items["clip_ids"] for c in cids}
     full = AudioIndex.load(build / "index" / "audio_index")
-    assert nc & set(full.clip_ids), "the demo index should hold some non-commercial clips for this test to mean anything"
+    nc = sorted(set(full.clip_ids) - used)[::2]
+    assert len(nc) >= 5, "the demo index should hold clips no item uses"
+    clips.loc[clips["clip_id"].isin(nc), ["license", "license_kind"]] = ["https://creativecommons.org/licenses/by-nc/4.0/", "cc-by-nc"]
+    clips.to_parquet(build / "read" / "clips.parquet", index=False)
 
     params = {"version": "1.0.0", "exclude_nc": True, "cards_dir": str(tmp_path / "cards")}
     rel = load_release(release_stage(build, tmp_path / "releases", "demo-no-nc", params, contract["tmp"] / "build" / "wiki",
                                      quiet=True))
     shipped = AudioIndex.load(rel.audio_index_dir)
-    assert not nc & set(shipped.clip_ids)
-    assert set(shipped.clip_ids) == set(full.clip_ids) - nc  # every commercial clip stays searchable
+    assert set(shipped.clip_ids) == set(full.clip_ids) - set(nc)  # no caption or embedding of an NC clip; the rest stay
     row = {c: i for i, c in enumerate(full.clip_ids)}
-    for j, cid in enumerate(shipped.clip_ids[:20]):  # the rows are the same clips' embeddings and captions
+    for j, cid in enumerate(shipped.clip_ids):  # the same clips' embeddings and captions, in the index's order
         assert (shipped.retrieval_embeddings[j] == full.retrieval_embeddings[row[cid]]).all()
+        assert (shipped.inject_embeddings[j] == full.inject_embeddings[row[cid]]).all()
         assert shipped.captions[j] == full.captions[row[cid]]
+    assert [row[c] for c in shipped.clip_ids] == sorted(row[c] for c in shipped.clip_ids)
+    assert "exclude_nc" in shipped.models["subset"] and rel.manifest["exclude_nc"] is True
     attribution = pd.read_csv(rel.path / "ATTRIBUTION.csv")
-    assert not nc & set(attribution["clip_id"]) and (attribution["license_kind"] != "cc-by-nc").all()
-    assert "exclude_nc" in shipped.models["subset"]
+    assert not set(nc) & set(attribution["clip_id"])
+    assert not (build / "release" / ".audio_index_no_nc").exists()  # the filtered copy is not left behind
