@@ -57,7 +57,9 @@ def run_one(build_root: str, corpus: str, stage: str, engine: str, workers: int 
     t0 = time.perf_counter()
     run_stage(stage, ctx)
     wall = time.perf_counter() - t0
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak (ru_maxrss is inherited from the parent across fork + exec on Linux, so it
+    # would report the bench's own size); the pool workers' maxrss is at most max(theirs, ours at their spawn)
+    own = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"wall_s": wall, "rss_mib": max(own, kids), "rss_self_mib": own, "rss_workers_mib": kids}
 

@@ -4,8 +4,9 @@ why it is unpitched (unpitched_reason: "" when pitched; no_voiced | few_voiced |
 passes_disagree).
 
 Each unique audio (by audio_sha256) is measured once per params, by a module-level pure worker
-(`measure_clip_job`) mapped by an engine (pipeline.engines: the local process pool, or Ray Data); results go into a ResultStore as they arrive, so a killed run
-resumes computing only what is missing and a rerun with new shards measures only the new audio.
+(`measure_clip_job`) mapped by an engine (pipeline.engines: the local process pool, or Ray Data, a GPU per actor
+for CREPE with device: cuda); results go into a ResultStore as they arrive, so a killed run resumes computing only
+what is missing and a rerun with new shards measures only the new audio.
 """
 
 from __future__ import annotations
