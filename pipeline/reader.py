@@ -29,6 +29,7 @@ from pipeline.stage import ResultStore, StageRun, log
 __all__ = ["read_clip_bytes", "find_shards", "find_meta_csv", "read_meta", "read_shard", "read_shard_job", "read_loose", "read_stage", "read_inputs", "corpus_name"]
 
 AUDIO_EXTS = (".flac", ".wav", ".mp3", ".ogg")
+SHARD_ERRORS = ("unreadable_shard", "truncated_tar")  # a whole shard (or its tail) lost: one error line each
 
 
 def read_clip_bytes(corpus_root: str | Path, shard: str, member: str, offset: int, size: int) -> bytes:
@@ -236,8 +237,7 @@ def read_shard(root: Path, shard: Path, source: str, meta_rows: dict, quiet: boo
     except (tarfile.TarError, EOFError, OSError) as e:
         reason = "unreadable_shard" if n_members == 0 else "truncated_tar"
         msg = f"{shard}: {'not a readable tar' if n_members == 0 else f'damaged after {n_members} members'} ({e})"
-        log(f"error: {msg}")
-        reject(rel, reason, msg)
+        reject(rel, reason, msg)  # the stage prints it (this may run in a worker process)
     for stem, half in sorted(halves.items()):
         if half.audio is not None and "__bad__" in half.audio or half.meta is not None and "__bad__" in half.meta:
             continue
@@ -341,6 +341,9 @@ def read_stage(corpus: str | Path, build_dir: Path, params: dict, meta: str | Pa
         for j, result in map_units(PerUnit(read_shard_job, (str(root), source, meta_rows)), [(str(shards[i]),) for i in todo],
                                    engine=engine, workers=workers, batch_size=1):
             store.put(keys[todo[j]], result)  # a finished shard survives a killed run
+            for r in result["rejects"]:
+                if r["reason"] in SHARD_ERRORS:
+                    log(f"error: {r['detail']}")
             computed += 1
             bar.update()
         bar.close()
