@@ -126,6 +126,18 @@ def where_time_goes(build_root: Path, corpus_root: Path, n_clips: int = 40) -> d
     return out
 
 
+def ray_runs(build_root: Path, corpus: Path, n: int, stages: list[str]) -> dict:
+    """Each stage on Ray with 1, then 2 workers, every unit computed (no manifest, no result store)."""
+    out = {}
+    for stage in stages:
+        for workers in (1, 2):
+            r = stage_in_child(build_root, corpus, stage, engine="ray", workers=workers, fresh=True)
+            out[f"{stage}:{workers}"] = r
+            print(f"[bench-scale] N={n} ray {stage} x{workers}: {r['wall_s']:.1f}s", file=sys.stderr, flush=True)
+        out[f"{stage}:speedup"] = out[f"{stage}:1"]["wall_s"] / out[f"{stage}:2"]["wall_s"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,5000")
@@ -133,6 +145,8 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the corpora and builds")
     ap.add_argument("--resume", action="store_true", help="reuse the stage timings of an interrupted run (same --out)")
+    ap.add_argument("--ray-only", default="", help="stages (e.g. measure,index): only Ray 1 vs 2 workers, on the build "
+                                                   "of the smallest size that a previous run left in --out (with --keep)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -140,6 +154,11 @@ def main() -> None:
         return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     out = Path(args.out)
+    if args.ray_only:
+        root = out / f"n{sizes[0]}"
+        runs = ray_runs(root / "build", root / "corpus" / "freesound", sizes[0], args.ray_only.split(","))
+        print(json.dumps({"ray": runs, "n": sizes[0], "load_avg_end": os.getloadavg()[0]}, indent=1, sort_keys=True))
+        return
     partial = out / "partial.json"  # --resume: stages already timed in an interrupted run are not run again
     done = json.loads(partial.read_text()) if args.resume and partial.exists() else {}
     results: dict = {"sizes": sizes, "cores": os.cpu_count(), "load_avg_start": os.getloadavg()[0], "stages": {}}
@@ -164,13 +183,7 @@ def main() -> None:
             results["where_time_goes_s_per_clip"] = where_time_goes(root / "build", corpus)
             results["llm_rules_s_per_clip"] = (results["stages"]["extract"][n]["wall_s"] + results["stages"]["write"][n]["wall_s"]) / n
             if not args.no_ray:
-                ray_runs = {}
-                for stage in ("measure", "index"):
-                    for workers in (1, 2):
-                        r = stage_in_child(root / "build", corpus, stage, engine="ray", workers=workers, fresh=True)
-                        ray_runs[f"{stage}:{workers}"] = r
-                        print(f"[bench-scale] N={n} ray {stage} x{workers}: {r['wall_s']:.1f}s", file=sys.stderr, flush=True)
-                results["ray"] = ray_runs
+                results["ray"] = ray_runs(root / "build", corpus, n, ["measure", "index"])
         if not args.keep and n != sizes[-1]:
             shutil.rmtree(root / "corpus", ignore_errors=True)
     results["load_avg_end"] = os.getloadavg()[0]
@@ -198,6 +211,8 @@ def render(r: dict) -> str:
         lines.append(f"| Ray @{base} | 1 worker s | 2 workers s | speed-up |")
         lines.append("|---|---|---|---|")
         for stage in ("measure", "index"):
+            if f"{stage}:1" not in r["ray"]:
+                continue
             one, two = r["ray"][f"{stage}:1"]["wall_s"], r["ray"][f"{stage}:2"]["wall_s"]
             lines.append(f"| {stage} | {one:.1f} | {two:.1f} | {one / two:.2f}x |")
     if "where_time_goes_s_per_clip" in r:
