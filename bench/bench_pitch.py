@@ -52,8 +52,8 @@ def score(truths: list[float], measured: list[float]) -> dict:
     }
 
 
-# The slow estimators run on a thinner slice of the set so that `make bench` ends on a CPU (crepe-full manages about
-# 0.03x realtime on one core); every slice keeps every instrument and all the unpitched clips.
+# The slow estimators run on a thinner slice of the set so that `make bench` ends on a CPU (crepe-full measured 0.08x
+# realtime on one busy core); every slice keeps every instrument and all the unpitched clips.
 DEFAULT_EVERY = "yin=1,pyin=6,crepe-tiny=4,crepe-full=24"
 
 
