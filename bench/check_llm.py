@@ -179,10 +179,13 @@ def main() -> None:
     ap.add_argument("--timeout-s", type=float, default=120.0, help="per LLM request")
     ap.add_argument("--upto", choices=("extract", "filter"), default="filter",
                     help="extract: categories and animal items only (the LLM writer is the slow part on a small CPU)")
-    ap.add_argument("--structured-output", default="text", choices=("auto", "json_schema", "json_object", "text"),
-                    help="text by default: llama-cpp-python's grammar sampling of the schema ran at 0.5 token/s on 2 busy "
-                         "cores; auto shows the json_schema -> json_object fallback (500 from this server)")
-    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--structured-output", default="auto", choices=("auto", "json_schema", "json_object", "text"),
+                    help="auto: json_schema, which this server answers with a 500, then json_object with the bounded "
+                         "schema, which it compiles into a grammar (the reply always parses)")
+    ap.add_argument("--batch-size", type=int, default=1, help="clips per categorise request (a 135M model loses "
+                    "track of a batch of 8)")
+    ap.add_argument("--max-tokens", type=int, default=256, help="per reply (the grammar's string bounds end every "
+                    "reply well before)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     out = Path(args.out).resolve()
@@ -212,7 +215,9 @@ def main() -> None:
                        AUDITORYBENCH_EXTRACT_TIMEOUT_S=str(args.timeout_s), AUDITORYBENCH_WRITE_TIMEOUT_S=str(args.timeout_s),
                        AUDITORYBENCH_EXTRACT_STRUCTURED_OUTPUT=args.structured_output,
                        AUDITORYBENCH_WRITE_STRUCTURED_OUTPUT=args.structured_output,
-                       AUDITORYBENCH_EXTRACT_MAX_TOKENS=str(args.max_tokens))
+                       AUDITORYBENCH_EXTRACT_MAX_TOKENS=str(args.max_tokens),
+                       AUDITORYBENCH_WRITE_MAX_TOKENS=str(args.max_tokens),
+                       AUDITORYBENCH_EXTRACT_BATCH_SIZE=str(args.batch_size))
         walls = run_chain(ab, corpus, out / "openai", "openai", llm_env, args.quiet, args.upto)
     finally:
         server.terminate()

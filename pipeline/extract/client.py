@@ -102,7 +102,8 @@ class ChatRequest:
     prompt_version: str
     messages: list[dict]
     schema_name: str
-    schema: dict
+    schema: dict  # strict (json_schema)
+    bounded_schema: dict | None = None  # with string/array bounds, for json_object (a grammar); else `schema`
 
 
 @dataclass
@@ -305,7 +306,7 @@ class LLMClient:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": True}}
         elif mode == "json_object":  # llama-cpp-python's server turns "schema" into a grammar; others ignore it
-            body["response_format"] = {"type": "json_object", "schema": req.schema}
+            body["response_format"] = {"type": "json_object", "schema": req.bounded_schema or req.schema}
         # The client's own POST: the wire format of chat.completions.create / .parse (response_format json_schema), the
         # same timeouts and error classes, without their type-driven walk over every message (several ms of CPU per
         # request, which caps concurrency); the reply is parsed into the pydantic model by llm.parse_reply.
