@@ -76,7 +76,9 @@ class Failure:
 # batch). The `maxLength` and `pattern` bounds go only into the bounded schema that a grammar-constrained server
 # (llama.cpp) compiles, so that a small model cannot loop inside a string until max_tokens; pydantic does not enforce
 # them (validate gives the reason when a reply breaks them).
-_NAME = {"maxLength": 40}
+# a source or animal name: lower-case words, as validate's canonical form (no file names, note names or numbers)
+_NAME = {"pattern": r"^([a-z]{1,20}( [a-z]{1,20}){0,3})?$"}
+_SOUND_WORD = {"pattern": r"^[A-Za-z][A-Za-z' -]{0,29}$"}  # an onomatopoeia ("Woof", "cock-a-doodle-doo")
 # one sentence, one [MASK], no quotes, braces, brackets or line breaks around it (validate.MAX_SENTENCE_CHARS = 240)
 _PLAIN = r'[^\[\]{}<>"\\\n\r\t]'
 MASK_SENTENCE = rf"^{_PLAIN}{{0,110}}\[MASK\]{_PLAIN}{{1,110}}$"
@@ -100,7 +102,7 @@ class AnimalProposal(BaseModel):
     model_config = ConfigDict(extra="ignore")
     sentence: str = Field(json_schema_extra={"pattern": MASK_SENTENCE})
     answer: str = Field(json_schema_extra=_NAME)
-    onomatopoeia: str = Field(json_schema_extra=_NAME)
+    onomatopoeia: str = Field(json_schema_extra=_SOUND_WORD)
 
 
 class SentenceProposal(BaseModel):

@@ -25,6 +25,9 @@ MAX_SENTENCE_CHARS = 240
 _SOURCE_OK = re.compile(r"^[a-z0-9][a-z0-9 '\-]{0,39}$")
 _GENERIC = {"animal", "creature", "wildlife", "beast", "pet", "sound", "noise", "nature", "unknown", "thing", "call",
             "other", "none", "mammal", "insect", "field recording", "ambience", "recording"}
+# words of a file name or a recording's technical tags, never a sound source ("piano e3 18 wav", "frog croak mp3")
+_TECHNICAL = {"wav", "mp3", "flac", "aif", "aiff", "ogg", "m4a", "mp4", "sfx", "foley", "mono", "stereo", "mic", "zoom",
+              "tascam", "h4n", "multisample", "sample", "normalized", "normalised", "khz", "bit", "take"}
 _MAX_NAME_TOKENS = 4
 _UNSURE = {"", "unsure", "unknown", "equal", "same", "none", "n/a", "cannot tell", "either"}
 
@@ -106,7 +109,7 @@ def validate_category(clip: ClipText, prop: CategoryProposal, lex: Lexicon) -> d
         return {"clip_id": clip.clip_id, "category": "other", "source_name": "", "category_path": "other", "confidence": conf}
     given = (prop.source or path_src).strip()
     name = canonical_source(given, cat, lex)
-    if not name or not _SOURCE_OK.match(name) or len(name.split()) > _MAX_NAME_TOKENS:
+    if not name or not _SOURCE_OK.match(name) or len(name.split()) > _MAX_NAME_TOKENS or _TECHNICAL & set(name.split()):
         return Failure("source_malformed", f"{given[:40]!r}")
     if not _grounded(name, clip.full_ground, lex, cat == "animal"):
         return Failure("source_not_in_text", f"{name!r} is not named in the clip's own text")
@@ -132,7 +135,8 @@ def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon, sou
     if (bad := _check_sentence(sentence)) is not None:
         return bad
     answer = canonical_name(prop.answer)
-    if not answer or not _SOURCE_OK.match(answer) or len(answer.split()) > _MAX_NAME_TOKENS or answer in _GENERIC:
+    if (not answer or not _SOURCE_OK.match(answer) or len(answer.split()) > _MAX_NAME_TOKENS or answer in _GENERIC
+            or _TECHNICAL & set(answer.split())):
         return Failure("answer_malformed", f"{prop.answer[:40]!r}")
     known = lex.normalise(answer)
     if known and lex.sources[known].category != "animal":

@@ -141,6 +141,10 @@ def test_category_source_is_grounded_but_not_overridden():
         == "source_not_in_text"
     assert validate_category(clip, CategoryProposal(category="food", source="geige", confidence=0.8), lex).reason \
         == "category_unknown"
+    # a file name or a technical tag is in the clip's text but names no sound source (a small model copies them)
+    for copied in ("Geige_A4.wav", "geige a4 wav", "wav"):
+        assert validate_category(clip, CategoryProposal(category="music", source=copied, confidence=0.8), lex).reason \
+            == "source_malformed", copied
 
 
 def _objects(node):
@@ -174,7 +178,7 @@ def test_bounded_schemas_keep_string_bounds_that_the_strict_ones_leave_out():
     for name, model in REPLY_MODELS.items():
         assert BOUNDED_SCHEMAS[name] == bounded_schema(model)
         strict, bounded = json.dumps(SCHEMAS[name]), json.dumps(BOUNDED_SCHEMAS[name])
-        assert "maxLength" not in strict and "pattern" not in strict and "maxLength" in bounded
+        assert "maxLength" not in strict and "pattern" not in strict and "pattern" in bounded
     one_mask = re.compile(BOUNDED_SCHEMAS["animal_item"]["properties"]["sentence"]["pattern"])
     assert one_mask.match("Woof is the sound a [MASK] makes.")
     for bad in ("Woof is a [MASK] or a [MASK].", "No mask here.", 'A "[MASK]" says woof.', "Woof.\nA [MASK] barks."):
@@ -222,7 +226,8 @@ def test_a_server_that_refuses_a_mode_gets_the_next_one(tmp_path, refuses, used,
                 clips = x["properties"]["clips"]
                 assert clips["minItems"] == clips["maxItems"] == len(rows)  # one batch of three
                 assert clips["items"]["properties"]["id"]["enum"] == ["c1", "c2", "c3"]
-                assert clips["items"]["properties"]["source"]["maxLength"] == 40
+                assert re.match(clips["items"]["properties"]["source"]["pattern"], "eagle owl")
+                assert not re.match(clips["items"]["properties"]["source"]["pattern"], "piano-E3-18.wav")
             else:
                 assert x == BOUNDED_SCHEMAS["animal_item"]
     assert manifest["counts"]["kept"] == 2  # answers are still parsed into pydantic and validated
