@@ -181,7 +181,11 @@ class LLMClient:
         self._window = (1.0, float(max(1, settings.concurrency)))  # AdaptiveLimit's (limit, threshold) between runs
 
     def key(self, req: ChatRequest) -> str:
-        return cache_key(self.settings.model, req.prompt_version, req.messages, self.settings.sampling())
+        """The answer's cache key: model, prompt, messages, sampling, and the schemas the reply was constrained to (a
+        grammar-constrained answer is another answer)."""
+        asked = {**self.settings.sampling(), "structured_output": self.settings.structured_output, "schema": req.schema,
+                 "bounded_schema": req.bounded_schema}
+        return cache_key(self.settings.model, req.prompt_version, req.messages, asked)
 
     def run(self, requests: list[ChatRequest], desc: str = "llm") -> list[ChatReply]:
         """Answers in request order. Offline: cache only, failing on the first request with no cached answer."""
