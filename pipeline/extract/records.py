@@ -77,11 +77,11 @@ class Failure:
 # (llama.cpp) compiles, so that a small model cannot loop inside a string until max_tokens; pydantic does not enforce
 # them (validate gives the reason when a reply breaks them).
 # a source or animal name: lower-case words, as validate's canonical form (no file names, note names or numbers)
-_NAME = {"pattern": r"^([a-z]{1,20}( [a-z]{1,20}){0,3})?$"}
+_NAME = {"pattern": r"^([a-z]{1,20}( [a-z]{1,20}){0,2})?$"}
 _SOUND_WORD = {"pattern": r"^[A-Za-z][A-Za-z' -]{0,29}$"}  # an onomatopoeia ("Woof", "cock-a-doodle-doo")
 # one sentence, one [MASK], no quotes, braces, brackets or line breaks around it (validate.MAX_SENTENCE_CHARS = 240)
 _PLAIN = r'[^\[\]{}<>"\\\n\r\t]'
-MASK_SENTENCE = rf"^{_PLAIN}{{0,110}}\[MASK\]{_PLAIN}{{1,110}}$"
+MASK_SENTENCE = rf"^{_PLAIN}{{0,80}}\[MASK\]{_PLAIN}{{1,80}}$"  # an animal's sound: a short sentence
 COMPARISON_SENTENCE = rf"^{_PLAIN}{{1,110}}\[MASK\] than {_PLAIN}{{1,110}}$"
 
 
