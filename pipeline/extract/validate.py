@@ -109,7 +109,8 @@ def validate_category(clip: ClipText, prop: CategoryProposal, lex: Lexicon) -> d
         return {"clip_id": clip.clip_id, "category": "other", "source_name": "", "category_path": "other", "confidence": conf}
     given = (prop.source or path_src).strip()
     name = canonical_source(given, cat, lex)
-    if not name or not _SOURCE_OK.match(name) or len(name.split()) > _MAX_NAME_TOKENS or _TECHNICAL & set(name.split()):
+    if (not name or not _SOURCE_OK.match(name) or len(name.split()) > _MAX_NAME_TOKENS or name in _GENERIC
+            or _TECHNICAL & set(name.split())):
         return Failure("source_malformed", f"{given[:40]!r}")
     if not _grounded(name, clip.full_ground, lex, cat == "animal"):
         return Failure("source_not_in_text", f"{name!r} is not named in the clip's own text")
@@ -141,6 +142,9 @@ def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon, sou
     known = lex.normalise(answer)
     if known and lex.sources[known].category != "animal":
         return Failure("answer_not_animal", f"{answer!r} is a {lex.sources[known].category} source")
+    inside = {lex.sources[m.name].category for m in lex.mentions(answer)}  # "door slamming shut" names a door
+    if not known and inside and "animal" not in inside:
+        return Failure("answer_not_animal", f"{answer!r} names a {'/'.join(sorted(inside))} source")
     if not _grounded(answer, clip.metadata_ground or clip.full_ground, lex, animal=True):
         return Failure("answer_not_in_source", f"{answer!r} is not named in the clip's title, tags or description")
     if source and not _same_animal(answer, source, lex):
@@ -150,6 +154,8 @@ def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon, sou
     ono = " ".join(prop.onomatopoeia.split())
     if not ono or len(ono) > 40 or MASK in ono:
         return Failure("span_malformed", f"{ono[:40]!r}")
+    if phrase_in(answer, tokenize(ono)):  # the sound word is the animal's name ("door slamming shut" for itself)
+        return Failure("answer_in_sentence", f"the sound word {ono!r} names {answer!r}")
     at = sentence.lower().find(ono.lower())
     if at < 0:
         return Failure("span_not_in_sentence", f"{ono!r} not in {sentence[:80]!r}")

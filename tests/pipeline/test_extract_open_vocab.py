@@ -132,6 +132,22 @@ def test_answer_checks_that_stay():
     assert item(_clip("capybara", ["capybara"], ""), "capybara", "squeak").reason == "onomatopoeia_unsupported"
 
 
+def test_a_weak_models_non_animal_answer_is_refused():
+    """What SmolLM2-135M answered in `make check-llm` for clips it had called animals (grounded, yet wrong)."""
+    lex = load_lexicon()
+    door = _clip("door slamming shut", ["door", "slam"], "door slamming shut, close mic.")
+    p = AnimalProposal(sentence="door slamming shut, close mic. [MASK] the sound word.", answer="door slamming shut",
+                       onomatopoeia="door slamming shut")
+    assert validate_animal_item(door, p, lex, "door slamming shut").reason == "answer_not_animal"
+    # an open-vocabulary animal whose sound word is its own name
+    capy = _clip("capybara squeak", ["capybara"], "a capybara squeaks")
+    p = AnimalProposal(sentence="Capybara squeak is the sound a [MASK] makes.", answer="capybara",
+                       onomatopoeia="capybara squeak")
+    assert validate_animal_item(capy, p, lex, "capybara").reason == "answer_in_sentence"
+    assert not isinstance(validate_animal_item(capy, AnimalProposal(sentence="Squeak is the sound a [MASK] makes.",
+                                                                    answer="capybara", onomatopoeia="Squeak"), lex, "capybara"), Failure)
+
+
 def test_category_source_is_grounded_but_not_overridden():
     lex = load_lexicon()
     clip = _clip("Geige_A4.wav", ["geige"], "eine Geige")
@@ -141,8 +157,8 @@ def test_category_source_is_grounded_but_not_overridden():
         == "source_not_in_text"
     assert validate_category(clip, CategoryProposal(category="food", source="geige", confidence=0.8), lex).reason \
         == "category_unknown"
-    # a file name or a technical tag is in the clip's text but names no sound source (a small model copies them)
-    for copied in ("Geige_A4.wav", "geige a4 wav", "wav"):
+    # a file name, a technical tag or a generic word is in the clip's text but names no sound source
+    for copied in ("Geige_A4.wav", "geige a4 wav", "wav", "field recording"):
         assert validate_category(clip, CategoryProposal(category="music", source=copied, confidence=0.8), lex).reason \
             == "source_malformed", copied
 
