@@ -91,7 +91,7 @@ def parse_reply(reply: ChatReply, model: type[BaseModel]) -> BaseModel | Failure
     if reply.error:
         return Failure(reply.error, reply.detail)
     text = _FENCE.sub("", reply.text.strip())
-    try:  # strict=False: a raw line break inside a string is no JSON error (validate refuses it in a sentence)
+    try:  # strict=False: a raw line break inside a string (llama.cpp's JSON grammar allows one) is no JSON error
         data = json.loads(text, strict=False)
     except json.JSONDecodeError:
         start, end = text.find("{"), text.rfind("}")
