@@ -6,7 +6,8 @@ two CPU cores), and runs corpus → read → extract → measure → split → p
 rules backend, once with LLM=openai through that server. It prints (and writes to <out>/check_llm.md and .json):
 requests, tokens and wall time per LLM stage, yield per stage, rejects by reason, and how categories, sources and
 animal answers agree with the demo corpus's ground truth. It fails (exit 1) if an accepted animal answer is not
-named in its clip's own title, tags or description: a weak model must give fewer items, never unsupported ones.
+named in its clip's own title, tags or description, or comes from a clip whose truth is no animal: a weak model must
+give fewer items, never unsupported or wrong ones.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def figures(build: Path, truth: pd.DataFrame, walls: dict[str, float]) -> dict:
     clips = pd.read_parquet(build / "read" / "clips.parquet").set_index("clip_id")
     named = cats[cats["category"] != "other"]
     unsupported = [f"{r.clip_id}: {r.answer}" for r in items.itertuples() if not _supported(r.answer, clips.loc[r.clip_id])]
+    not_animal = [f"{r.clip_id}: {r.answer} ({r.category})" for r in items.itertuples() if r.category != "animal"]
     stats = [m.get("llm_stats") or {} for m in (ext, wr)]
     out = {
         "wall_s": walls,
@@ -121,6 +123,7 @@ def figures(build: Path, truth: pd.DataFrame, walls: dict[str, float]) -> dict:
         "timeouts": sum(s.get("timeouts", 0) for s in stats),
         "retries": sum(s.get("retries", 0) for s in stats),
         "schema_fallbacks": sum(s.get("schema_fallbacks", 0) for s in stats),
+        "structured_output": "/".join(dict.fromkeys(m.get("structured_output_used", "-") for m in (ext, wr))),
         "clips": len(cats),
         "categorised": len(named),
         "category_agree": int((named["category"] == named["category_true"]).sum()),
@@ -130,6 +133,7 @@ def figures(build: Path, truth: pd.DataFrame, walls: dict[str, float]) -> dict:
         "answer_agree": int((items["answer"].map(canonical_name) == items["source_name"].map(canonical_name)).sum()),
         "answers": dict(sorted(Counter(items["answer"]).items())),
         "unsupported_answers": unsupported,
+        "answers_on_non_animal_clips": not_animal,
         "pairs": _manifest(build, "pairs").get("counts", {}).get("kept") if done else "-",
         "sentences": wr["counts"]["kept"],
         "guess_agreement": wr.get("guess_agreement", "-"),
@@ -150,6 +154,7 @@ def table(res: dict[str, dict]) -> str:
         ("LLM requests (incl. retries)", lambda f: f["requests"]),
         ("tokens in / out", lambda f: f"{f['prompt_tokens']} / {f['completion_tokens']}"),
         ("timeouts / retries / schema fallbacks", lambda f: f"{f['timeouts']} / {f['retries']} / {f['schema_fallbacks']}"),
+        ("structured output used (extract/write)", lambda f: f["structured_output"]),
         ("wall s: extract / write", lambda f: f"{f['wall_s']['extract']} / {f['wall_s'].get('write', '-')}"),
         ("clips categorised (not other)", lambda f: _pct(f["categorised"], f["clips"])),
         ("category = truth (of categorised)", lambda f: _pct(f["category_agree"], f["categorised"])),
@@ -157,6 +162,7 @@ def table(res: dict[str, dict]) -> str:
         ("animal items (of animal clips)", lambda f: _pct(f["animal_items"], f["animal_clips_true"])),
         ("answer = truth (of items)", lambda f: _pct(f["answer_agree"], f["animal_items"])),
         ("answers not named in the clip's text", lambda f: len(f["unsupported_answers"])),
+        ("animal items from clips that are no animal (truth)", lambda f: len(f["answers_on_non_animal_clips"])),
         ("distinct answers", lambda f: len(f["answers"])),
         ("pairs", lambda f: f["pairs"]),
         ("sentences kept", lambda f: f["sentences"]),
@@ -179,10 +185,13 @@ def main() -> None:
     ap.add_argument("--timeout-s", type=float, default=120.0, help="per LLM request")
     ap.add_argument("--upto", choices=("extract", "filter"), default="filter",
                     help="extract: categories and animal items only (the LLM writer is the slow part on a small CPU)")
-    ap.add_argument("--structured-output", default="text", choices=("auto", "json_schema", "json_object", "text"),
-                    help="text by default: llama-cpp-python's grammar sampling of the schema ran at 0.5 token/s on 2 busy "
-                         "cores; auto shows the json_schema -> json_object fallback (500 from this server)")
-    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--structured-output", default="auto", choices=("auto", "json_schema", "json_object", "text"),
+                    help="auto: json_schema, which this server answers with a 500, then json_object with the bounded "
+                         "schema, which it compiles into a grammar (the reply always parses)")
+    ap.add_argument("--batch-size", type=int, default=1, help="clips per categorise request (a 135M model loses "
+                    "track of a batch of 8)")
+    ap.add_argument("--max-tokens", type=int, default=256, help="per reply (the grammar's string bounds end every "
+                    "reply well before)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     out = Path(args.out).resolve()
@@ -212,7 +221,9 @@ def main() -> None:
                        AUDITORYBENCH_EXTRACT_TIMEOUT_S=str(args.timeout_s), AUDITORYBENCH_WRITE_TIMEOUT_S=str(args.timeout_s),
                        AUDITORYBENCH_EXTRACT_STRUCTURED_OUTPUT=args.structured_output,
                        AUDITORYBENCH_WRITE_STRUCTURED_OUTPUT=args.structured_output,
-                       AUDITORYBENCH_EXTRACT_MAX_TOKENS=str(args.max_tokens))
+                       AUDITORYBENCH_EXTRACT_MAX_TOKENS=str(args.max_tokens),
+                       AUDITORYBENCH_WRITE_MAX_TOKENS=str(args.max_tokens),
+                       AUDITORYBENCH_EXTRACT_BATCH_SIZE=str(args.batch_size))
         walls = run_chain(ab, corpus, out / "openai", "openai", llm_env, args.quiet, args.upto)
     finally:
         server.terminate()
@@ -235,6 +246,9 @@ def main() -> None:
     bad = {name: f["unsupported_answers"] for name, f in res.items() if f["unsupported_answers"]}
     if bad:
         sys.exit(f"check-llm: accepted answers that the clip's own text does not name: {bad}")
+    wrong = {name: f["answers_on_non_animal_clips"] for name, f in res.items() if f["answers_on_non_animal_clips"]}
+    if wrong:
+        sys.exit(f"check-llm: animal items from clips whose truth is no animal: {wrong}")
 
 
 if __name__ == "__main__":

@@ -73,14 +73,14 @@ class ExtractParams(_LLMParams):
     max_tokens: int = 512
     batch_size: int = 8  # clips per categorise request
     max_caption_chars: int = 600
-    prompt_categorise: str = "v1"
-    prompt_animal_item: str = "v1"
+    prompt_categorise: str = "v2"
+    prompt_animal_item: str = "v2"
 
 
 class WriteParams(_LLMParams):
     max_tokens: int = 256
     max_caption_chars: int = 300
-    prompt_comparison_sentence: str = "v1"
+    prompt_comparison_sentence: str = "v2"
     guess_margin: float = 0.5  # rules guess: typical values must differ by this, else ""
 
 

@@ -102,7 +102,8 @@ class ChatRequest:
     prompt_version: str
     messages: list[dict]
     schema_name: str
-    schema: dict
+    schema: dict  # strict (json_schema)
+    bounded_schema: dict | None = None  # with string/array bounds, for json_object (a grammar); else `schema`
 
 
 @dataclass
@@ -180,7 +181,11 @@ class LLMClient:
         self._window = (1.0, float(max(1, settings.concurrency)))  # AdaptiveLimit's (limit, threshold) between runs
 
     def key(self, req: ChatRequest) -> str:
-        return cache_key(self.settings.model, req.prompt_version, req.messages, self.settings.sampling())
+        """The answer's cache key: model, prompt, messages, sampling, and the schemas the reply was constrained to (a
+        grammar-constrained answer is another answer)."""
+        asked = {**self.settings.sampling(), "structured_output": self.settings.structured_output, "schema": req.schema,
+                 "bounded_schema": req.bounded_schema}
+        return cache_key(self.settings.model, req.prompt_version, req.messages, asked)
 
     def run(self, requests: list[ChatRequest], desc: str = "llm") -> list[ChatReply]:
         """Answers in request order. Offline: cache only, failing on the first request with no cached answer."""
@@ -305,7 +310,7 @@ class LLMClient:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": True}}
         elif mode == "json_object":  # llama-cpp-python's server turns "schema" into a grammar; others ignore it
-            body["response_format"] = {"type": "json_object", "schema": req.schema}
+            body["response_format"] = {"type": "json_object", "schema": req.bounded_schema or req.schema}
         # The client's own POST: the wire format of chat.completions.create / .parse (response_format json_schema), the
         # same timeouts and error classes, without their type-driven walk over every message (several ms of CPU per
         # request, which caps concurrency); the reply is parsed into the pydantic model by llm.parse_reply.

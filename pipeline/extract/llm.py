@@ -7,6 +7,7 @@ Clip and pair text go into the prompt only as JSON data between delimiters; the 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
@@ -20,20 +21,23 @@ from pipeline.extract.records import (AnimalProposal, CategoriseReply, CategoryP
                                       SentenceProposal)
 from pipeline.extract.rules import fill_template
 
-__all__ = ["OpenAIBackend", "parse_reply", "strict_schema", "SCHEMAS", "REPLY_MODELS"]
+__all__ = ["OpenAIBackend", "parse_reply", "strict_schema", "bounded_schema", "SCHEMAS", "BOUNDED_SCHEMAS", "REPLY_MODELS"]
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 _DELIMS = re.compile(r"<\s*/?\s*(?:clips?|pair)\s*>", re.IGNORECASE)
 
 _DROP_KEYS = ("title", "default", "description", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_BOUNDS = ("maxLength", "pattern", "minItems", "maxItems")  # what the strict subset leaves out; a grammar keeps
 
 
-def strict_schema(model: type[BaseModel]) -> dict:
+def strict_schema(model: type[BaseModel], bounds: bool = False) -> dict:
     """The JSON schema of a reply model in the form strict structured output needs: references inlined, every object
     closed (additionalProperties false) with all its properties required, no defaults, titles or numeric bounds
-    (pydantic checks those after parsing)."""
+    (pydantic checks those after parsing), no string or array bounds. `bounds=True` keeps the models' maxLength and
+    pattern (see `bounded_schema`)."""
     full = model.model_json_schema()
     defs = full.pop("$defs", {})
+    drop = _DROP_KEYS if bounds else _DROP_KEYS + _BOUNDS
 
     def walk(node: object) -> object:
         if isinstance(node, list):
@@ -42,7 +46,7 @@ def strict_schema(model: type[BaseModel]) -> dict:
             return node
         if "$ref" in node:
             return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
-        out = {k: walk(v) for k, v in node.items() if k not in _DROP_KEYS and k != "properties"}
+        out = {k: walk(v) for k, v in node.items() if k not in drop and k != "properties"}
         if "properties" in node:
             out["properties"] = {name: walk(sub) for name, sub in node["properties"].items()}
         if out.get("type") == "object":
@@ -53,9 +57,33 @@ def strict_schema(model: type[BaseModel]) -> dict:
     return walk(full)  # type: ignore[return-value]
 
 
+def bounded_schema(model: type[BaseModel]) -> dict:
+    """The strict schema plus the models' string bounds (maxLength, a sentence's one-[MASK] pattern): what goes with
+    `response_format: json_object` to a server that compiles the schema into a grammar (llama.cpp), so that a small
+    model's reply always closes (no string runs on to max_tokens) and has the shape the validators ask for."""
+    return strict_schema(model, bounds=True)
+
+
 REPLY_MODELS: dict[str, type[BaseModel]] = {"categorise": CategoriseReply, "animal_item": AnimalProposal,
                                             "comparison_sentence": SentenceProposal}
 SCHEMAS = {name: strict_schema(model) for name, model in REPLY_MODELS.items()}
+BOUNDED_SCHEMAS = {name: bounded_schema(model) for name, model in REPLY_MODELS.items()}
+
+
+def _categorise_bounds(n: int) -> dict:
+    """The bounded categorise schema for a batch of n clips: exactly n entries, ids c1..cn."""
+    schema = copy.deepcopy(BOUNDED_SCHEMAS["categorise"])
+    clips = schema["properties"]["clips"]
+    clips["minItems"] = clips["maxItems"] = n
+    clips["items"]["properties"]["id"] = {"type": "string", "enum": [f"c{i + 1}" for i in range(n)]}
+    return schema
+
+
+def _sentence_bounds(choices: tuple[str, ...]) -> dict:
+    """The bounded sentence schema for a task: the guess is one of its choices or "unsure"."""
+    schema = copy.deepcopy(BOUNDED_SCHEMAS["comparison_sentence"])
+    schema["properties"]["guess"] = {"type": "string", "enum": [*choices, "unsure"]}
+    return schema
 
 
 def parse_reply(reply: ChatReply, model: type[BaseModel]) -> BaseModel | Failure:
@@ -63,12 +91,12 @@ def parse_reply(reply: ChatReply, model: type[BaseModel]) -> BaseModel | Failure
     if reply.error:
         return Failure(reply.error, reply.detail)
     text = _FENCE.sub("", reply.text.strip())
-    try:
-        data = json.loads(text)
+    try:  # strict=False: a raw line break inside a string (llama.cpp's JSON grammar allows one) is no JSON error
+        data = json.loads(text, strict=False)
     except json.JSONDecodeError:
         start, end = text.find("{"), text.rfind("}")
         try:
-            data = json.loads(text[start : end + 1]) if 0 <= start < end else None
+            data = json.loads(text[start : end + 1], strict=False) if 0 <= start < end else None
         except json.JSONDecodeError:
             data = None
         if data is None:
@@ -117,7 +145,7 @@ class OpenAIBackend:
             data = [c.as_data(f"c{i + 1}") for i, c in enumerate(batch)]
             unit = f"clip {batch[0].clip_id}" + (f" (+{len(batch) - 1} in its batch)" if len(batch) > 1 else "")
             reqs.append(ChatRequest(unit, prompt.id, prompt.render(n=str(len(batch)), clips=_data(data)), "categorise",
-                                    SCHEMAS["categorise"]))
+                                    SCHEMAS["categorise"], _categorise_bounds(len(batch))))
         out: dict[str, CategoryProposal | Failure] = {}
         for batch, reply in zip(batches, self.client.run(reqs, desc="categorise")):
             parsed = parse_reply(reply, CategoriseReply)
@@ -135,8 +163,8 @@ class OpenAIBackend:
 
     def propose_animal_items(self, clips: list[tuple[ClipText, str]]) -> dict[str, AnimalProposal | Failure]:
         prompt = self.prompts["animal_item"]
-        reqs = [ChatRequest(f"clip {c.clip_id}", prompt.id, prompt.render(clip=_data(c.as_data("c1"))), "animal_item",
-                            SCHEMAS["animal_item"]) for c, _ in clips]
+        reqs = [ChatRequest(f"clip {c.clip_id}", prompt.id, prompt.render(clip=_data(c.as_data("c1")), animal=source),
+                            "animal_item", SCHEMAS["animal_item"], BOUNDED_SCHEMAS["animal_item"]) for c, source in clips]
         return {c.clip_id: parse_reply(r, AnimalProposal) for (c, _), r in zip(clips, self.client.run(reqs, desc="animal items"))}
 
     def sentence_prompt(self, task: str) -> Prompt:
@@ -147,7 +175,10 @@ class OpenAIBackend:
         reqs = []
         for p in pairs:
             prompt = self.sentence_prompt(p.task)
-            example = fill_template(p.templates[0], "A", "B") if p.templates else "The sound of a A is typically [MASK] than the sound of a B."
+            # the task's first template with this pair's names: a shape a small model can follow (a larger one rephrases)
+            template = p.templates[0] if p.templates else "The sound of a {a} is typically [MASK] than the sound of a {b}."
+            example = fill_template(template, p.source_a, p.source_b)
             msgs = prompt.render(dimension=p.dimension, choices=json.dumps(list(p.choices)), example=example, pair=_data(p.as_data()))
-            reqs.append(ChatRequest(f"pair {p.pair_id}", prompt.id, msgs, "comparison_sentence", SCHEMAS["comparison_sentence"]))
+            reqs.append(ChatRequest(f"pair {p.pair_id}", prompt.id, msgs, "comparison_sentence", SCHEMAS["comparison_sentence"],
+                                    _sentence_bounds(p.choices)))
         return {p.pair_id: parse_reply(r, SentenceProposal) for p, r in zip(pairs, self.client.run(reqs, desc="sentences"))}

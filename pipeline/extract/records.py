@@ -71,13 +71,25 @@ class Failure:
     detail: str = ""
 
 
-# The reply models are the one source of the JSON schemas sent to the endpoint (llm.strict_schema). Their checks are
-# lenient on purpose (a category outside the enum is a per-clip reject in validate, not a failed batch).
+# The reply models are the one source of the JSON schemas sent to the endpoint (llm.strict_schema, llm.bounded_schema).
+# Their checks are lenient on purpose (a category outside the enum is a per-clip reject in validate, not a failed
+# batch). The `maxLength` and `pattern` bounds go only into the bounded schema that a grammar-constrained server
+# (llama.cpp) compiles, so that a small model cannot loop inside a string until max_tokens; pydantic does not enforce
+# them (validate gives the reason when a reply breaks them).
+# a source or animal name: lower-case words, as validate's canonical form (no file names, note names or numbers)
+_NAME = {"pattern": r"^([a-z]{1,20}( [a-z]{1,20}){0,2})?$"}
+_SOUND_WORD = {"pattern": r"^[A-Za-z][A-Za-z' -]{0,29}$"}  # an onomatopoeia ("Woof", "cock-a-doodle-doo")
+# one sentence, one [MASK], no quotes, braces, brackets or line breaks around it (validate.MAX_SENTENCE_CHARS = 240)
+_PLAIN = r'[^\[\]{}<>"\\\n\r\t]'
+MASK_SENTENCE = rf"^{_PLAIN}{{0,80}}\[MASK\]{_PLAIN}{{1,80}}$"  # an animal's sound: a short sentence
+COMPARISON_SENTENCE = rf"^{_PLAIN}{{1,110}}\[MASK\] than {_PLAIN}{{1,110}}$"
+
+
 class CategoryProposal(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: str = ""
+    id: str = Field("", json_schema_extra={"maxLength": 8})
     category: str = Field(json_schema_extra={"enum": list(CATEGORIES)})
-    source: str = ""
+    source: str = Field("", json_schema_extra=_NAME)
     confidence: float = Field(ge=0.0, le=1.0)
 
 
@@ -88,15 +100,15 @@ class CategoriseReply(BaseModel):
 
 class AnimalProposal(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    sentence: str
-    answer: str
-    onomatopoeia: str
+    sentence: str = Field(json_schema_extra={"pattern": MASK_SENTENCE})
+    answer: str = Field(json_schema_extra=_NAME)
+    onomatopoeia: str = Field(json_schema_extra=_SOUND_WORD)
 
 
 class SentenceProposal(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    sentence: str
-    guess: str = ""
+    sentence: str = Field(json_schema_extra={"pattern": COMPARISON_SENTENCE})
+    guess: str = Field("", json_schema_extra={"maxLength": 16})
 
 
 def _as_list(v: object) -> list:

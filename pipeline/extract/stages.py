@@ -97,6 +97,7 @@ def _llm_extra(backend) -> dict:
         extra["llm"] = backend.settings.public()
         extra["sampling"] = backend.settings.sampling()
         extra["llm_stats"] = backend.stats
+        extra["structured_output_used"] = backend.client.mode  # after any fallback (auto: json_schema, json_object, text)
     return extra
 
 

@@ -25,6 +25,9 @@ MAX_SENTENCE_CHARS = 240
 _SOURCE_OK = re.compile(r"^[a-z0-9][a-z0-9 '\-]{0,39}$")
 _GENERIC = {"animal", "creature", "wildlife", "beast", "pet", "sound", "noise", "nature", "unknown", "thing", "call",
             "other", "none", "mammal", "insect", "field recording", "ambience", "recording"}
+# words of a file name or a recording's technical tags, never a sound source ("piano e3 18 wav", "frog croak mp3")
+_TECHNICAL = {"wav", "mp3", "flac", "aif", "aiff", "ogg", "m4a", "mp4", "sfx", "foley", "mono", "stereo", "mic", "zoom",
+              "tascam", "h4n", "multisample", "sample", "normalized", "normalised", "khz", "bit", "take"}
 _MAX_NAME_TOKENS = 4
 _UNSURE = {"", "unsure", "unknown", "equal", "same", "none", "n/a", "cannot tell", "either"}
 
@@ -106,7 +109,8 @@ def validate_category(clip: ClipText, prop: CategoryProposal, lex: Lexicon) -> d
         return {"clip_id": clip.clip_id, "category": "other", "source_name": "", "category_path": "other", "confidence": conf}
     given = (prop.source or path_src).strip()
     name = canonical_source(given, cat, lex)
-    if not name or not _SOURCE_OK.match(name) or len(name.split()) > _MAX_NAME_TOKENS:
+    if (not name or not _SOURCE_OK.match(name) or len(name.split()) > _MAX_NAME_TOKENS or name in _GENERIC
+            or _TECHNICAL & set(name.split())):
         return Failure("source_malformed", f"{given[:40]!r}")
     if not _grounded(name, clip.full_ground, lex, cat == "animal"):
         return Failure("source_not_in_text", f"{name!r} is not named in the clip's own text")
@@ -132,11 +136,15 @@ def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon, sou
     if (bad := _check_sentence(sentence)) is not None:
         return bad
     answer = canonical_name(prop.answer)
-    if not answer or not _SOURCE_OK.match(answer) or len(answer.split()) > _MAX_NAME_TOKENS or answer in _GENERIC:
+    if (not answer or not _SOURCE_OK.match(answer) or len(answer.split()) > _MAX_NAME_TOKENS or answer in _GENERIC
+            or _TECHNICAL & set(answer.split())):
         return Failure("answer_malformed", f"{prop.answer[:40]!r}")
     known = lex.normalise(answer)
     if known and lex.sources[known].category != "animal":
         return Failure("answer_not_animal", f"{answer!r} is a {lex.sources[known].category} source")
+    inside = {lex.sources[m.name].category for m in lex.mentions(answer)}  # "door slamming shut" names a door
+    if not known and inside and "animal" not in inside:
+        return Failure("answer_not_animal", f"{answer!r} names a {'/'.join(sorted(inside))} source")
     if not _grounded(answer, clip.metadata_ground or clip.full_ground, lex, animal=True):
         return Failure("answer_not_in_source", f"{answer!r} is not named in the clip's title, tags or description")
     if source and not _same_animal(answer, source, lex):
@@ -146,6 +154,8 @@ def validate_animal_item(clip: ClipText, prop: AnimalProposal, lex: Lexicon, sou
     ono = " ".join(prop.onomatopoeia.split())
     if not ono or len(ono) > 40 or MASK in ono:
         return Failure("span_malformed", f"{ono[:40]!r}")
+    if phrase_in(answer, tokenize(ono)):  # the sound word is the animal's name ("door slamming shut" for itself)
+        return Failure("answer_in_sentence", f"the sound word {ono!r} names {answer!r}")
     at = sentence.lower().find(ono.lower())
     if at < 0:
         return Failure("span_not_in_sentence", f"{ono!r} not in {sentence[:80]!r}")

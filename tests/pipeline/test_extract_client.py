@@ -208,6 +208,19 @@ def test_cache_replays_with_zero_requests_and_offline(tmp_path):
         extract_stage(other, params_dead, quiet=True, offline=True)
 
 
+def test_the_cache_key_holds_the_schemas_the_answer_was_constrained_to(tmp_path):
+    with OpenAIServer(FakeModel()) as srv:
+        client = _client(srv, tmp_path)
+        base = _reqs(1)[0]
+        bounded = ChatRequest(base.unit, base.prompt_version, base.messages, base.schema_name, base.schema,
+                              {"type": "object", "maxProperties": 1})
+        assert client.key(base) != client.key(bounded) != client.key(ChatRequest(*list(vars(bounded).values())[:4], {}))
+        assert client.key(base) == client.key(_reqs(1)[0])
+        other_mode = LLMClient(LLMSettings.from_params({"model": "m", "base_url": srv.base_url, **FAST,
+                                                         "structured_output": "text"}), client.cache, quiet=True)
+        assert other_mode.key(base) != client.key(base)
+
+
 def test_a_200_that_is_not_a_chat_completion_is_a_reject(tmp_path):
     with OpenAIServer(lambda body, i: Reply(raw_body=b"<html>bad gateway page</html>")) as srv:
         replies = _client(srv, tmp_path).run(_reqs(2))

@@ -5,6 +5,7 @@ speaks the chat-completions protocol and answers the way a real model does ("Cap
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import pytest
 from benchmark.tasks import writer_specs
 from pipeline.extract import extract_stage, write_stage
 from pipeline.extract.cache import LLMCache
-from pipeline.extract.client import ChatRequest, LLMClient, LLMSettings
+from pipeline.extract.client import ChatReply, ChatRequest, LLMClient, LLMSettings
 from pipeline.extract.lexicon import CATEGORIES, load_lexicon
-from pipeline.extract.llm import REPLY_MODELS, SCHEMAS, strict_schema
-from pipeline.extract.records import AnimalProposal, CategoryProposal, make_clip_text
+from pipeline.extract.llm import BOUNDED_SCHEMAS, REPLY_MODELS, SCHEMAS, bounded_schema, parse_reply, strict_schema
+from pipeline.extract.records import AnimalProposal, CategoryProposal, Failure, make_clip_text
 from pipeline.extract.text import canonical_name, split_title
 from pipeline.extract.validate import validate_animal_item, validate_category
 from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data
@@ -131,6 +132,22 @@ def test_answer_checks_that_stay():
     assert item(_clip("capybara", ["capybara"], ""), "capybara", "squeak").reason == "onomatopoeia_unsupported"
 
 
+def test_a_weak_models_non_animal_answer_is_refused():
+    """What SmolLM2-135M answered in `make check-llm` for clips it had called animals (grounded, yet wrong)."""
+    lex = load_lexicon()
+    door = _clip("door slamming shut", ["door", "slam"], "door slamming shut, close mic.")
+    p = AnimalProposal(sentence="door slamming shut, close mic. [MASK] the sound word.", answer="door slamming shut",
+                       onomatopoeia="door slamming shut")
+    assert validate_animal_item(door, p, lex, "door slamming shut").reason == "answer_not_animal"
+    # an open-vocabulary animal whose sound word is its own name
+    capy = _clip("capybara squeak", ["capybara"], "a capybara squeaks")
+    p = AnimalProposal(sentence="Capybara squeak is the sound a [MASK] makes.", answer="capybara",
+                       onomatopoeia="capybara squeak")
+    assert validate_animal_item(capy, p, lex, "capybara").reason == "answer_in_sentence"
+    assert not isinstance(validate_animal_item(capy, AnimalProposal(sentence="Squeak is the sound a [MASK] makes.",
+                                                                    answer="capybara", onomatopoeia="Squeak"), lex, "capybara"), Failure)
+
+
 def test_category_source_is_grounded_but_not_overridden():
     lex = load_lexicon()
     clip = _clip("Geige_A4.wav", ["geige"], "eine Geige")
@@ -140,6 +157,10 @@ def test_category_source_is_grounded_but_not_overridden():
         == "source_not_in_text"
     assert validate_category(clip, CategoryProposal(category="food", source="geige", confidence=0.8), lex).reason \
         == "category_unknown"
+    # a file name, a technical tag or a generic word is in the clip's text but names no sound source
+    for copied in ("Geige_A4.wav", "geige a4 wav", "wav", "field recording"):
+        assert validate_category(clip, CategoryProposal(category="music", source=copied, confidence=0.8), lex).reason \
+            == "source_malformed", copied
 
 
 def _objects(node):
@@ -169,6 +190,29 @@ def test_schemas_are_generated_from_the_reply_models_in_strict_form():
     assert list(SCHEMAS["animal_item"]["properties"]) == list(AnimalProposal.model_fields)
 
 
+def test_bounded_schemas_keep_string_bounds_that_the_strict_ones_leave_out():
+    for name, model in REPLY_MODELS.items():
+        assert BOUNDED_SCHEMAS[name] == bounded_schema(model)
+        strict, bounded = json.dumps(SCHEMAS[name]), json.dumps(BOUNDED_SCHEMAS[name])
+        assert "maxLength" not in strict and "pattern" not in strict and "pattern" in bounded
+    one_mask = re.compile(BOUNDED_SCHEMAS["animal_item"]["properties"]["sentence"]["pattern"])
+    assert one_mask.match("Woof is the sound a [MASK] makes.")
+    for bad in ("Woof is a [MASK] or a [MASK].", "No mask here.", 'A "[MASK]" says woof.', "Woof.\nA [MASK] barks."):
+        assert not one_mask.match(bad), bad
+    than = re.compile(BOUNDED_SCHEMAS["comparison_sentence"]["properties"]["sentence"]["pattern"])
+    assert than.match("The sound of a tuba is typically [MASK] than the sound of a piccolo.")
+    assert not than.match("Compared with a piccolo, a tuba is [MASK].")
+
+
+def test_a_line_break_inside_a_string_is_parsed_and_the_sentence_validated():
+    reply = ChatReply(text='{"sentence": "Woof is\nthe sound a [MASK] makes.", "answer": "dog", "onomatopoeia": "Woof"}',
+                      finish_reason="stop")
+    parsed = parse_reply(reply, AnimalProposal)
+    assert isinstance(parsed, AnimalProposal)  # not malformed_json (llama.cpp's JSON grammar lets a raw line break through)
+    item = validate_animal_item(make_clip_text("c", "dog bark", ["dog"], "", [], 600), parsed, load_lexicon(), "dog")
+    assert not isinstance(item, Failure) and item["sentence"] == "Woof is the sound a [MASK] makes."
+
+
 def test_the_schema_sent_is_the_generated_one(tmp_path):
     with OpenAIServer(FakeModel()) as srv:
         extract_stage(write_clips(tmp_path, [clip_row(0, "dog bark", ["dog"], "", [])]), llm_params(srv), quiet=True)
@@ -190,8 +234,18 @@ def test_a_server_that_refuses_a_mode_gets_the_next_one(tmp_path, refuses, used,
     assert formats[: len(refuses)] == expected_head and set(formats[len(refuses):]) == {used}
     assert manifest["llm_stats"]["schema_fallbacks"] == len(refuses)
     if used == "json_object":  # the schema rides along (llama-cpp-python's server makes a grammar of it)
+        # in its bounded form: string bounds, and a categorise batch of n clips asks for exactly n entries, ids c1..cn
         sent = [b["response_format"]["schema"] for b in srv.requests if b.get("response_format", {}).get("type") == "json_object"]
-        assert sent and all(x in (SCHEMAS["categorise"], SCHEMAS["animal_item"]) for x in sent)
+        assert sent
+        for x in sent:
+            if "clips" in x["properties"]:
+                clips = x["properties"]["clips"]
+                assert clips["minItems"] == clips["maxItems"] == len(rows)  # one batch of three
+                assert clips["items"]["properties"]["id"]["enum"] == ["c1", "c2", "c3"]
+                assert re.match(clips["items"]["properties"]["source"]["pattern"], "eagle owl")
+                assert not re.match(clips["items"]["properties"]["source"]["pattern"], "piano-E3-18.wav")
+            else:
+                assert x == BOUNDED_SCHEMAS["animal_item"]
     assert manifest["counts"]["kept"] == 2  # answers are still parsed into pydantic and validated
 
 
@@ -218,10 +272,10 @@ def test_each_task_is_written_with_its_own_prompt(tmp_path, monkeypatch):
     (extra / "prompts").mkdir(parents=True)
     shutil.copy(Path("benchmark/tasks/sound_pitch_comparison.yaml"), extra / "brightness_comparison.yaml")
     spec = (extra / "brightness_comparison.yaml").read_text().replace("name: sound_pitch_comparison", "name: brightness_comparison")
-    spec = spec.replace("prompts/sound_pitch_comparison.v1.md", "prompts/brightness.v1.md")
+    spec = spec.replace("prompts/sound_pitch_comparison.v2.md", "prompts/brightness.v1.md")
     (extra / "brightness_comparison.yaml").write_text(spec)
     prompt = extra / "prompts" / "brightness.v1.md"
-    prompt.write_text(Path("benchmark/tasks/prompts/sound_pitch_comparison.v1.md").read_text()
+    prompt.write_text(Path("benchmark/tasks/prompts/sound_pitch_comparison.v2.md").read_text()
                       .replace("Pitch is how high or low a sound is", "BRIGHTNESS PROMPT"))
     monkeypatch.setenv("AUDITORYBENCH_TASK_DIRS", str(extra))
     from benchmark.tasks import _load
@@ -242,7 +296,7 @@ def test_each_task_is_written_with_its_own_prompt(tmp_path, monkeypatch):
         assert "Pitch is how high or low" in by_task["p1"] and "BRIGHTNESS PROMPT" in by_task["p2"]
         assert "chainsaw is louder" in by_task["p3"]
         rows = pd.read_parquet(tmp_path / "write" / "sentences.parquet").set_index("pair_id")["prompt_version"].to_dict()
-        assert rows == {"p1": "sound_pitch_comparison.v1", "p2": "brightness.v1", "p3": "loudness_comparison.v1"}
+        assert rows == {"p1": "sound_pitch_comparison.v2", "p2": "brightness.v1", "p3": "loudness_comparison.v2"}
         versions = first["params"]["prompt_versions"]
         assert versions["task:brightness_comparison"].startswith("brightness.v1@")
         assert all("prompt_file" not in s for s in first["params"]["task_specs"].values())  # no checkout path
