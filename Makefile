@@ -172,7 +172,7 @@ clean: ## remove build outputs (keeps .venv, releases and the demo corpus)
 
 # ---- a real small model through the LLM stages (not part of `make test`: it builds llama-cpp-python, ~10 min once)
 .PHONY: check-llm
-# CHECK_LLM_ARGS: e.g. '--n-clips 72' (bench/check_llm.py --help; 72 clips took 15.5 min on 2 busy cores, 120 would take ~25)
+# CHECK_LLM_ARGS: e.g. '--n-clips 24' (bench/check_llm.py --help; the default 72 clips took 15.5 min on 2 busy cores)
 check-llm: $(INSTALLED) ## the LLM stages with SmolLM2-135M (llama.cpp's server) beside the rules, against the demo truth
 	$(PY) -c "import llama_cpp.server" 2>/dev/null || $(PY) -m pip install -q -e '.[llm-check]'
 	$(PY) bench/check_llm.py --out $(BUILD_ROOT)/check-llm $(if $(QUIET),--quiet,) $(CHECK_LLM_ARGS)

@@ -179,7 +179,7 @@ def table(res: dict[str, dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="build/check-llm")
-    ap.add_argument("--n-clips", type=int, default=120, help="demo corpus size (make demo uses 360)")
+    ap.add_argument("--n-clips", type=int, default=72, help="demo corpus size (make demo uses 360)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--timeout-s", type=float, default=120.0, help="per LLM request")
