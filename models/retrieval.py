@@ -43,6 +43,11 @@ __all__ = [
 ]
 
 DEMO_RETRIEVAL_NAME = "demo-contrastive(minilm-text+aisfx-audio)"
+
+
+def demo_retrieval_name(audio_side: str) -> str:
+    """The demo retrieval model's name, by its frozen audio side (DEMO_RETRIEVAL_NAME for aisfx)."""
+    return DEMO_RETRIEVAL_NAME if audio_side == "aisfx" else f"demo-contrastive(minilm-text+{audio_side}-audio)"
 PUBLISHED_CLAP = "laion/clap-htsat-unfused"
 PUBLISHED_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 
@@ -53,7 +58,8 @@ class IndexConfig:
     the hub cache (no network wait) and otherwise uses the demo retrieval model / the aisfx encoder."""
 
     retrieval: str = f"clap:{PUBLISHED_CLAP}"  # clap:<id or path> | demo | auto
-    inject: str = f"ast:{PUBLISHED_AST}"  # ast:<id> | clap:<id> | aisfx | auto | retrieval (reuse the retrieval audio embedding)
+    inject: str = f"ast:{PUBLISHED_AST}"  # ast:<id> | clap:<id> | aisfx | melstats | auto | retrieval (reuse the retrieval audio embedding)
+    demo_audio: str = "aisfx"  # the demo retrieval model's frozen audio side: aisfx | melstats
     text_encoder: str = "minilm"  # demo model's frozen text side (hub id, path or 'minilm')
     proj_dim: int = 256
     epochs: int = 200  # full-batch steps of the projection training
@@ -357,12 +363,13 @@ def build_index(
         r_desc = f"clap:{clap.name}"
         metrics = _clap_recall(clap, ids, captions, r_emb, config)
     else:
-        aisfx = AisfxEncoder.from_checkpoint(device=config.device)
-        a_raw = embed(aisfx)
-        cache["aisfx"] = a_raw
+        side = AisfxEncoder.from_checkpoint(device=config.device) if config.demo_audio == "aisfx" else load_audio_encoder(config.demo_audio)
+        a_raw = embed(side)
+        cache[config.demo_audio] = a_raw
+        r_desc = demo_retrieval_name(config.demo_audio)
         text_head, r_emb, metrics = _train_demo(ids, captions, a_raw, config)
-        text_side = {"kind": "demo", "encoder": config.text_encoder, "audio_encoder": aisfx.name}
-        r_desc = DEMO_RETRIEVAL_NAME
+        metrics["model"] = r_desc
+        text_side = {"kind": "demo", "encoder": config.text_encoder, "audio_encoder": side.name}
 
     # injection side
     inject = config.inject
@@ -376,8 +383,8 @@ def build_index(
             i_desc = "aisfx"
     elif inject == "retrieval":
         i_emb, i_desc = r_emb, f"retrieval:{r_desc}"
-    elif inject == "aisfx" and "aisfx" in cache:
-        i_emb, i_desc = cache["aisfx"], "aisfx"
+    elif inject in ("aisfx", "melstats") and inject in cache:
+        i_emb, i_desc = cache[inject], inject
     else:
         enc = load_audio_encoder(inject, device=config.device)
         i_emb, i_desc = embed(enc), inject
