@@ -17,6 +17,9 @@
 #            DEMO_SIZE=<clips in the demo corpus>.
 
 SHELL := /bin/bash
+# one torch/OpenMP thread per process unless the environment says otherwise: on this shared 2-core machine a step
+# of MiniLM took 7 s with two threads (spinning against the other processes) and 0.6 s with one
+export OMP_NUM_THREADS ?= 1
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -38,7 +41,8 @@ CORPUS_ID ?= $(if $(filter $(DEMO_CORPUS) $(DEMO_CORPUS)/,$(CORPUS)),demo,)
 # split.holdout_frac: sources and animal sound words held out of train, so the test asks what only the audio can
 # answer (the demo measures the mechanism, not real-world knowledge); pairs.max_pairs_per_clip: a source of the
 # source-level loudness task may meet more partners (each pair is still one distinct source pair)
-DEMO_SET ?= split.holdout_frac=0.4 pairs.max_pairs_per_clip=5 index.inject=melstats index.demo_audio=melstats
+DEMO_SET ?= split.holdout_frac=0.4 pairs.max_pairs_per_clip=8 index.inject=melstats index.demo_audio=melstats \
+            eval.splits=[dev,test,wiki] eval.max_items=400
 DEMO_ARGS = $(if $(filter demo,$(CORPUS_ID)),$(foreach s,$(DEMO_SET),--set '$(s)'))
 Q := $(if $(QUIET),--quiet,)
 comma := ,

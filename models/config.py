@@ -56,9 +56,9 @@ class TrainConfig:
     def demo(cls, **overrides) -> "TrainConfig":
         """The small demo setting: MiniLM (shipped offline), fewer epochs, a smaller adapter, larger lr."""
         base = dict(
-            lm="minilm", epochs=4, batch_size=16, lr=2e-3, head_lr=2e-3, lora_r=8, lora_alpha=16,
-            audio_lr=5e-3, audio_gate_init=0.5, name_dropout=0.5,
-            detector_epochs=3, detector_lr=1e-4, max_length=64,
+            lm="minilm", epochs=6, batch_size=16, lr=2e-3, head_lr=2e-3, lora_r=8, lora_alpha=16,
+            audio_lr=1e-2, audio_gate_init=0.5, name_dropout=0.5, retrieval_k=3,
+            detector_epochs=2, detector_lr=1e-4, max_length=64,
             train_spans="detector",  # train on the spans eval will see: retrieval of a slightly other span finds another clip
         )
         base.update(overrides)

@@ -267,15 +267,16 @@ def train_projection(
     tx = torch.from_numpy(_standardise(text_x))
     ax = torch.from_numpy(_standardise(audio_x))
     owner = torch.from_numpy(pair_audio.astype(np.int64))
-    by_clip = [torch.nonzero(owner == j).flatten() for j in range(len(audio_x))]
-    has = [j for j in range(len(audio_x)) if len(by_clip[j])]
-    clips = torch.tensor(has)
-    for _ in range(config.epochs):
-        pick = torch.stack([by_clip[j][torch.randint(len(by_clip[j]), (1,), generator=g)][0] for j in has])
+    counts = torch.bincount(owner, minlength=len(audio_x))
+    rows_by_clip = torch.argsort(owner, stable=True)  # each clip's caption rows, clip after clip
+    first_row = torch.cumsum(counts, 0) - counts
+    clips = torch.nonzero(counts > 0).flatten()
+    for _ in range(config.epochs):  # one caption per clip per step, drawn at random (vectorised: no loop over clips)
+        pick = rows_by_clip[first_row[clips] + torch.randint(1 << 30, (len(clips),), generator=g) % counts[clips]]
         te = F.normalize(t_head(tx[pick]), dim=-1)
         ae = F.normalize(a_head(ax[clips]), dim=-1)
         logits = te @ ae.T / config.temperature
-        target = torch.arange(len(has))
+        target = torch.arange(len(clips))
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
         opt.zero_grad()
         loss.backward()

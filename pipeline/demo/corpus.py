@@ -178,7 +178,7 @@ _WORDS: dict[str, tuple[tuple[str, ...], str, str, str, tuple[str, ...]]] = {
     "bottle": (("bottle blow", "blowing across a bottle", "bottle tone"), "botella", "Flasche", "bouteille", ("bottle", "blow")),
     "drill": (("power drill", "drill running", "electric drill"), "taladro", "Bohrmaschine", "perceuse", ("drill", "tool")),
     "chainsaw": (("chainsaw", "chainsaw running"), "motosierra", "Kettensäge", "tronçonneuse", ("chainsaw", "tool")),
-    "vacuum cleaner": (("vacuum cleaner", "hoover running"), "aspiradora", "Staubsauger", "aspirateur", ("vacuum", "household")),
+    "vacuum cleaner": (("vacuum cleaner", "vacuum cleaner running"), "aspiradora", "Staubsauger", "aspirateur", ("vacuum-cleaner", "household")),
     "blender": (("blender", "kitchen blender running"), "licuadora", "Mixer Blender", "mixeur", ("blender", "appliance")),
     "hair dryer": (("hair dryer", "hairdryer on"), "secador", "Föhn", "sèche-cheveux", ("hairdryer", "appliance")),
     "fan": (("ceiling fan", "fan hum", "desk fan running"), "ventilador", "Ventilator", "ventilateur", ("fan", "hum")),

@@ -237,3 +237,15 @@ def test_name_dropout_replaces_each_span_with_its_own_made_up_word():
     tok_spans = encode_items(load_tokenizer("minilm"), [out], [1], [spans]).span_pos
     assert int(tok_spans[0, 0]) == 1  # the made-up word is where the audio goes in
     assert drop_names("A [MASK] barks.", ["woof"], random.Random(0)) == ("A [MASK] barks.", ["woof"])  # span not there
+
+
+def test_name_dropout_touches_whole_words_only_and_never_the_mask():
+    import random
+
+    from models.train import drop_names
+
+    sentence = "The sound of a flute is typically [MASK] in pitch than a violin."
+    out, spans = drop_names(sentence, ["is", "in"], random.Random(3))  # detector spans can be any words
+    assert out.count("[MASK]") == 1 and out.split()[5] == spans[0] and out.split()[8] == spans[1]
+    assert drop_names(sentence, ["[MASK]"], random.Random(0)) == (sentence, ["[MASK]"])
+    assert drop_names(sentence, ["flu"], random.Random(0)) == (sentence, ["flu"])  # not a whole word
