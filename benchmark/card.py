@@ -281,7 +281,15 @@ def _splits_section(manifest: dict) -> str:
     for task in sorted(manifest.get("tasks", {})):
         counts = manifest["tasks"][task].get("counts", {})
         rows.append([task] + [counts.get(s, 0) for s in SPLITS] + [sum(counts.values())])
-    return _table(["task"] + list(SPLITS) + ["total"], rows)
+    table = _table(["task"] + list(SPLITS) + ["total"], rows)
+    split = (manifest.get("stages") or {}).get("split") or {}
+    held = (split.get("counts") or {}).get("held_out_names") or []
+    if held:
+        frac = (split.get("params") or {}).get("holdout_frac")
+        table += (f"\n\nHeld-out names (`split.holdout_frac` {frac}): these {len(held)} source names and animal sound "
+                  "words occur in no train item — every clip of them is in dev or test — so test asks about names a "
+                  "model never saw in training: " + ", ".join(held) + ".")
+    return table
 
 
 def _balance_section(manifest: dict) -> str:
@@ -367,6 +375,11 @@ def _limitations_section(manifest: dict) -> str:
         lines.append(f"- Comparison answers come from an automatic estimator ({_inline(prov['estimator'])}); "
                      "pitch of noisy or polyphonic sounds can be wrong.")
     lines.append("- Sentences are templated or LLM-written from captions; captions can be wrong about the sound.")
+    if ((manifest.get("provenance") or {}).get("corpus") or {}).get("id") == "demo":
+        lines.append("- **This is the demo release: it measures the mechanism, not real-world knowledge.** Its clips "
+                     "are synthesised by `pipeline/demo/` (each source a recipe with its own pitch range, level and "
+                     "length), and its held-out names make the test ask what only the audio can answer. A score here "
+                     "says whether a model reads injected audio, not what it knows about how the world sounds.")
     return "\n".join(lines)
 
 

@@ -7,6 +7,9 @@ Every encoder takes `audio: float32[samples]` mono at `sr` Hz, resamples once to
   (96-bin HTK mel, unit-sum filters, 2048/1024 frames at 44.1 kHz, log10(1e4·x + 1), the paper's
   min-max scale, 100-frame blocks ≈ 2.3 s with 50 % hop), since the package's own code pins old
   librosa/numpy. Block embeddings are averaged into one clip embedding.
+- `MelStatsEncoder`: no network: the mean and spread of that same log-mel spectrogram over the clip's sounding
+  frames, plus its level (194-d). Milliseconds per clip, for the demo corpus (`index.inject: melstats`,
+  `index.demo_audio: melstats`), whose synthetic sources differ in exactly what it keeps: spectrum, pitch, level.
 - `ClapAudioEncoder`: transformers ClapModel audio tower + projection (hub id or local path).
 - `ASTEncoder`: transformers ASTModel pooled output (the published AudioBERT injection encoder).
 """
@@ -27,6 +30,7 @@ from benchmark.errors import InputError, ModelLoadError
 __all__ = [
     "AudioEncoder",
     "AisfxEncoder",
+    "MelStatsEncoder",
     "ClapAudioEncoder",
     "ASTEncoder",
     "resample",
@@ -194,6 +198,31 @@ class AisfxEncoder:
         return out
 
 
+@dataclass
+class MelStatsEncoder:
+    """Per clip: mean and standard deviation of the aisfx log-mel bands over the sounding frames (within 30 dB of
+    the loudest), the sounding share of the clip, and its RMS level (dBFS / 60): float32[194]. No weights."""
+
+    name: str = "melstats"
+    dim: int = 2 * AISFX_MELS + 2
+    sample_rate_hz: int = AISFX_SR_HZ
+
+    def encode(self, audios: Sequence[np.ndarray], sr: int) -> np.ndarray:
+        out = np.zeros((len(audios), self.dim), np.float32)
+        for i, a in enumerate(audios):
+            a = np.asarray(a, dtype=np.float32)
+            rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
+            spec = aisfx_mel(a, sr)  # [frames, 96], peak-normalised audio
+            peak = spec.max(axis=1)  # log10 units / AISFX_SPEC_MAX: 30 dB = 3 units
+            on = peak >= peak.max() - 3.0 / AISFX_SPEC_MAX
+            act = spec[on]
+            out[i, :AISFX_MELS] = act.mean(axis=0)
+            out[i, AISFX_MELS:2 * AISFX_MELS] = act.std(axis=0)
+            out[i, -2] = float(on.mean())
+            out[i, -1] = (20.0 * np.log10(max(rms, 1e-6))) / 60.0
+        return out
+
+
 # ---------------------------------------------------------------- transformers encoders
 
 
@@ -288,10 +317,12 @@ def load_audio_encoder(name: str, device: str = "cpu", local_only: bool | None =
     kind, _, ref = str(name).partition(":")
     if kind == "aisfx":
         return AisfxEncoder.from_checkpoint(ref or None, device=device)
+    if kind == "melstats":
+        return MelStatsEncoder()
     if kind == "clap" and ref:
         return ClapAudioEncoder.from_pretrained(ref, device=device, local_only=local_only)
     if kind == "ast" and ref:
         return ASTEncoder.from_pretrained(ref, device=device, local_only=local_only)
     from benchmark.errors import UnknownNameError
 
-    raise UnknownNameError(f"audio encoder {name!r}: expected 'aisfx', 'clap:<id or path>' or 'ast:<id or path>'")
+    raise UnknownNameError(f"audio encoder {name!r}: expected 'aisfx', 'melstats', 'clap:<id or path>' or 'ast:<id or path>'")

@@ -6,7 +6,7 @@ Read top to bottom:
    has word pieces, and finds the first token of each span.
 2. `AudioBERT.embed` looks up the token embeddings and, at each span's first token, adds
    tanh(gate) · proj(audio) (or substitutes proj(audio)); proj ends in a LayerNorm scaled to the size of a token
-   embedding, and the learnable gate starts at 0, so AudioBERT starts as its text twin. The LM then runs with
+   embedding, and the learnable gate starts at `gate_init` (0: AudioBERT starts as its text twin). The LM then runs with
    its LoRA adapter (peft, on query/key/value) switched on ONLY for rows whose sentence has a span; other rows
    run the unchanged LM (`disable_adapter`). Logits are computed at the [MASK] positions only.
 3. `score_choices` ranks a task's answers by the mean log-probability of their word pieces.
@@ -42,6 +42,7 @@ class AudioBertConfig:
     lora_alpha: int = 128
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("query", "key", "value")
+    gate_init: float = 0.0  # audio_gate's start: tanh(gate_init) of the projected audio is let in at first
 
 
 @dataclass
@@ -144,9 +145,10 @@ class AudioBERT(nn.Module):
         self.proj = nn.Sequential(nn.Linear(config.inject_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         # proj(audio) is layer-normed and scaled to a token embedding's size, so it can never swamp the span's own
         # token (unscaled, Adam grew it to ~80x the token's norm within one demo epoch); with `add`, a learnable
-        # gate tanh(audio_gate) in [-1, 1], zero at start, says how much of it to let in: the model starts as the text twin.
+        # gate tanh(audio_gate) in [-1, 1] says how much of it to let in. At gate_init 0 the model starts as the text
+        # twin, but then the projection gets no gradient until the gate has moved: the demo starts it open (0.5).
         self.proj_norm = nn.LayerNorm(hidden, elementwise_affine=False)
-        self.audio_gate = nn.Parameter(torch.zeros(()))
+        self.audio_gate = nn.Parameter(torch.tensor(float(config.gate_init)))
         emb_w = mlm.get_input_embeddings().weight.detach().float()
         self.register_buffer("token_rms", emb_w.pow(2).mean().sqrt(), persistent=False)  # per-dim RMS of token embeddings
         self.train_head = train_head

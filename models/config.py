@@ -36,6 +36,9 @@ class TrainConfig:
     lora_targets: tuple[str, ...] = ("query", "key", "value")
     injection: str = "add"  # add | replace
     retrieval_k: int = 1  # top-k clips per span; k > 1 averages them weighted by similarity
+    audio_gate_init: float = 0.0  # the injection gate's start (tanh of it is the audio's share); 0 = start as the text twin
+    name_dropout: float = 0.0  # share of training items (drawn anew each epoch) whose span words are replaced by
+    #                            made-up words: their audio (retrieved for the real words) is all that is left to go on
     detector_epochs: int = 5
     detector_batch_size: int = 16
     detector_lr: float = 1e-5
@@ -53,8 +56,9 @@ class TrainConfig:
     def demo(cls, **overrides) -> "TrainConfig":
         """The small demo setting: MiniLM (shipped offline), fewer epochs, a smaller adapter, larger lr."""
         base = dict(
-            lm="minilm", epochs=4, batch_size=16, lr=2e-3, head_lr=2e-3, lora_r=8, lora_alpha=16,
-            detector_epochs=3, detector_lr=1e-4, max_length=64,
+            lm="minilm", epochs=6, batch_size=16, lr=2e-3, head_lr=2e-3, lora_r=8, lora_alpha=16,
+            audio_lr=1e-2, audio_gate_init=0.5, name_dropout=0.5, retrieval_k=3,
+            detector_epochs=2, detector_lr=1e-4, max_length=64,
             train_spans="detector",  # train on the spans eval will see: retrieval of a slightly other span finds another clip
         )
         base.update(overrides)

@@ -95,6 +95,7 @@ def build_model(config: TrainConfig, inject_dim: int):
     bcfg = AudioBertConfig(
         lm=config.lm, inject_audio=config.mode == "audiobert", injection=config.injection, inject_dim=inject_dim,
         lora_r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, lora_targets=config.lora_targets,
+        gate_init=config.audio_gate_init,
     )
     torch.manual_seed(config.seed)
     model = AudioBERT(mlm, bcfg, train_head=head_is_new)

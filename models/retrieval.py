@@ -47,6 +47,11 @@ __all__ = [
 ]
 
 DEMO_RETRIEVAL_NAME = "demo-contrastive(minilm-text+aisfx-audio)"
+
+
+def demo_retrieval_name(audio_side: str) -> str:
+    """The demo retrieval model's name, by its frozen audio side (DEMO_RETRIEVAL_NAME for aisfx)."""
+    return DEMO_RETRIEVAL_NAME if audio_side == "aisfx" else f"demo-contrastive(minilm-text+{audio_side}-audio)"
 PUBLISHED_CLAP = "laion/clap-htsat-unfused"
 PUBLISHED_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 
@@ -57,7 +62,8 @@ class IndexConfig:
     the hub cache (no network wait) and otherwise uses the demo retrieval model / the aisfx encoder."""
 
     retrieval: str = f"clap:{PUBLISHED_CLAP}"  # clap:<id or path> | demo | auto
-    inject: str = f"ast:{PUBLISHED_AST}"  # ast:<id> | clap:<id> | aisfx | auto | retrieval (reuse the retrieval audio embedding)
+    inject: str = f"ast:{PUBLISHED_AST}"  # ast:<id> | clap:<id> | aisfx | melstats | auto | retrieval (reuse the retrieval audio embedding)
+    demo_audio: str = "aisfx"  # the demo retrieval model's frozen audio side: aisfx | melstats
     text_encoder: str = "minilm"  # demo model's frozen text side (hub id, path or 'minilm')
     proj_dim: int = 256
     epochs: int = 200  # steps of the projection training (each a minibatch of batch_clips clips)
@@ -278,15 +284,16 @@ def train_projection(
     tx = torch.from_numpy(_standardise(text_x))
     ax = torch.from_numpy(_standardise(audio_x))
     owner = torch.from_numpy(pair_audio.astype(np.int64))
-    order = torch.argsort(owner, stable=True)  # caption rows grouped by clip, ascending within each (O(n log n))
-    by_clip = list(torch.split(order, torch.bincount(owner, minlength=len(audio_x)).tolist()))
-    has = [j for j in range(len(audio_x)) if len(by_clip[j])]
+    counts = torch.bincount(owner, minlength=len(audio_x))
+    rows_by_clip = torch.argsort(owner, stable=True)  # each clip's caption rows, clip after clip
+    first_row = torch.cumsum(counts, 0) - counts
+    clips = torch.nonzero(counts > 0).flatten()
     batch = max(2, int(config.batch_clips))
-    for _ in range(config.epochs):
-        step = has if len(has) <= batch else [has[i] for i in sorted(torch.randperm(len(has), generator=g)[:batch].tolist())]
-        pick = torch.stack([by_clip[j][torch.randint(len(by_clip[j]), (1,), generator=g)][0] for j in step])
+    for _ in range(config.epochs):  # a minibatch of batch_clips clips, one caption each drawn at random (vectorised)
+        step = clips if len(clips) <= batch else clips[torch.sort(torch.randperm(len(clips), generator=g)[:batch]).values]
+        pick = rows_by_clip[first_row[step] + torch.randint(1 << 30, (len(step),), generator=g) % counts[step]]
         te = F.normalize(t_head(tx[pick]), dim=-1)
-        ae = F.normalize(a_head(ax[torch.tensor(step)]), dim=-1)
+        ae = F.normalize(a_head(ax[step]), dim=-1)
         logits = te @ ae.T / config.temperature
         target = torch.arange(len(step))
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
@@ -337,7 +344,7 @@ class IndexPlan:
     """Which encoders an index needs, resolved once in the driver (auto → what is available offline)."""
 
     retrieval: str  # clap | demo
-    retrieval_spec: str  # the audio encoder of the retrieval side: clap:<id> or aisfx
+    retrieval_spec: str  # the audio encoder of the retrieval side: clap:<id>, or the demo's aisfx | melstats
     inject_spec: str  # the injection encoder; "" = reuse the retrieval embedding
     inject_desc: str
     local_only: tuple[str, ...] = ()  # specs resolved from `auto`: load from local files only
@@ -359,14 +366,14 @@ def plan_index(config: IndexConfig) -> IndexPlan:
             retrieval, r_spec = "clap", spec
             local.append(spec)
         else:
-            retrieval, r_spec = "demo", "aisfx"
+            retrieval, r_spec = "demo", config.demo_audio
     elif retrieval.startswith("clap:"):
         retrieval, r_spec = "clap", retrieval
     elif retrieval == "demo":
-        r_spec = "aisfx"
+        r_spec = config.demo_audio
     else:
         raise UnknownNameError(f"index retrieval {config.retrieval!r}: expected clap:<id or path>, demo or auto")
-    r_desc = r_spec if retrieval == "clap" else DEMO_RETRIEVAL_NAME
+    r_desc = r_spec if retrieval == "clap" else demo_retrieval_name(config.demo_audio)
     inject = config.inject
     if inject == "auto":
         spec = f"ast:{PUBLISHED_AST}"
@@ -429,10 +436,13 @@ def finish_index(ids: list[str], captions: list[str], raw: dict[str, np.ndarray]
         text_side = {"kind": "clap", "name": name}
         metrics = _clap_recall(name, ids, captions, r_emb, config)
     else:
-        text_head, r_emb, metrics = _train_demo(ids, captions, raw["aisfx"], config)
-        text_side = {"kind": "demo", "encoder": config.text_encoder, "audio_encoder": "aisfx-x-sequential-ce"}
+        r_desc = demo_retrieval_name(config.demo_audio)
+        text_head, r_emb, metrics = _train_demo(ids, captions, raw[plan.retrieval_spec], config)
+        metrics["model"] = r_desc
+        text_side = {"kind": "demo", "encoder": config.text_encoder,
+                     "audio_encoder": "aisfx-x-sequential-ce" if config.demo_audio == "aisfx" else config.demo_audio}
     i_emb = raw[plan.inject_spec] if plan.inject_spec else r_emb
-    r_desc = plan.retrieval_spec if plan.retrieval == "clap" else DEMO_RETRIEVAL_NAME
+    r_desc = plan.retrieval_spec if plan.retrieval == "clap" else demo_retrieval_name(config.demo_audio)
     models = {"retrieval": r_desc, "inject": plan.inject_desc, "text_side": text_side, "notes": list(plan.notes),
               "config": _jsonable(asdict(config))}
     return AudioIndex(list(ids), list(captions), r_emb.astype(np.float32), i_emb.astype(np.float32), models, metrics, text_head)

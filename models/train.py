@@ -6,7 +6,11 @@
 2. Train the span detector on every task's train split; report span P/R/F1 on dev (test when no dev).
 3. Retrieve, once, the clip of each span ("<span> sound", top-k by similarity) and keep its injection embedding,
    so a training step costs about what a text-only step costs.
-4. Train: AdamW, cosine schedule with warmup, answers of several word pieces as several [MASK]s. A checkpoint of
+4. Train: AdamW, cosine schedule with warmup, answers of several word pieces as several [MASK]s. With
+   `name_dropout` p, each epoch a share p of the items has its span words replaced by made-up words (the audio,
+   retrieved for the real words, stays): the model has to learn to read the audio, which is all it has on a name it
+   never saw in training; without it, names seen in training answer everything and the audio path stays shut.
+   A checkpoint of
    the trainable weights, optimiser and schedule is written after every epoch; a rerun with the same config
    resumes from it.
 5. Write the final checkpoint: config.json (this config, release name/version, index models, metrics),
@@ -29,10 +33,14 @@ import torch
 
 from benchmark.errors import ConfigError, InputError
 from models.config import CHECKPOINT_FORMAT, TrainConfig
-from models.data import pad_audio, retrieve_span_audio, task_items
+from models.data import oracle_span_audio, pad_audio, retrieve_span_audio, task_items
 from models.infer import autocast, build_model
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "train", "drop_names", "MADE_UP_WORDS"]
+
+# words no tokenizer knows as a name of anything (and no sentence of a task contains)
+MADE_UP_WORDS = ("blicket", "wugsy", "daxen", "zorbo", "fepple", "tomble", "kikiri", "boubon", "gorpin", "snibbet",
+                 "vornak", "quellip", "jebbin", "pilkor", "tufalo", "modrix")
 
 
 # ---------------------------------------------------------------- training
@@ -52,6 +60,32 @@ def _lr_lambda(config: TrainConfig, total: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
 
     return f
+
+
+def drop_names(sentence: str, spans: list[str], rng: random.Random) -> tuple[str, list[str]]:
+    """The sentence with each span (a whole-word occurrence, not overlapping another span or the [MASK]) replaced by a
+    different made-up word, capitalised like the span, and the made-up words as its spans. When a span has no such
+    occurrence the item is left as it was."""
+    import re
+
+    from benchmark.schema import MASK
+
+    words = rng.sample(MADE_UP_WORDS, len(spans))
+    taken = [(sentence.find(MASK), sentence.find(MASK) + len(MASK))] if MASK in sentence else []
+    ranges = []
+    for sp in spans:
+        sp = sp.strip()
+        hit = next((m for m in re.finditer(r"(?<!\w)" + re.escape(sp) + r"(?!\w)", sentence, flags=re.IGNORECASE)
+                    if not any(a < m.end() and m.start() < b for a, b in taken)), None) if sp else None
+        if hit is None:
+            return sentence, list(spans)
+        taken.append((hit.start(), hit.end()))
+        ranges.append((hit.start(), hit.end()))
+    new = [w.capitalize() if sentence[a:a + 1].isupper() else w for w, (a, _) in zip(words, ranges)]
+    out = sentence
+    for (a, b), w in sorted(zip(ranges, new), reverse=True):
+        out = out[:a] + w + out[b:]
+    return out, new
 
 
 def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: bool):
@@ -127,6 +161,8 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     spans = [it["spans"] for it in items] if config.train_spans == "gold" else detector.predict([it["sentence"] for it in items])
     pieces = [answer_pieces(tok, it["answer"]) for it in items]
     audio = retrieve_span_audio(index, spans, config.retrieval_k)[0] if index is not None else None
+    # an item whose names are dropped stands on its own clips' audio (what its answer was measured from)
+    own = oracle_span_audio(index, spans, [it["clip_ids"] for it in items]) if index is not None and config.name_dropout else None
 
     # 4. optimiser, schedule, resume
     dev = torch.device(config.device)
@@ -160,14 +196,18 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         order = list(range(len(items)))
         random.Random(config.seed * 1000 + epoch).shuffle(order)
         total, n = 0.0, 0
+        drop = random.Random(config.seed * 7919 + epoch)
+        dropped = [bool(spans[i]) and drop.random() < config.name_dropout for i in range(len(items))]
+        texts = [drop_names(items[i]["sentence"], spans[i], drop) if dropped[i] else (items[i]["sentence"], spans[i])
+                 for i in range(len(items))]
         for s in tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet):
             idx = order[s : s + config.batch_size]
             n_masks = [len(pieces[i]) for i in idx]
-            batch = encode_items(tok, [items[i]["sentence"] for i in idx], n_masks, [spans[i] for i in idx], config.max_length).to(dev)
+            batch = encode_items(tok, [texts[i][0] for i in idx], n_masks, [texts[i][1] for i in idx], config.max_length).to(dev)
             targets = torch.full(batch.mask_pos.shape, -100, dtype=torch.long)
             for r, i in enumerate(idx):
                 targets[r, : len(pieces[i])] = torch.tensor(pieces[i])
-            a = pad_audio([audio[i] for i in idx], inject_dim).to(dev) if audio is not None else None
+            a = pad_audio([own[i] if own is not None and dropped[i] else audio[i] for i in idx], inject_dim).to(dev) if audio is not None else None
             with autocast(config):
                 loss = model.loss(batch, targets.to(dev), a)
             opt.zero_grad()

@@ -41,7 +41,7 @@ class TasksParams(_Section):
 
 class DemoCorpusParams(_Section):
     seed: int = 20240913
-    n_clips: int = 360  # clips across the shards (plus a few deliberately bad members)
+    n_clips: int = 900  # clips across the shards (plus a few deliberately bad members)
     n_shards: int = 3
     sample_rate: int = 48000
 
@@ -148,6 +148,7 @@ class MeasureParams(_Section):
 class SplitParams(_Section):
     seed: int = 0
     fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.7, "dev": 0.1, "test": 0.2})
+    holdout_frac: float = 0.0  # names (sources; animal items' sound words) held out of train: their clips go to dev/test
 
 
 class PairsParams(_Section):
@@ -195,6 +196,7 @@ class WikiParams(_Section):
 class IndexParams(_Section):
     retrieval: str = "auto"
     inject: str = "auto"
+    demo_audio: str = "aisfx"
     text_encoder: str = "minilm"
     proj_dim: int = 256
     epochs: int = 200

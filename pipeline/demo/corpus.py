@@ -149,6 +149,69 @@ _WORDS: dict[str, tuple[tuple[str, ...], str, str, str, tuple[str, ...]]] = {
         "fuego crepitando", "Lagerfeuer knistert", "feu qui crépite", ("fire", "crackle", "campfire")),
     "traffic": (("traffic", "street traffic", "cars passing by"),
         "tráfico", "Straßenverkehr", "circulation", ("traffic", "street", "city")),
+    # ---- the sources added for a demo big enough to measure (names as uploaders write them)
+    "viola": (("viola", "viola note", "solo viola"), "viola", "Bratsche", "alto", ("viola", "strings", "bowed")),
+    "bass guitar": (("bass guitar", "electric bass", "bass guitar note"),
+        "bajo electrico", "E-Bass", "guitare basse", ("bass-guitar", "electric-bass")),
+    "ukulele": (("ukulele", "uke strum", "ukulele pluck"), "ukelele", "Ukulele", "ukulélé", ("ukulele", "plucked")),
+    "banjo": (("banjo", "banjo pluck", "banjo note"), "banjo", "Banjo", "banjo", ("banjo", "bluegrass")),
+    "mandolin": (("mandolin", "mandolin note"), "mandolina", "Mandoline", "mandoline", ("mandolin", "plucked")),
+    "sitar": (("sitar", "sitar note", "sitar pluck"), "sitar", "Sitar", "sitar", ("sitar", "indian")),
+    "harpsichord": (("harpsichord", "harpsichord note"), "clavecín", "Cembalo", "clavecin", ("harpsichord", "baroque")),
+    "organ": (("organ", "pipe organ", "church organ chord"), "órgano", "Orgel", "orgue", ("organ", "keys")),
+    "accordion": (("accordion", "accordion note"), "acordeón", "Akkordeon", "accordéon", ("accordion", "folk")),
+    "harmonica": (("harmonica", "blues harmonica"), "armónica", "Mundharmonika", "harmonica", ("harmonica", "blues")),
+    "bagpipe": (("bagpipes", "bagpipe drone", "highland bagpipe"), "gaita", "Dudelsack", "cornemuse", ("bagpipe", "scottish")),
+    "didgeridoo": (("didgeridoo", "didgeridoo drone"), "didgeridoo", "Didgeridoo", "didgeridoo", ("didgeridoo", "drone")),
+    "synthesizer": (("synthesizer", "synth pad", "analog synth"), "sintetizador", "Synthesizer", "synthétiseur", ("synth", "electronic")),
+    "kalimba": (("kalimba", "kalimba note", "kalimba pluck"), "kalimba", "Kalimba", "kalimba", ("kalimba", "mbira")),
+    "marimba": (("marimba", "marimba note"), "marimba", "Marimba", "marimba", ("marimba", "mallets")),
+    "xylophone": (("xylophone", "xylophone note"), "xilófono", "Xylophon", "xylophone", ("xylophone", "mallets")),
+    "glockenspiel": (("glockenspiel", "glockenspiel note"), "glockenspiel", "Glockenspiel", "glockenspiel", ("glockenspiel", "mallets")),
+    "music box": (("music box", "music box melody"), "caja de música", "Spieluhr", "boîte à musique", ("music-box", "musicbox")),
+    "timpani": (("timpani", "timpani roll", "timpani hit"), "timbales", "Pauke", "timbales", ("timpani", "orchestral")),
+    "doorbell": (("doorbell", "doorbell ring", "doorbell chime"), "timbre", "Türklingel", "sonnette", ("doorbell", "chime")),
+    "phone": (("phone ringing", "telephone ring", "old phone ringtone"), "teléfono", "Telefon klingelt", "téléphone", ("phone", "ringtone")),
+    "car horn": (("car horn", "car horn honking", "klaxon"), "bocina", "Hupe", "klaxon", ("car-horn", "klaxon")),
+    "glass": (("wine glass ting", "glass clink", "glass ping"), "copa", "Glas", "verre", ("glass", "clink")),
+    "coin": (("coin drop", "coin spinning", "coins"), "moneda", "Münze", "pièce de monnaie", ("coin", "money")),
+    "bottle": (("bottle blow", "blowing across a bottle", "bottle tone"), "botella", "Flasche", "bouteille", ("bottle", "blow")),
+    "drill": (("power drill", "drill running", "electric drill"), "taladro", "Bohrmaschine", "perceuse", ("drill", "tool")),
+    "chainsaw": (("chainsaw", "chainsaw running"), "motosierra", "Kettensäge", "tronçonneuse", ("chainsaw", "tool")),
+    "vacuum cleaner": (("vacuum cleaner", "vacuum cleaner running"), "aspiradora", "Staubsauger", "aspirateur", ("vacuum-cleaner", "household")),
+    "blender": (("blender", "kitchen blender running"), "licuadora", "Mixer Blender", "mixeur", ("blender", "appliance")),
+    "hair dryer": (("hair dryer", "hairdryer on"), "secador", "Föhn", "sèche-cheveux", ("hairdryer", "appliance")),
+    "fan": (("ceiling fan", "fan hum", "desk fan running"), "ventilador", "Ventilator", "ventilateur", ("fan", "hum")),
+    "truck": (("truck idling", "lorry idling", "truck passing"), "camión", "LKW", "camion", ("truck", "lorry")),
+    "motorcycle": (("motorcycle", "motorbike revving"), "moto", "Motorrad", "moto", ("motorcycle", "motorbike")),
+    "hammer": (("hammer", "hammering a nail", "hammer hits"), "martillo", "Hammer", "marteau", ("hammer", "tool")),
+    "thunder": (("thunder", "thunder rumble", "distant thunderstorm"), "trueno", "Donner", "tonnerre", ("thunder", "storm")),
+    "waves": (("ocean waves", "waves on the beach", "sea waves"), "olas", "Wellen", "vagues", ("waves", "ocean", "sea")),
+    "waterfall": (("waterfall", "small waterfall"), "cascada", "Wasserfall", "cascade", ("waterfall", "water")),
+    "goat": (("goat", "goat calling", "goats"), "cabra", "Ziege", "chèvre", ("goat", "farm")),
+    "pig": (("pig", "pigs in the barn", "piglet"), "cerdo", "Schwein", "cochon", ("pig", "farm")),
+    "donkey": (("donkey", "donkey calling"), "burro", "Esel", "âne", ("donkey", "farm")),
+    "goose": (("goose", "goose by the lake"), "ganso", "Gans", "oie", ("goose", "bird")),
+    "pigeon": (("pigeon", "pigeons on the roof"), "paloma", "Taube", "pigeon", ("pigeon", "city")),
+    "seagull": (("seagull", "gulls at the harbour"), "gaviota", "Möwe", "mouette", ("seagull", "coast")),
+    "parrot": (("parrot", "pet parrot"), "loro", "Papagei", "perroquet", ("parrot", "pet")),
+    "wolf": (("wolf", "wolf at night"), "lobo", "Wolf", "loup", ("wolf", "wild")),
+    "tiger": (("tiger", "tiger at the zoo"), "tigre", "Tiger", "tigre", ("tiger", "zoo")),
+    "monkey": (("monkey", "monkeys in the trees"), "mono", "Affe", "singe", ("monkey", "jungle")),
+    "mosquito": (("mosquito", "mosquito flying by"), "mosquito", "Mücke", "moustique", ("mosquito", "insect")),
+    "whale": (("whale", "humpback whale"), "ballena", "Wal", "baleine", ("whale", "ocean")),
+}
+
+# an animal clip's caption names one of its animal's sound words, so the animal task has many distinct sentences
+# (each word belongs to one demo animal only: a sentence never has two answers)
+_ONOMATOPOEIA: dict[str, tuple[str, ...]] = {
+    "dog": ("woof", "bark", "arf", "ruff", "yip", "yap", "whimper"), "cat": ("meow", "miaow", "mew", "purr", "yowl"),
+    "bird": ("chirp", "tweet", "twitter", "cheep", "warble", "peep"), "rooster": ("cockadoodledoo", "cluck", "cackle"),
+    "duck": ("quack",), "goose": ("honk",), "owl": ("hoot", "hoo"), "crow": ("caw",), "pigeon": ("coo",),
+    "seagull": ("squawk",), "parrot": ("screech",), "cow": ("moo", "bellow"), "horse": ("neigh", "whinny", "nicker", "snort"),
+    "donkey": ("heehaw", "bray"), "sheep": ("baa", "bleat"), "goat": ("maa",), "pig": ("oink", "grunt", "squeal"),
+    "frog": ("ribbit", "croak"), "cricket": ("chirr", "trill"), "mosquito": ("whine", "buzz"), "lion": ("roar",),
+    "tiger": ("chuff", "growl"), "wolf": ("howl",), "monkey": ("chatter",), "whale": ("moan", "song"),
 }
 
 _GEAR = ("zoom h4n", "Zoom H1", "tascam dr-40", "Sony PCM-D50", "a Rode NT1-A into a Focusrite Scarlett", "my iphone",
@@ -290,6 +353,10 @@ def _write_caption(c: _Clip, rng: np.random.Generator, note: str) -> tuple[str, 
             f"Some {phrase} I recorded last {_pick(rng, _WHEN)}. Feel free to use it!",
             f"{phrase}, close mic. cut and normalized in audacity",
         ))
+    if c.spec.name in _ONOMATOPOEIA:  # the sound word first, chosen by the clip's id (the rng draws stay as they were)
+        words = _ONOMATOPOEIA[c.spec.name]
+        ono = words[c.freesound_id % len(words)]
+        title = f"{ono.capitalize()} {ono} - {title}"
     tags = list(tag_words[: int(rng.integers(1, len(tag_words) + 1))])
     extra = ["field-recording", "zoom", "h4n", "48khz", "sfx", "foley", "sound-effect", "recording", "mono", "stereo"]
     tags += [extra[i] for i in sorted(rng.choice(len(extra), size=int(rng.integers(0, 4)), replace=False))]
@@ -340,10 +407,11 @@ def _plan(seed: int, n_clips: int, n_shards: int) -> list[_Clip]:
         name = _pick(rng, _USER_A) + _pick(rng, _USER_B) + (str(int(rng.integers(1, 999))) if rng.uniform() < 0.4 else "")
         lang = ("es", "de", "fr")[u] if u < 3 else _pick(rng, ("en",) * 16 + ("es", "es", "de", "de", "fr"))
         users.append((name, lang))
-    # sources: every source once per round, shuffled each round
+    # sources: every source once per round (an animal once per sound word it has), shuffled each round
+    pool = [spec for spec in SOURCES for _ in range(len(_ONOMATOPOEIA.get(spec.name, ("",))))]
     order: list[SourceSpec] = []
     while len(order) < n_clips:
-        order += [SOURCES[i] for i in rng.permutation(len(SOURCES))]
+        order += [pool[i] for i in rng.permutation(len(pool))]
     order = order[:n_clips]
     # licences: the real mix as exact quotas, shuffled; two non-CC and one empty planted among the good clips
     counts = _largest_remainder([w for _, w in LICENSE_MIX], n_clips - 3, min_each=1)

@@ -22,6 +22,8 @@ ANIMAL_TEMPLATES = (
     "{Ono} is the sound a [MASK] makes.",
     "A [MASK] makes a {ono} sound.",
     "When you hear {ono}, it is probably a [MASK].",
+    "The [MASK] goes {ono}.",
+    "{Ono}! That must be a [MASK].",
 )
 _SCALE = {"pitch": lambda v: math.log2(v), "duration": lambda v: math.log2(v), "loudness": lambda v: v / 6.0}
 

@@ -215,3 +215,37 @@ def test_table_flags_cells_with_too_few_clusters():
     assert "| 17 (1 cl.) | 0.500 [0.500, 0.500] |" in md and f"fewer than {MIN_CLUSTERS}" in md
     md = render_table(dict(res, rows=[dict(row, n_clusters=MIN_CLUSTERS)]))
     assert "cl.)" not in md and "| 17 | 0.500 [0.500, 0.500] |" in md
+
+
+def test_gate_init_opens_the_audio_path_from_the_start(tiny_lm_dir):
+    mlm, _ = load_masked_lm(str(tiny_lm_dir), allow_new_head=True)
+    model = AudioBERT(mlm, AudioBertConfig(lm=str(tiny_lm_dir), inject_dim=4, lora_r=2, lora_alpha=4, gate_init=0.5), train_head=True)
+    assert model.audio_share() == pytest.approx(math.tanh(0.5))
+
+
+def test_name_dropout_replaces_each_span_with_its_own_made_up_word():
+    import random
+
+    from models.train import MADE_UP_WORDS, drop_names
+
+    sentence = "The sound of a violin is typically [MASK] than the sound of a tuba."
+    out, spans = drop_names(sentence, ["violin", "tuba"], random.Random(0))
+    assert len(set(spans)) == 2 and set(spans) <= set(MADE_UP_WORDS)
+    assert out == f"The sound of a {spans[0]} is typically [MASK] than the sound of a {spans[1]}."
+    out, spans = drop_names("Woof is the sound a [MASK] makes.", ["Woof"], random.Random(1))
+    assert out == f"{spans[0]} is the sound a [MASK] makes." and spans[0][0].isupper()
+    tok_spans = encode_items(load_tokenizer("minilm"), [out], [1], [spans]).span_pos
+    assert int(tok_spans[0, 0]) == 1  # the made-up word is where the audio goes in
+    assert drop_names("A [MASK] barks.", ["woof"], random.Random(0)) == ("A [MASK] barks.", ["woof"])  # span not there
+
+
+def test_name_dropout_touches_whole_words_only_and_never_the_mask():
+    import random
+
+    from models.train import drop_names
+
+    sentence = "The sound of a flute is typically [MASK] in pitch than a violin."
+    out, spans = drop_names(sentence, ["is", "in"], random.Random(3))  # detector spans can be any words
+    assert out.count("[MASK]") == 1 and out.split()[5] == spans[0] and out.split()[8] == spans[1]
+    assert drop_names(sentence, ["[MASK]"], random.Random(0)) == (sentence, ["[MASK]"])
+    assert drop_names(sentence, ["flu"], random.Random(0)) == (sentence, ["flu"])  # not a whole word

@@ -141,3 +141,16 @@ def test_index_stage_builds_skips_rejects_and_is_fresh(tmp_path, tiny_lm_dir):
     assert "t/bad" not in index.clip_ids and index.captions[0] == "a dog making noise\ndog sound"
     assert pd.read_parquet(build / "index" / "rejects.parquet")["key"].tolist() == ["t/bad"]
     assert index_stage(build, corpus, params, quiet=True) == m  # fresh: nothing recomputed
+
+
+def test_melstats_embedding_keeps_pitch_and_level():
+    from models.audio_encoders import AISFX_MELS, load_audio_encoder
+    from tests.models.conftest import sine
+
+    enc = load_audio_encoder("melstats")
+    low, high, quiet = enc.encode([sine(300.0), sine(2000.0), 0.1 * sine(300.0)], 16000)
+    assert low.shape == (enc.dim,) == (2 * AISFX_MELS + 2,)
+    band = lambda e: int(np.argmax(e[:AISFX_MELS]))  # noqa: E731 - the loudest mel band
+    assert band(high) > band(low) + 10
+    assert np.allclose(quiet[:-1], low[:-1], atol=1e-4)  # the spectrum is level-free (peak-normalised) ...
+    assert low[-1] - quiet[-1] == pytest.approx(20 / 60, abs=0.01)  # ... and the level is its own feature: 20 dB / 60

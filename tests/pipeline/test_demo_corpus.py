@@ -186,7 +186,8 @@ def test_f0_of_steady_tones_matches_the_audio(truth, members):
     steady = truth[(truth.bad == "") & (truth.category == "music") & (truth.channels == 1)
                    & (truth.vibrato == False) & (truth.weak_fundamental == False)  # noqa: E712
                    & (truth.source_name.isin(["clarinet", "oboe", "flute", "trumpet", "saxophone", "violin", "cello",
-                                              "bassoon", "trombone", "tuba", "french horn", "double bass"]))]
+                                              "bassoon", "trombone", "tuba", "french horn", "double bass", "viola", "organ",
+                                                  "accordion", "harmonica", "bagpipe", "didgeridoo", "synthesizer"]))]
     assert len(steady) >= 3
     for _, row in steady.head(4).iterrows():
         audio, sr = sf.read(io.BytesIO(members[(row.shard, row.member)]), dtype="float64")

@@ -25,7 +25,7 @@ from pipeline.reader import read_clip_bytes
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-STAGES = ("read", "measure", "split", "extract", "pairs", "write", "filter", "wiki", "index")
+STAGES = ("read", "measure", "extract", "split", "pairs", "write", "filter", "wiki", "index")
 
 
 def _cli(env: dict, *args: str) -> str:

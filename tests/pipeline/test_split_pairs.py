@@ -9,12 +9,12 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from benchmark.errors import InputError
+from benchmark.errors import ConfigError, InputError
 from benchmark.schema import item_id
 from benchmark.tasks import get_task
 from pipeline.filter import apply_review_decisions, balance_labels, comparison_items, drop_repeated_sentences
 from pipeline.pairs import make_pairs, side_table
-from pipeline.split import assign_split, split_clips
+from pipeline.split import assign_split, clip_names, held_out_names, split_clips
 from pipeline.params import default_params
 
 FRACTIONS = {"train": 0.7, "dev": 0.1, "test": 0.2}
@@ -34,6 +34,30 @@ def test_split_is_by_group_and_deterministic() -> None:
     other = split_clips(clips, set(), seed=8, fractions=FRACTIONS).set_index("clip_id")["split"]
     assert (other.loc[df["clip_id"]].values != df["split"].values).any()
     assert assign_split("abc", 7, FRACTIONS) == assign_split("abc", 7, FRACTIONS)
+
+
+def test_held_out_names_never_reach_train_and_the_rest_splits_as_before() -> None:
+    n = 2000
+    sources = [f"source{i % 40}" for i in range(n)]
+    clips = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(n)], "audio_sha256": [f"{i:064x}" for i in range(n)]})
+    categories = pd.DataFrame({"clip_id": clips["clip_id"], "category": ["animal" if i % 40 == 0 else "music" for i in range(n)],
+                               "source_name": sources})
+    animal = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(0, n, 40)], "description": [f"woof{i % 7}" for i in range(0, n, 40)]})
+    names = clip_names(categories, animal)
+    assert "source0" not in set(names["name"])  # an animal is an answer: never held out (its sound words are)
+    held = held_out_names(names["name"], 3, 0.4)
+    assert 8 <= len(held) <= 22 and held == held_out_names(names["name"].sample(frac=1.0, random_state=2), 3, 0.4)
+    df = split_clips(clips, set(), seed=3, fractions=FRACTIONS, names=names, holdout_frac=0.4).set_index("clip_id")
+    plain = split_clips(clips, set(), seed=3, fractions=FRACTIONS).set_index("clip_id")
+    name_of = names.groupby("clip_id")["name"].apply(set)
+    on = [c for c in df.index if name_of.get(c, set()) & held]
+    assert on and set(df.loc[on, "split"]) == {"dev", "test"}  # every clip of a held-out name is out of train
+    assert (df.loc[on, "split"] == "test").mean() > 0.55  # dev : test as 1 : 2
+    rest = df.index.difference(on)
+    assert (df.loc[rest, "split"] == plain.loc[rest, "split"]).all()  # the others keep their split
+    assert (df.loc[rest, "split"] == "train").any()
+    with pytest.raises(ConfigError, match="holdout_frac"):
+        held_out_names(["a"], 0, 1.0)
 
 
 def _table(rows: list[tuple]) -> pd.DataFrame:
