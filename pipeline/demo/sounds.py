@@ -456,7 +456,7 @@ def _beeper(spec, rng, n, sr, f0):
 
 
 def _engine(spec, rng, n, sr, f0):
-    f = f0 * (1 + 0.01 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * _t(n, sr)))
+    f = f0 * (1 + 0.002 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * _t(n, sr)))  # a drone steady within ~3 cents
     k = np.arange(1, _MAX_HARMONICS + 1)
     amps = 1.0 / k ** 0.8
     x = _harmonics(f, sr, amps, rng)
