@@ -22,7 +22,7 @@ def test_exclude_nc_leaves_no_non_commercial_clip_in_the_release_or_its_index(co
     used = {c for cids in items["clip_ids"] for c in cids}
     full = AudioIndex.load(build / "index" / "audio_index")
     nc = sorted(set(full.clip_ids) - used)[::2]
-    assert len(nc) >= 5, "the demo index should hold clips no item uses"
+    assert len(nc) >= 2, "the demo index should hold clips no item uses"  # the 200-clip build leaves a few
     clips.loc[clips["clip_id"].isin(used), ["license", "license_kind"]] = ["https://creativecommons.org/licenses/by/4.0/", "cc-by"]
     clips.loc[clips["clip_id"].isin(nc), ["license", "license_kind"]] = ["https://creativecommons.org/licenses/by-nc/4.0/", "cc-by-nc"]
     clips.to_parquet(build / "read" / "clips.parquet", index=False)
