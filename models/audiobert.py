@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from benchmark.errors import InputError, ModelLoadError
 from benchmark.schema import MASK
+from models.span_detector import own_range
 
 __all__ = ["AudioBertConfig", "AudioBERT", "EncodedBatch", "encode_items", "widen_mask", "answer_pieces", "score_choices"]
 
@@ -93,24 +94,13 @@ def encode_items(
         at, extra = sentences[i].index(MASK), len(text) - len(sentences[i])
         taken: list[tuple[int, int]] = []
         for k, sp in enumerate(spans[i]):
-            a, b = _own_range(sentences[i], sp, taken)  # first occurrence not taken by an earlier span
+            a, b = own_range(sentences[i], sp, taken)  # first occurrence not taken by an earlier span
             taken.append((a, b))
             a, b = (a + extra if a >= at + len(MASK) else a), (b + extra if b > at else b)  # into the widened text
             first = next((t for t, (x, y) in enumerate(offs) if y > x and x < b and a < y), None)
             span_pos[i, k] = -1 if first is None else first
     has_span = torch.tensor([len(s) > 0 for s in spans], dtype=torch.bool)
     return EncodedBatch(ids, enc["attention_mask"], mask_pos, span_pos, has_span)
-
-
-def _own_range(text: str, span: str, taken: list[tuple[int, int]]) -> tuple[int, int]:
-    low, s, start = text.lower(), span.strip().lower(), 0
-    while True:
-        j = low.find(s, start)
-        if j < 0:
-            raise InputError(f"span {span!r} is not in the sentence {text!r}")
-        if not any(a < j + len(s) and j < b for a, b in taken):
-            return j, j + len(s)
-        start = j + 1
 
 
 def _head(mlm: nn.Module) -> nn.Module:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +22,7 @@ from benchmark.errors import InputError, ModelLoadError
 __all__ = [
     "SpanConfig",
     "SpanDetector",
+    "own_range",
     "span_char_ranges",
     "label_tokens",
     "train_span_detector",
@@ -46,25 +48,26 @@ class SpanConfig:
     device: str = "cpu"
 
 
+def own_range(sentence: str, span: str, taken: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """Character range of the span's first occurrence in the sentence (case-insensitive) that overlaps no `taken`
+    range: a whole-word occurrence first ("pig" is not the start of "pigeon"), else any. InputError if none."""
+    low, s = sentence.lower(), span.strip().lower()
+    whole = (m.span() for m in re.finditer(r"(?<!\w)" + re.escape(s) + r"(?!\w)", low))
+    anywhere = ((i, i + len(s)) for i in range(len(low)) if low.startswith(s, i))
+    for candidates in (whole, anywhere):
+        for a, b in candidates:
+            if not any(x < b and a < y for x, y in taken):
+                return a, b
+    raise InputError(f"span {span!r} is not in the sentence {sentence!r}")
+
+
 def span_char_ranges(sentence: str, spans: Sequence[str]) -> list[tuple[int, int]]:
-    """Character ranges of the spans in the sentence (case-insensitive; each span's first occurrence not
-    already taken). Raises InputError for a span that is not in the sentence."""
-    low = sentence.lower()
+    """Character ranges of the spans in the sentence (each by `own_range`, in order), sorted. Raises InputError for
+    a span that is not in the sentence."""
     taken: list[tuple[int, int]] = []
     for span in spans:
-        s = span.strip().lower()
-        if not s:
-            continue
-        start = 0
-        while True:
-            i = low.find(s, start)
-            if i < 0:
-                raise InputError(f"span {span!r} is not in the sentence {sentence!r}")
-            r = (i, i + len(s))
-            if not any(a < r[1] and r[0] < b for a, b in taken):
-                taken.append(r)
-                break
-            start = i + 1
+        if span.strip():
+            taken.append(own_range(sentence, span, taken))
     return sorted(taken)
 
 

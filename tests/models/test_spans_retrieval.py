@@ -45,6 +45,10 @@ def test_span_ranges_case_insensitive_and_repeated():
     assert span_char_ranges("a drum or a drum", ["a drum", "a drum"]) == [(0, 6), (10, 16)]
     with pytest.raises(InputError):
         span_char_ranges("no such thing", ["violin"])
+    # a span inside a longer word is not taken first: "pig" is not the start of "pigeon" (it broke a demo build)
+    pig = "Compared with the sound of a pigeon, the sound of a pig usually lasts [MASK]."
+    assert span_char_ranges(pig, ["pig", "pigeon"]) == [(29, 35), (52, 55)]
+    assert span_char_ranges("two violins and a cello", ["violin"]) == [(4, 10)]  # no whole word: any occurrence
     assert label_tokens([(0, 0), (0, 4), (5, 9), (10, 13), (0, 0)], [(0, 9)]) == [-100, 1, 2, 0, -100]
 
 
