@@ -100,16 +100,9 @@ def _wiki_inputs(ctx: "Context") -> dict[str, Path]:
 
 def _filter_inputs(ctx: "Context") -> dict[str, Path]:
     """The review decisions (when given) and the files holding the recognition tasks' item sources."""
-    from benchmark.tasks import item_source_path, recognition_tasks
-    from pipeline.filter import review_decisions_path
+    from pipeline.filter import external_inputs
 
-    decisions = review_decisions_path(ctx.build_dir, ctx.section("filter"))
-    out = {"review_decisions": decisions} if decisions is not None else {}
-    for t in recognition_tasks(ctx.all_params()):
-        source = item_source_path(t)
-        if source is not None:
-            out[f"item_source:{t.name}"] = source
-    return out
+    return external_inputs(ctx.build_dir, ctx.all_params())
 
 
 def _llm_identity(section: str) -> Callable[["Context"], dict]:

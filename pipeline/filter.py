@@ -28,7 +28,7 @@ from benchmark.validate import source_pair
 from pipeline.stage import StageRun
 
 __all__ = ["recognition_items", "comparison_items", "drop_repeated_sentences", "drop_repeated_source_pairs", "balance_labels",
-           "drop_rare_answers", "apply_review_decisions", "review_decisions_path", "filter_stage", "REVIEW_EXPORT"]
+           "drop_rare_answers", "apply_review_decisions", "review_decisions_path", "external_inputs", "filter_stage", "REVIEW_EXPORT"]
 
 _PRIORITY = {"train": 0, "test": 1, "dev": 2}
 REVIEW_EXPORT = Path("review") / "decisions.csv"  # under build/<corpus_id>/; read when filter.review_decisions is ""
@@ -298,6 +298,18 @@ def review_decisions_path(build_dir: Path, params: dict) -> Path | None:
     return exported if exported.is_file() else None
 
 
+def external_inputs(build_dir: Path, params_all: dict) -> dict[str, Path]:
+    """The filter's inputs from outside the build's stages: the review decisions (when given) and the files holding
+    the recognition tasks' item sources (an item source's code is part of the key)."""
+    decisions = review_decisions_path(build_dir, params_all.get("filter") or {})
+    out = {"review_decisions": decisions} if decisions is not None else {}
+    for t in recognition_tasks(params_all):
+        source = item_source_path(t)
+        if source is not None:
+            out[f"item_source:{t.name}"] = source
+    return out
+
+
 def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dict | None = None) -> dict:
     build_dir = Path(build_dir)
     params = params_all.get("filter") or {}
@@ -307,14 +319,8 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: di
         "pairs": build_dir / "pairs" / "pairs.parquet",
         "sentences": build_dir / "write" / "sentences.parquet",
     }
-    decisions = review_decisions_path(build_dir, params)
-    if decisions is not None:
-        inputs["review_decisions"] = decisions
+    inputs |= external_inputs(build_dir, params_all)
     recognition = recognition_tasks(params_all)
-    for t in recognition:  # an item source's code is part of the key
-        source = item_source_path(t)
-        if source is not None:
-            inputs[f"item_source:{t.name}"] = source
     run = StageRun("filter", build_dir / "filter", {**params, "tasks": params_all.get("tasks") or {}}, inputs=inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()  # type: ignore[return-value]
