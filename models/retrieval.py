@@ -430,19 +430,18 @@ def finish_index(ids: list[str], captions: list[str], raw: dict[str, np.ndarray]
     if not ids:
         raise InputError("build_index: no clips")
     text_head = None
+    r_desc = plan.retrieval_spec if plan.retrieval == "clap" else demo_retrieval_name(config.demo_audio)
     if plan.retrieval == "clap":
         r_emb = raw[plan.retrieval_spec]
         name = plan.retrieval_spec.split(":", 1)[1]
         text_side = {"kind": "clap", "name": name}
         metrics = _clap_recall(name, ids, captions, r_emb, config)
     else:
-        r_desc = demo_retrieval_name(config.demo_audio)
         text_head, r_emb, metrics = _train_demo(ids, captions, raw[plan.retrieval_spec], config)
         metrics["model"] = r_desc
         text_side = {"kind": "demo", "encoder": config.text_encoder,
                      "audio_encoder": "aisfx-x-sequential-ce" if config.demo_audio == "aisfx" else config.demo_audio}
     i_emb = raw[plan.inject_spec] if plan.inject_spec else r_emb
-    r_desc = plan.retrieval_spec if plan.retrieval == "clap" else demo_retrieval_name(config.demo_audio)
     models = {"retrieval": r_desc, "inject": plan.inject_desc, "text_side": text_side, "notes": list(plan.notes),
               "config": _jsonable(asdict(config))}
     return AudioIndex(list(ids), list(captions), r_emb.astype(np.float32), i_emb.astype(np.float32), models, metrics, text_head)
