@@ -34,11 +34,16 @@ class TrainConfig:
     lora_alpha: int = 128
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("query", "key", "value")
-    injection: str = "add"  # add | replace
+    injection: str = "add"  # add | replace | insert (the audio as a token of its own in front of each span)
     retrieval_k: int = 1  # top-k clips per span; k > 1 averages them weighted by similarity
     audio_gate_init: float = 0.0  # the injection gate's start (tanh of it is the audio's share); 0 = start as the text twin
     name_dropout: float = 0.0  # share of training items (drawn anew each epoch) whose span words are replaced by
     #                            made-up words: their audio (retrieved for the real words) is all that is left to go on
+    span_slots: int = 0  # > 0: the audio projection also sees the span's place (1st, 2nd, ...); 0 = the published model
+    swap_pairs: float = 0.0  # share of two-span comparison items (drawn anew each epoch) trained with the two spans
+    #                          (their words and their audio) exchanged and the answer flipped
+    align_steps: int = 0  # > 0: first train the audio projection this many steps to put each clip near its caption's
+    #                       words in the LM's embedding space (models.align); 0 = straight to the masked-LM training
     detector_epochs: int = 5
     detector_batch_size: int = 16
     detector_lr: float = 1e-5

@@ -16,7 +16,7 @@ from benchmark.errors import ConfigError, ModelLoadError
 from models.config import TrainConfig
 from models.data import AUDIO_SOURCES, oracle_span_audio, pad_audio, retrieve_span_audio, shuffled_span_audio
 
-__all__ = ["TrainedModel", "load_checkpoint", "check_index_models", "build_model", "autocast"]
+__all__ = ["TrainedModel", "load_checkpoint", "check_index_models", "build_model", "autocast", "audio_token"]
 
 
 class TrainedModel:
@@ -68,6 +68,7 @@ class TrainedModel:
             return score_choices(
                 self.model.mask_logits, self.tokenizer, [it["sentence"] for it in items], spans, choices,
                 audio_fn=audio_fn, batch_size=batch_size, max_length=self.config.max_length, device=dev,
+                audio_token=audio_token(self.config, self.tokenizer),
             )
 
 
@@ -76,6 +77,12 @@ def _file_digest(root: str, rel: str) -> str:
 
     p = Path(root) / rel
     return sha256_file(p) if root and p.exists() else f"unhashed:{root}"
+
+
+def audio_token(config: TrainConfig, tokenizer) -> str | None:
+    """The token put in front of each span for `insert` injection (the tokenizer's unknown token, whose embedding the
+    audio replaces); None for the other injections and for the text twin."""
+    return tokenizer.unk_token if config.mode == "audiobert" and config.injection == "insert" else None
 
 
 def autocast(config: TrainConfig):
@@ -95,7 +102,7 @@ def build_model(config: TrainConfig, inject_dim: int):
     bcfg = AudioBertConfig(
         lm=config.lm, inject_audio=config.mode == "audiobert", injection=config.injection, inject_dim=inject_dim,
         lora_r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, lora_targets=config.lora_targets,
-        gate_init=config.audio_gate_init,
+        gate_init=config.audio_gate_init, span_slots=config.span_slots,
     )
     torch.manual_seed(config.seed)
     model = AudioBERT(mlm, bcfg, train_head=head_is_new)
