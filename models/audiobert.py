@@ -45,6 +45,7 @@ class AudioBertConfig:
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("query", "key", "value")
     gate_init: float = 0.0  # audio_gate's start: tanh(gate_init) of the projected audio is let in at first
+    audio_copy: bool = False  # the [MASK]'s logits also get copy_scale x cos(word, injected audio); False = published
     span_slots: int = 0  # > 0: a learned embedding of the span's place (1st, 2nd, ...) enters the projection; 0 = published
 
 
@@ -162,6 +163,8 @@ class AudioBERT(nn.Module):
         # a comparison reads two clips in two roles ("A is [MASK] than B"): with span_slots, the projection knows which
         # span a clip is for, so it can map the two in opposite directions and the [MASK] reads their difference
         self.slot_embed = nn.Embedding(config.span_slots, hidden) if config.span_slots else None
+        # audio_copy: the [MASK] is also offered the words the injected audio looks like (see copy_logits)
+        self.copy_scale = nn.Parameter(torch.tensor(2.0)) if config.audio_copy else None
         if self.slot_embed is not None:
             nn.init.zeros_(self.slot_embed.weight)
         self.audio_gate = nn.Parameter(torch.tensor(float(config.gate_init)))
@@ -188,19 +191,26 @@ class AudioBERT(nn.Module):
         self.load_state_dict(state, strict=False)
 
     # -- forward
-    def embed(self, batch: EncodedBatch, audio: torch.Tensor | None) -> torch.Tensor:
-        """Token embeddings with proj(audio[b, s]) put in at span_pos[b, s]; audio float[B, S, inject_dim]."""
-        emb = self._mlm.get_input_embeddings()(batch.input_ids)
+    def injected(self, batch: EncodedBatch, audio: torch.Tensor | None):
+        """(row, token position, projected audio float[N, hidden]) of every span that gets audio, or None."""
         if not self.config.inject_audio or audio is None:
-            return emb
+            return None
         valid = batch.span_pos >= 0
         if not bool(valid.any()):
-            return emb
+            return None
         b_idx, s_idx = valid.nonzero(as_tuple=True)
-        tok = batch.span_pos[b_idx, s_idx]
         # a span's place is its order in the sentence (not in the span list): what a detector's spans also give
         place = ((batch.span_pos.unsqueeze(-1) > batch.span_pos.unsqueeze(-2)) & valid.unsqueeze(-2)).sum(-1)
-        vec = self.project_audio(audio[b_idx, s_idx].to(emb.dtype), place[b_idx, s_idx]).to(emb.dtype)
+        return b_idx, batch.span_pos[b_idx, s_idx], self.project_audio(audio[b_idx, s_idx], place[b_idx, s_idx])
+
+    def embed(self, batch: EncodedBatch, audio: torch.Tensor | None, injected=None) -> torch.Tensor:
+        """Token embeddings with proj(audio[b, s]) put in at span_pos[b, s]; audio float[B, S, inject_dim]."""
+        emb = self._mlm.get_input_embeddings()(batch.input_ids)
+        inj = injected if injected is not None else self.injected(batch, audio)
+        if inj is None:
+            return emb
+        b_idx, tok, vec = inj
+        vec = vec.to(emb.dtype)
         emb = emb.clone()
         if self.config.injection in ("replace", "insert"):  # insert: span_pos is the audio token put before the span
             emb[b_idx, tok] = vec
@@ -223,9 +233,9 @@ class AudioBERT(nn.Module):
         1 with `replace` (the gate is not used)."""
         return 1.0 if self.config.injection in ("replace", "insert") else float(torch.tanh(self.audio_gate.detach()))
 
-    def hidden_states(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(self, batch: EncodedBatch, audio: torch.Tensor | None = None, injected=None) -> torch.Tensor:
         """float[B, T, H]: adapter on for rows with a span, off (the unchanged LM) for the others."""
-        emb = self.embed(batch, audio)
+        emb = self.embed(batch, audio, injected)
         enc = _encoder(self._mlm)
         out = torch.empty(emb.shape, dtype=emb.dtype, device=emb.device)
         on = batch.has_span
@@ -239,10 +249,23 @@ class AudioBERT(nn.Module):
 
     def mask_logits(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
         """float[B, M, vocab] at the [MASK] positions (padding rows of mask_pos give garbage, ignore them)."""
-        h = self.hidden_states(batch, audio)
+        inj = self.injected(batch, audio)
+        h = self.hidden_states(batch, audio, inj)
         idx = batch.mask_pos.clamp(min=0)
         picked = torch.gather(h, 1, idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-        return _head(self._mlm)(picked)
+        logits = _head(self._mlm)(picked)
+        if self.copy_scale is not None and inj is not None:
+            logits = logits + self.copy_logits(inj, len(logits)).unsqueeze(1).to(logits.dtype)
+        return logits
+
+    def copy_logits(self, injected, n_rows: int) -> torch.Tensor:
+        """float[B, vocab]: copy_scale x the cosine between each word's embedding and the row's injected audio (summed
+        over its spans), both centred: the words the audio looks like are offered to the [MASK] (`audio_copy`)."""
+        b_idx, _, vec = injected
+        words = self._mlm.get_input_embeddings().weight
+        words = F.normalize(words - words.mean(0), dim=-1)
+        row = torch.zeros(n_rows, vec.shape[-1], dtype=vec.dtype, device=vec.device).index_add_(0, b_idx, vec)
+        return self.copy_scale * (F.normalize(row, dim=-1) @ words.T.to(row.dtype)) * (row.norm(dim=-1, keepdim=True) > 0)
 
     def full_logits(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
         """float[B, T, vocab] everywhere (for tests and inspection)."""

@@ -34,7 +34,7 @@ import torch
 from benchmark.errors import ConfigError, InputError
 from models.config import CHECKPOINT_FORMAT, TrainConfig
 from models.data import oracle_span_audio, pad_audio, retrieve_span_audio, task_items
-from models.infer import audio_token, autocast, build_model
+from models.infer import audio_token, autocast, build_model, reranker
 
 __all__ = ["TrainConfig", "train", "drop_names", "MADE_UP_WORDS"]
 
@@ -181,7 +181,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     flip = {t: release.choices(t)[::-1] for t in tasks if release.kind(t) == "comparison" and len(release.choices(t)) == 2}
     flipped_pieces = [answer_pieces(tok, flip[it["task"]][flip[it["task"]][::-1].index(it["answer"])])
                       if it["task"] in flip and it["answer"] in flip[it["task"]] else None for it in items]
-    audio = retrieve_span_audio(index, spans, config.retrieval_k)[0] if index is not None else None
+    audio = retrieve_span_audio(index, spans, config.retrieval_k, config.rerank, reranker(config))[0] if index is not None else None
     # an item whose names are dropped stands on its own clips' audio (what its answer was measured from)
     own = oracle_span_audio(index, spans, [it["clip_ids"] for it in items]) if index is not None and config.name_dropout else None
 
@@ -196,7 +196,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         align_loss = align_projection(model, index, tok, config.align_steps, lr=config.audio_lr or config.lr, seed=config.seed)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     is_head = lambda n: "cls." in n or "lm_head" in n  # noqa: E731
-    is_audio = lambda n: n.split(".")[0] in ("proj", "audio_norm", "audio_gate", "slot_embed")  # noqa: E731
+    is_audio = lambda n: n.split(".")[0] in ("proj", "audio_norm", "audio_gate", "slot_embed", "copy_scale")  # noqa: E731
     groups = [{"params": [p for n, p in named if not is_head(n) and not is_audio(n)], "lr": config.lr}]
     for params, lr in (([p for n, p in named if is_head(n)], config.head_lr), ([p for n, p in named if is_audio(n)], config.audio_lr)):
         if params:
