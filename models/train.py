@@ -16,6 +16,13 @@
 5. Write the final checkpoint: config.json (this config, release name/version, index models, metrics),
    model.pt (trained weights: LoRA, projection, MLM head when new), tokenizer/, detector/.
 
+The demo preset adds what made the model read the audio on the demo corpus (each off in the published setting):
+`injection: insert` (the audio is a token of its own in front of the span, so the span's words stay readable),
+`span_slots` (the projection knows a clip's place in a comparison), `swap_pairs` (comparison items also trained with
+their two sources exchanged and the answer flipped), `align_steps` (the projection first aligned to the words of each
+index clip's caption, `models.align`), `audio_copy` (the [MASK] is offered the words the audio looks like) and
+`rerank` (retrieval hits re-ordered by their captions, `models.rerank`).
+
 Published setting (the TrainConfig defaults): 20 epochs, batch 32, lr 3e-4, cosine, 10 % warmup; LoRA r 64,
 alpha 128 on query/key/value; detector 5 epochs, batch 16, lr 1e-5. `TrainConfig.demo()` is the small demo setting.
 """

@@ -106,6 +106,8 @@ def test_train_resumes_from_the_last_checkpoint(tiny_lm_dir, demo_index_dir, off
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     meta = json.loads((part / "config.json").read_text())
     assert meta["release"]["version"] == "0.0.1" and meta["release"]["name"] == "official"
+    assert meta["config"]["injection"] == "insert" and meta["config"]["audio_copy"] and meta["config"]["rerank"] > 0
+    assert math.isfinite(meta["align_loss"]) and "slot_embed.weight" in b and "copy_scale" in b  # the demo's additions
     assert [h["epoch"] for h in meta["history"]] == [1, 2]
     assert (part / "tokenizer" / "tokenizer_config.json").exists() and (part / "detector" / "span_detector.pt").exists()
     assert set(meta["span_detector"]["scores"]) <= {"dev", "test"} and meta["config"]["lm"] == str(tiny_lm_dir)
