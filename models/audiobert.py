@@ -5,8 +5,11 @@ Read top to bottom:
 1. `encode_items` turns sentences into token ids with the single [MASK] widened to as many [MASK]s as the answer
    has word pieces, and finds the first token of each span.
 2. `AudioBERT.embed` looks up the token embeddings and, at each span's first token, adds
-   tanh(gate) · proj(audio) (or substitutes proj(audio)); proj ends in a LayerNorm scaled to the size of a token
-   embedding, and the learnable gate starts at `gate_init` (0: AudioBERT starts as its text twin). The LM then runs with
+   tanh(gate) · proj(audio) (`add`, published) or substitutes proj(audio) (`replace`; `insert`: at a token of its own
+   put in front of the span); proj ends in a LayerNorm scaled to the size of a token embedding (with `span_slots`,
+   it also sees the span's place in the sentence), and the learnable gate starts at `gate_init` (0: AudioBERT starts
+   as its text twin). With `audio_copy`, the [MASK]'s logits also get a learned scale times the cosine of each word's
+   embedding and the injected audio. The LM then runs with
    its LoRA adapter (peft, on query/key/value) switched on ONLY for rows whose sentence has a span; other rows
    run the unchanged LM (`disable_adapter`). Logits are computed at the [MASK] positions only.
 3. `score_choices` ranks a task's answers by the mean log-probability of their word pieces.

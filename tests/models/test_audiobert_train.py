@@ -282,3 +282,17 @@ def test_span_slots_follow_the_sentence_order_not_the_span_list(tiny_lm_dir):
         e = model.embed(encode_items(tok, [s], [1], [["violin", "tuba"]]), same_audio)
         pos = encode_items(tok, [s], [1], [["violin", "tuba"]]).span_pos[0]
         assert not torch.allclose(e[0, pos[0]], e[0, pos[1]])
+
+
+def test_insert_puts_an_audio_token_before_each_span_in_span_order():
+    tok = load_tokenizer("minilm")
+    s = "Compared with the sound of a tuba, the sound of a violin is typically [MASK]."
+    b = encode_items(tok, [s], [2], [["violin", "tuba"]], audio_token=tok.unk_token)
+    ids = b.input_ids[0].tolist()
+    for k, word in enumerate(["violin", "tuba"]):  # span k's audio token is right before span k's word
+        p = int(b.span_pos[0, k])
+        assert ids[p] == tok.unk_token_id and tok.convert_ids_to_tokens(ids[p + 1]) == word
+    assert [ids[int(p)] for p in b.mask_pos[0]] == [tok.mask_token_id] * 2
+    plain = encode_items(tok, [s], [2], [["violin", "tuba"]])  # no audio token: the words themselves, as before
+    assert tok.unk_token_id not in plain.input_ids[0].tolist()
+    assert [tok.convert_ids_to_tokens(int(plain.input_ids[0, int(p)])) for p in plain.span_pos[0]] == ["violin", "tuba"]
