@@ -6,8 +6,10 @@ it (rules LLM backend, local engine), each stage in its own process so that its 
 and its pool workers' maximum resident set). Reported, as ratios to the smallest N: wall seconds per clip and peak
 RSS of each stage. Then, on the smallest N, measure and index on Ray with 1 and 2 workers (a local Ray started for
 the run; result stores emptied, so every clip is computed), and the speed-up of 2 over 1. Then where the time of one
-clip goes: decode, pitch (with the other measurements), embedding (aisfx), the rules LLM (extract + write per clip),
-timed in one process on the first 40 clips.
+clip goes: decode, pitch (with the other measurements), embedding (aisfx), the demo retrieval model's text side, the
+rules LLM (extract + write per clip), CPU time on one core in one process on the first 40 clips; and on the same clips
+in the same run the aisfx embedding's old path (the published network as written) against the index's path (fp32,
+and the bf16 option): the index's speed-up as a ratio.
 
 Goals (issue #12): per-clip time at the largest N <= 1.15x that at 1k; peak RSS <= 1.5x; Ray 2 workers >= 1.6x one.
 On a shared machine the wall times are pessimistic, and the 2-vs-1 ratio most of all (a second worker only helps
@@ -82,45 +84,63 @@ def make_corpus(root: Path, n: int) -> Path:
 
 
 def where_time_goes(build_root: Path, corpus_root: Path, n_clips: int = 40) -> dict:
-    """CPU seconds per clip (this process, one torch thread: what a core does, whatever the machine's load) of decode
-    (at 16 kHz for measure and 44.1 kHz for the index), pitch (+ the other measurements), aisfx embedding (10 s max);
-    plus the mean clip duration, to scale the figures to other clip lengths."""
+    """CPU seconds per clip on one core (one torch thread and one BLAS thread, as every engine worker runs: a
+    multi-threaded BLAS would spin and bill its idle threads) of decode (at 16 kHz for measure and 44.1 kHz for the
+    index), pitch (+ the other measurements), aisfx embedding (10 s max) on the index's path and, on the same clips
+    in the same run, on the old one (the published network as written, fp32) and in bf16; the demo retrieval
+    model's text side (MiniLM on the clip's captions, as the workers run it); plus the mean clip duration, to scale
+    the figures to other clip lengths."""
+    import numpy as np
     import pandas as pd
     import torch
+    from threadpoolctl import threadpool_limits
 
     from models.audio_encoders import AisfxEncoder
+    from models.retrieval import IndexConfig, caption_texts, encode_sentences
+    from models.loading import load_encoder, load_tokenizer
     from pipeline.measure.audio import AudioRejected, load_audio_bytes
     from pipeline.measure.measurement import measure_audio
     from pipeline.params import load_params
     from pipeline.reader import read_clip_bytes
+    from pipeline.stages.index import clip_texts
 
     torch.set_num_threads(1)
     params = load_params(None)["measure"]
     clips = pd.read_parquet(build_root / "scale" / "read" / "clips.parquet").head(n_clips)
-    enc = AisfxEncoder.from_checkpoint()
-    t = {"decode": 0.0, "pitch": 0.0, "embedding": 0.0}
+    encoders = {"embedding": AisfxEncoder.from_checkpoint(), "embedding_old": AisfxEncoder.from_checkpoint(reference=True),
+                "embedding_bf16": AisfxEncoder.from_checkpoint(precision="bf16")}
+    text_side = (load_tokenizer(IndexConfig.text_encoder), load_encoder(IndexConfig.text_encoder))
+    t = {"decode": 0.0, "pitch": 0.0, "embedding": 0.0, "text_side": 0.0, "embedding_old": 0.0, "embedding_bf16": 0.0}
     n = 0
-    for row in clips.itertuples(index=False):
-        data = read_clip_bytes(corpus_root, row.shard, row.member, int(row.offset), int(row.size))
-        t0 = time.process_time()
-        try:
-            audio, sr, _ = load_audio_bytes(data, int(params["analysis_sr"]), max_duration_s=params.get("max_duration_s"),
-                                            min_sample_rate_hz=int(params["min_sample_rate_hz"]))
-            a44, _, _ = load_audio_bytes(data, 44100, max_duration_s=None)
-        except AudioRejected:
-            continue
-        t1 = time.process_time()
-        try:
-            measure_audio(audio, int(params["analysis_sr"]), params)
-        except AudioRejected:  # silent, too short, ...: the time still counts
-            pass
-        t2 = time.process_time()
-        enc.encode([a44[: 10 * 44100]], 44100)
-        t3 = time.process_time()
-        t["decode"] += t1 - t0
-        t["pitch"] += t2 - t1
-        t["embedding"] += t3 - t2
-        n += 1
+    with threadpool_limits(1):
+        for enc in encoders.values():  # a worker's first call builds its kernels (~1 s): once per worker, not per clip
+            enc.encode([np.zeros(3 * 44100, np.float32)], 44100)
+        encode_sentences(["warm up"], *text_side)
+        for row in clips.to_dict("records"):
+            data = read_clip_bytes(corpus_root, row["shard"], row["member"], int(row["offset"]), int(row["size"]))
+            t0 = time.process_time()
+            try:
+                audio, sr, _ = load_audio_bytes(data, int(params["analysis_sr"]), max_duration_s=params.get("max_duration_s"),
+                                                min_sample_rate_hz=int(params["min_sample_rate_hz"]))
+                a44, _, _ = load_audio_bytes(data, 44100, max_duration_s=None)
+            except AudioRejected:
+                continue
+            t1 = time.process_time()
+            try:
+                measure_audio(audio, int(params["analysis_sr"]), params)
+            except AudioRejected:  # silent, too short, ...: the time still counts
+                pass
+            t["decode"] += t1 - t0
+            t["pitch"] += time.process_time() - t1
+            for name, enc in encoders.items():
+                t0 = time.process_time()
+                enc.encode([a44[: 10 * 44100]], 44100)
+                t[name] += time.process_time() - t0
+            t0 = time.process_time()
+            texts = caption_texts(clip_texts(row))
+            encode_sentences(texts, *text_side, batch=len(texts))
+            t["text_side"] += time.process_time() - t0
+            n += 1
     out = {k: v / max(n, 1) for k, v in t.items()}
     out["mean_clip_s"] = float(clips["duration_s"].mean())
     return out
@@ -216,10 +236,13 @@ def render(r: dict) -> str:
             one, two = r["ray"][f"{stage}:1"]["wall_s"], r["ray"][f"{stage}:2"]["wall_s"]
             lines.append(f"| {stage} | {one:.1f} | {two:.1f} | {one / two:.2f}x |")
     if "where_time_goes_s_per_clip" in r:
-        w = {k: v for k, v in r["where_time_goes_s_per_clip"].items() if k != "mean_clip_s"} | {"llm_rules (wall)": r["llm_rules_s_per_clip"]}
+        wt = r["where_time_goes_s_per_clip"]
+        w = {k: wt[k] for k in ("decode", "pitch", "embedding", "text_side")} | {"llm_rules (wall)": r["llm_rules_s_per_clip"]}
         total = sum(w.values())
-        lines += ["", "| where one clip's time goes | s/clip | share |", "|---|---|---|"]
+        lines += ["", "| where one clip's time goes (CPU s, one core) | s/clip | share |", "|---|---|---|"]
         lines += [f"| {k} | {v:.4f} | {100 * v / total:.0f} % |" for k, v in w.items()]
+        lines += ["", "| aisfx embedding, same clips, same run | s/clip | speed-up over the old path |", "|---|---|---|"]
+        lines += [f"| {k} | {wt[k]:.4f} | {wt['embedding_old'] / wt[k]:.2f}x |" for k in ("embedding_old", "embedding", "embedding_bf16")]
     lines.append(f"\nload average {r['load_avg_start']:.1f} → {r['load_avg_end']:.1f} on {r['cores']} cores (shared: timings pessimistic)")
     return "\n".join(lines)
 
