@@ -63,6 +63,43 @@ def test_a_stage_built_by_one_engine_is_fresh_for_the_other(builds):
     assert [s.state for s in status(ctx, list(PER_CLIP))] == ["fresh"] * len(PER_CLIP)
 
 
+def test_llm_extract_asks_from_ray_workers_and_writes_the_same_bytes(tmp_path, local_ray, monkeypatch):
+    """extract with the openai backend against a loopback OpenAI-protocol server: on Ray every request the cache
+    lacks is asked by the workers (at most `concurrency` in flight each), the answers cached by the driver; the
+    outputs are those of the local engine, and a rerun on either engine replays the cache with no request."""
+    import pandas as pd
+
+    from tests.openai_server import FakeModel, OpenAIServer, Reply
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    corpus = build_demo_corpus(tmp_path / "demo_corpus", seed=3, n_clips=24, n_shards=2, quiet=True)
+    outputs, sent, manifests = {}, {}, {}
+    model = FakeModel()
+    with OpenAIServer(lambda body, i: Reply(content=model.answer(body))) as srv:
+        llm = {"backend": "openai", "model": "fake-model", "base_url": srv.base_url, "batch_size": 4, "concurrency": 2,
+               "max_reject_frac": 0.9}
+        for engine in ("local", "ray"):
+            ctx = Context(corpus=str(corpus), corpus_id="demo", build_root=tmp_path / engine, quiet=True,
+                          options={"engine": engine, "workers": 2}, overrides={"extract": llm})
+            before = srv.count
+            run_stage("read", ctx)
+            manifests[engine] = run_stage("extract", ctx)
+            sent[engine] = srv.count - before
+            outputs[engine] = {p.name: pd.read_parquet(p) for p in sorted((ctx.build_dir / "extract").glob("*.parquet"))}
+            ctx.options["engine"] = "ray" if engine == "local" else "local"
+            (ctx.build_dir / "extract" / "manifest.json").unlink()  # not fresh: every request asked again, of the cache
+            before = srv.count
+            run_stage("extract", ctx)
+            assert srv.count == before, f"{engine}: a rerun on the other engine sent requests"
+    assert sent["local"] == sent["ray"] > 0
+    assert manifests["ray"]["llm_stats"]["answered"] == sent["ray"]
+    assert manifests["ray"]["llm_stats"]["peak_concurrency"] <= 2  # per worker: each worker's own limit
+    assert sorted(outputs["local"]) == ["animal_items.parquet", "categories.parquet", "rejects.parquet"]
+    assert len(outputs["local"]["categories.parquet"]) >= 20
+    for name, df in outputs["local"].items():
+        pd.testing.assert_frame_equal(df, outputs["ray"][name], obj=name)
+
+
 def _square(x: int) -> int:
     return x * x
 
