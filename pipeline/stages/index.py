@@ -84,12 +84,15 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
 
     The per-clip work (read, decode, embed: `EmbedClips`) is mapped by the engine (local process pool or Ray Data,
     workers: processes or actors; a Ray actor asks for a GPU with device: cuda); no clip's audio outlives its
-    embedding. Embeddings arrive in any order and are written in place, a row at a time, into memory-mapped scratch
-    files; the index is assembled from them in clip order, so its bytes do not depend on the engine. The demo
-    model's text side is embedded by the workers too (a clip's texts with its audio), into rows of its own scratch file."""
+    embedding. Embeddings arrive in any order and are written in place, a row at a time, into scratch files
+    (models._io.RowFile: through the file, never mapped); the index is assembled from them in clip order, so its bytes
+    do not depend on the engine. The demo model's text side is embedded by the workers too (a clip's texts with its
+    audio), into rows of its own scratch file. The driver reads them back a block of rows at a time and writes the
+    index's embeddings the same way (finish_index with out_dir): its memory does not grow with the corpus."""
     import numpy as np
     from tqdm import tqdm
 
+    from models._io import RowFile, RowSubset
     from models.retrieval import IndexConfig, caption_texts, finish_index, plan_index
     from pipeline.engines import map_units
 
@@ -133,8 +136,8 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     scratch = run.path(".scratch")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    arrays: dict[str, np.ndarray] = {}
-    text_rows = None
+    arrays: dict[str, RowFile] = {}
+    text_rows: RowFile | None = None
     ok = np.zeros(len(clips), dtype=bool)
     num_gpus = 1.0 if config.device == "cuda" else 0.0
     bar = tqdm(total=len(units), desc=f"index: embed ({engine})", unit="clip", disable=quiet)
@@ -148,13 +151,11 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
                 continue
             for spec, vec in res["emb"].items():
                 if spec not in arrays:
-                    arrays[spec] = np.lib.format.open_memmap(scratch / f"{len(arrays)}.npy", mode="w+", dtype=np.float32,
-                                                             shape=(len(clips), len(vec)))
-                arrays[spec][i] = vec
+                    arrays[spec] = RowFile.create(scratch / f"{len(arrays)}.npy", len(clips), len(vec))
+                arrays[spec][i:i + 1] = vec
             if res["text"] is not None:
                 if text_rows is None:
-                    text_rows = np.lib.format.open_memmap(scratch / "text.npy", mode="w+", dtype=np.float32,
-                                                          shape=(int(n_texts.sum()), res["text"].shape[1]))
+                    text_rows = RowFile.create(scratch / "text.npy", int(n_texts.sum()), res["text"].shape[1])
                 text_rows[text_row[i]:text_row[i] + n_texts[i]] = res["text"]
             ok[i] = True
         bar.close()
@@ -164,15 +165,16 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         ids = clips["clip_id"].to_numpy()[kept].tolist()
         kept_texts = None
         if text_rows is not None:
-            kept_texts = text_rows[np.concatenate([np.arange(text_row[i], text_row[i] + n_texts[i]) for i in kept])]
-        index = finish_index(ids, [captions[i] for i in kept], {s: np.asarray(a[kept]) for s, a in arrays.items()}, plan,
-                             config, kept_texts)
+            kept_texts = RowSubset(text_rows, np.concatenate([np.arange(text_row[i], text_row[i] + n_texts[i]) for i in kept]))
+        out = run.path("audio_index")
+        index = finish_index(ids, [captions[i] for i in kept], {s: RowSubset(a, kept) for s, a in arrays.items()}, plan,
+                             config, kept_texts, out_dir=out)
     finally:
-        arrays.clear()
+        for f in [*arrays.values(), *([text_rows] if text_rows is not None else [])]:
+            f.discard()
         shutil.rmtree(scratch, ignore_errors=True)
     read = json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8")) if (build_dir / "read" / "manifest.json").exists() else {}
     index.models["corpus"] = {"id": build_dir.name, "fingerprint": stable_hash(read.get("inputs") or {}, n=64), "clips": len(index)}
-    out = run.path("audio_index")
     index.save(out)
     for f in sorted(out.iterdir()):
         run.record_output(f"audio_index/{f.name}")

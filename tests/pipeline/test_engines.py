@@ -19,8 +19,9 @@ PER_CLIP = ("read", "extract", "measure", "index")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for the module (its start-up is the slow part), two CPUs, no dashboard."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    """One local Ray for the module (its start-up is the slow part), two CPUs and one logical GPU (declared: Ray
+    schedules it like a real one, no CUDA needed), no dashboard."""
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 
@@ -108,6 +109,19 @@ def _square(x: int) -> int:
 def test_map_units_returns_every_result_once(local_ray, engine, workers):
     got = dict(map_units(PerUnit(_square), [(i,) for i in range(23)], engine=engine, workers=workers, batch_size=3))
     assert got == {i: i * i for i in range(23)}
+
+
+def _gpu_ids(x: int) -> tuple[int, list[str]]:
+    return x, [str(g) for g in ray.get_gpu_ids()]
+
+
+def test_a_gpu_stage_gets_a_gpu_per_ray_worker(local_ray):
+    """num_gpus=1 (what index and measure pass with device: cuda) makes every Ray actor hold one of the cluster's
+    GPUs (Ray sets CUDA_VISIBLE_DEVICES for it); without it an actor holds none."""
+    with_gpu = dict(map_units(PerUnit(_gpu_ids), [(i,) for i in range(6)], engine="ray", workers=1, batch_size=2, num_gpus=1))
+    assert sorted(with_gpu) == list(range(6)) and {tuple(ids) for _, ids in with_gpu.values()} == {("0",)}
+    without = dict(map_units(PerUnit(_gpu_ids), [(i,) for i in range(6)], engine="ray", workers=1, batch_size=2))
+    assert {tuple(ids) for _, ids in without.values()} == {()}
 
 
 def test_unknown_engine_is_a_clear_error():
