@@ -146,6 +146,97 @@ def where_time_goes(build_root: Path, corpus_root: Path, n_clips: int = 40) -> d
     return out
 
 
+def llm_requests(build: Path) -> dict:
+    """What the LLM stages send, per request kind, on a build's clips and pairs (extract + write with the openai
+    backend against the loopback OpenAI-protocol server of the tests, tests/openai_server.py; the prompts of
+    params.yaml): requests per clip, mean characters of the prompt itself (the messages without the data block),
+    of the data block, and of the response_format schema. Tokens ≈ characters / 4."""
+    import statistics
+
+    import pandas as pd
+
+    from benchmark.tasks import writer_specs
+    from pipeline.extract.stages import extract_stage, write_stage
+    from pipeline.params import load_params
+    from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data
+
+    work = build.parent / "llm_requests"
+    shutil.rmtree(work, ignore_errors=True)
+    for stage in ("read", "pairs"):
+        shutil.copytree(build / stage, work / stage)
+    params, model = load_params(None), FakeModel()
+    os.environ.setdefault("OPENAI_API_KEY", "loopback")
+    with OpenAIServer(lambda body, i: Reply(content=model.answer(body))) as srv:
+        llm = {"backend": "openai", "model": "loopback", "base_url": srv.base_url, "max_reject_frac": 1.0}
+        extract_stage(work, params["extract"] | llm, quiet=True)
+        write_stage(work, params["write"] | llm, writer_specs(params), quiet=True)
+        bodies = list(srv.requests)
+    n_clips = len(pd.read_parquet(build / "read" / "clips.parquet", columns=["clip_id"]))
+    sizes: dict = {}
+    for body in bodies:
+        kind, data = request_data(body)
+        total = sum(len(m["content"]) for m in body["messages"])
+        data_chars = len(json.dumps(data, ensure_ascii=False, indent=1))
+        sizes.setdefault(kind, []).append((total - data_chars, data_chars, len(json.dumps(body.get("response_format", {})))))
+    shutil.rmtree(work, ignore_errors=True)
+    names = {"clips": "categorise", "clip": "animal_item", "pair": "comparison_sentence"}
+    return {names[k]: {"requests_per_clip": len(v) / n_clips, "prompt_chars": statistics.mean(x[0] for x in v),
+                       "data_chars": statistics.mean(x[1] for x in v), "schema_chars": statistics.mean(x[2] for x in v)}
+            for k, v in sizes.items()}
+
+
+def driver_memory(n: int, streamed: bool, root: Path) -> dict:
+    """In a child process: the index's driver work after the workers (demo projection training, recall, writing the
+    embeddings) on n synthetic clips, each one 512-d audio row (aisfx) and two 384-d text rows (MiniLM). streamed:
+    from scratch RowFiles into the index folder a block at a time (the index stage's path); else from arrays in
+    memory (how the driver held them before). Peak RSS (VmHWM) and its growth over the process's RSS before."""
+    import numpy as np
+
+    from models._io import RowFile
+    from models.retrieval import AudioIndex, IndexConfig, finish_index, plan_index
+
+    def status(field: str) -> float:
+        return int(Path("/proc/self/status").read_text().split(f"{field}:")[1].split()[0]) / 1024
+
+    config = IndexConfig(retrieval="demo", inject="aisfx")
+    plan = plan_index(config)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    files = {"audio": RowFile.create(root / "audio.npy", n, 512), "text": RowFile.create(root / "text.npy", 2 * n, 384)}
+    for s in range(0, n, 8192):
+        m = min(8192, n - s)
+        files["audio"][s:s + m] = rng.standard_normal((m, 512), dtype=np.float32)
+        files["text"][2 * s:2 * (s + m)] = rng.standard_normal((2 * m, 384), dtype=np.float32)
+    base = status("VmRSS")
+    ids, captions = [f"c{i}" for i in range(n)], [f"clip {i}\nsound {i}" for i in range(n)]
+    audio, text = (files["audio"], files["text"]) if streamed else (files["audio"][0:n], files["text"][0:2 * n])
+    t0 = time.perf_counter()
+    index = finish_index(ids, captions, {"aisfx": audio}, plan, config, text, out_dir=root / "index" if streamed else None)
+    index.save(root / "index")
+    wall = time.perf_counter() - t0
+    assert AudioIndex.load(root / "index").retrieval_embeddings.shape == (n, config.proj_dim)
+    for f in files.values():
+        f.discard()
+    shutil.rmtree(root, ignore_errors=True)
+    peak = status("VmHWM")
+    return {"n": n, "streamed": streamed, "peak_mib": peak, "growth_mib": peak - base, "wall_s": wall}
+
+
+def driver_memory_runs(sizes: list[int], out: Path) -> dict:
+    res = {}
+    for streamed in (True, False):
+        for n in sizes:
+            cmd = [sys.executable, __file__, "--driver-memory", json.dumps([n, streamed, str(out / f"driver_{n}")])]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            if proc.returncode != 0:
+                raise RuntimeError(f"driver memory at n={n} failed:\n{proc.stderr[-2000:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            res[f"{'streamed' if streamed else 'in_memory'}:{n}"] = r
+            print(f"[bench-scale] driver n={n} streamed={streamed}: peak {r['peak_mib']:.0f} MiB (+{r['growth_mib']:.0f})",
+                  file=sys.stderr, flush=True)
+    return res
+
+
 def ray_runs(build_root: Path, corpus: Path, n: int, stages: list[str]) -> dict:
     """Each stage on Ray with 1, then 2 workers, every unit computed (no manifest, no result store)."""
     out = {}
@@ -167,10 +258,38 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="reuse the stage timings of an interrupted run (same --out)")
     ap.add_argument("--ray-only", default="", help="stages (e.g. measure,index): only Ray 1 vs 2 workers, on the build "
                                                    "of the smallest size that a previous run left in --out (with --keep)")
+    ap.add_argument("--driver-sizes", default="", help="only the index driver's memory on synthetic embeddings, e.g. "
+                                                       "20000,200000: streamed (RowFiles) vs arrays in memory")
+    ap.add_argument("--llm-requests", action="store_true", help="only what the LLM stages would send, per request kind, "
+                                                                 "on the smallest size's build a previous run left (--keep)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--driver-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(*json.loads(args.one))))
+        return
+    if args.driver_memory:
+        n, streamed, root = json.loads(args.driver_memory)
+        print(json.dumps(driver_memory(n, streamed, Path(root))))
+        return
+    if args.llm_requests:
+        sizes = sorted(int(x) for x in args.sizes.split(","))
+        res = llm_requests(Path(args.out) / f"n{sizes[0]}" / "build" / "scale")
+        print("| LLM request | per clip | prompt chars | data chars | schema chars |\n|---|---|---|---|---|\n" + "\n".join(
+            f"| {k} | {v['requests_per_clip']:.3f} | {v['prompt_chars']:.0f} | {v['data_chars']:.0f} | {v['schema_chars']:.0f} |"
+            for k, v in res.items()), file=sys.stderr)
+        print(json.dumps(res, indent=1, sort_keys=True))
+        return
+    if args.driver_sizes:
+        sizes = [int(x) for x in args.driver_sizes.split(",")]
+        res = driver_memory_runs(sizes, Path(args.out))
+        lines = ["| index driver, synthetic clips | " + " | ".join(f"peak MiB @{n}" for n in sizes) + f" | ×{sizes[-1]}/{sizes[0]} |",
+                 "|---|" + "---|" * len(sizes) + "---|"]
+        for mode in ("streamed", "in_memory"):
+            peaks = [res[f"{mode}:{n}"]["peak_mib"] for n in sizes]
+            lines.append(f"| {mode} | " + " | ".join(f"{p:.0f}" for p in peaks) + f" | {peaks[-1] / peaks[0]:.2f} |")
+        print("\n".join(lines), file=sys.stderr)
+        print(json.dumps(res, indent=1, sort_keys=True))
         return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     out = Path(args.out)
