@@ -77,7 +77,7 @@ class IndexConfig:
     seed: int = 0
     ks: tuple[int, ...] = (1, 5, 10)
     max_audio_s: float = 10.0  # audio beyond this is not encoded
-    precision: str = "fp32"  # aisfx's convolutions: fp32 | bf16 (~2x faster on CPUs with AVX512-BF16; cosine ~1e-5 off)
+    precision: str = "fp32"  # aisfx's convolutions: fp32 | bf16 (~2x faster on CPUs with AVX512-BF16; 1 - cosine < 1e-4)
     device: str = "cpu"
 
     @classmethod
@@ -491,7 +491,7 @@ def finish_index(ids: list[str], captions: list[str], raw: dict, plan: IndexPlan
 
 @torch.no_grad()
 def _project(head: nn.Linear, block: np.ndarray) -> np.ndarray:
-    """The demo model's audio side on raw embeddings: L2-normalised rows in its joint space."""
+    """A demo head (text or audio side) on raw embeddings: L2-normalised rows in the joint space."""
     return F.normalize(head(torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))), dim=-1).numpy()
 
 

@@ -1,5 +1,5 @@
 """The index's aisfx fast path (batch norms folded into the convolutions, channels-last, optionally bfloat16) against
-the published network as the checkpoint defines it: same embeddings to float rounding in fp32, a cosine of ~1e-5
+the published network as the checkpoint defines it: same embeddings to float rounding in fp32, 1 - cosine < 1e-4
 in bf16; and the precision is part of the index's freshness key. Speed: `make bench-scale` (same-run ratio)."""
 
 from __future__ import annotations
