@@ -143,6 +143,13 @@ def where_time_goes(build_root: Path, corpus_root: Path, n_clips: int = 40) -> d
             n += 1
     out = {k: v / max(n, 1) for k, v in t.items()}
     out["mean_clip_s"] = float(clips["duration_s"].mean())
+    with threadpool_limits(1):  # a clip of max_audio_s (10 s: 7 blocks of 2.3 s), what LAION's longer clips cost
+        ten = np.random.default_rng(0).standard_normal(10 * 44100).astype(np.float32) * 0.1
+        for name, enc in encoders.items():
+            t0 = time.process_time()
+            for _ in range(3):
+                enc.encode([ten], 44100)
+            out[f"{name}_10s"] = (time.process_time() - t0) / 3
     return out
 
 
@@ -362,6 +369,9 @@ def render(r: dict) -> str:
         lines += [f"| {k} | {v:.4f} | {100 * v / total:.0f} % |" for k, v in w.items()]
         lines += ["", "| aisfx embedding, same clips, same run | s/clip | speed-up over the old path |", "|---|---|---|"]
         lines += [f"| {k} | {wt[k]:.4f} | {wt['embedding_old'] / wt[k]:.2f}x |" for k in ("embedding_old", "embedding", "embedding_bf16")]
+        if "embedding_10s" in wt:
+            lines += [f"| {k} (a 10 s clip) | {wt[k + '_10s']:.4f} | {wt['embedding_old_10s'] / wt[k + '_10s']:.2f}x |"
+                      for k in ("embedding_old", "embedding", "embedding_bf16")]
     lines.append(f"\nload average {r['load_avg_start']:.1f} → {r['load_avg_end']:.1f} on {r['cores']} cores (shared: timings pessimistic)")
     return "\n".join(lines)
 
