@@ -9,13 +9,19 @@ the run; result stores emptied, so every clip is computed), and the speed-up of 
 clip goes: decode, pitch (with the other measurements), embedding (aisfx), the demo retrieval model's text side, the
 rules LLM (extract + write per clip), CPU time on one core in one process on the first 40 clips; and on the same clips
 in the same run the aisfx embedding's old path (the published network as written) against the index's path (fp32,
-and the bf16 option): the index's speed-up as a ratio.
+and the bf16 option), on them and on a 10 s clip: the index's speed-up as a ratio.
+
+Separately: --driver-sizes 20000,200000 (the index driver's peak RSS after the workers, on synthetic embeddings:
+streamed through files as the stage does, against arrays in memory); --llm-requests (what extract and write with the
+openai backend send per request kind, against the tests' loopback OpenAI-protocol server, on a kept build);
+--ray-only measure,index (Ray 1 vs 2 workers again, on a kept build).
 
 Goals (issue #12): per-clip time at the largest N <= 1.15x that at 1k; peak RSS <= 1.5x; Ray 2 workers >= 1.6x one.
 On a shared machine the wall times are pessimistic, and the 2-vs-1 ratio most of all (a second worker only helps
 when a second core is free). Prints a markdown table on stderr and one JSON object on stdout.
 
     python bench/bench_scale.py [--sizes 1000,5000] [--out bench_out/scale] [--no-ray] [--keep]
+    python bench/bench_scale.py --driver-sizes 20000,200000 | --llm-requests | --ray-only measure,index [--sizes 1000]
 """
 
 from __future__ import annotations
