@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmark.errors import InputError, ModelLoadError
+from benchmark.errors import ConfigError, InputError, ModelLoadError
 from benchmark.schema import MASK
 from models.span_detector import own_range
 
@@ -37,13 +37,16 @@ class AudioBertConfig:
 
     lm: str = "bert-base-uncased"
     inject_audio: bool = True
-    injection: str = "add"  # add | replace: the span's first-token embedding is augmented or replaced
+    injection: str = "add"  # add | replace | insert: the span's first-token embedding is augmented or replaced, or
+    #                         (insert) the audio is a token of its own in front of the span
     inject_dim: int = 768
     lora_r: int = 64
     lora_alpha: int = 128
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("query", "key", "value")
     gate_init: float = 0.0  # audio_gate's start: tanh(gate_init) of the projected audio is let in at first
+    audio_copy: bool = False  # the [MASK]'s logits also get copy_scale x cos(word, injected audio); False = published
+    span_slots: int = 0  # > 0: a learned embedding of the span's place (1st, 2nd, ...) enters the projection; 0 = published
 
 
 @dataclass
@@ -74,33 +77,50 @@ def answer_pieces(tokenizer, answer: str) -> list[int]:
 
 
 def encode_items(
-    tokenizer, sentences: Sequence[str], n_masks: Sequence[int], spans: Sequence[Sequence[str]], max_length: int = 128
+    tokenizer, sentences: Sequence[str], n_masks: Sequence[int], spans: Sequence[Sequence[str]], max_length: int = 128,
+    audio_token: str | None = None,
 ) -> EncodedBatch:
-    """Tokenise sentences with widened masks; locate [MASK] tokens and each span's first token."""
-    texts = [widen_mask(s, n) for s, n in zip(sentences, n_masks)]
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_offsets_mapping=True, return_tensors="pt")
+    """Tokenise sentences with widened masks; locate [MASK] tokens and each span's first token. With audio_token
+    (`insert` injection), that token is put in front of each span and span_pos points at it instead."""
+    texts, starts = zip(*[_layout(s, n, sp, audio_token) for s, n, sp in zip(sentences, n_masks, spans)]) if sentences else ((), ())
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_offsets_mapping=True, return_tensors="pt")
     ids = enc["input_ids"]
     mask_id = tokenizer.mask_token_id
     n_m = max(n_masks) if len(n_masks) else 1
     n_s = max([len(s) for s in spans] + [1])
     mask_pos = torch.full((len(texts), n_m), -1, dtype=torch.long)
     span_pos = torch.full((len(texts), n_s), -1, dtype=torch.long)
-    for i, text in enumerate(texts):
+    for i in range(len(texts)):
         pos = (ids[i] == mask_id).nonzero().flatten()
         if len(pos) != n_masks[i]:
             raise InputError(f"sentence {sentences[i]!r}: {len(pos)} of {n_masks[i]} [MASK] tokens survived tokenisation (too long?)")
         mask_pos[i, : len(pos)] = pos
         offs = enc["offset_mapping"][i].tolist()
-        at, extra = sentences[i].index(MASK), len(text) - len(sentences[i])
-        taken: list[tuple[int, int]] = []
-        for k, sp in enumerate(spans[i]):
-            a, b = own_range(sentences[i], sp, taken)  # first occurrence not taken by an earlier span
-            taken.append((a, b))
-            a, b = (a + extra if a >= at + len(MASK) else a), (b + extra if b > at else b)  # into the widened text
+        for k, (a, b) in enumerate(starts[i]):
             first = next((t for t, (x, y) in enumerate(offs) if y > x and x < b and a < y), None)
             span_pos[i, k] = -1 if first is None else first
     has_span = torch.tensor([len(s) > 0 for s in spans], dtype=torch.bool)
     return EncodedBatch(ids, enc["attention_mask"], mask_pos, span_pos, has_span)
+
+
+def _layout(sentence: str, n: int, spans: Sequence[str], audio_token: str | None) -> tuple[str, list[tuple[int, int]]]:
+    """(the text to tokenise, per span the character range its audio goes to in that text): the [MASK] widened to n,
+    and with audio_token, "<audio_token> " put in front of each span (whose range is then the inserted token's)."""
+    widened = widen_mask(sentence, n)
+    at, extra = sentence.index(MASK), len(widened) - len(sentence)
+    taken: list[tuple[int, int]] = []
+    for sp in spans:
+        taken.append(own_range(sentence, sp, taken))  # first occurrence not taken by an earlier span
+    ins = f"{audio_token} " if audio_token else ""
+    inserts = sorted(a for a, _ in taken) if ins else []
+    shift = lambda p: p + (extra if p >= at + len(MASK) else 0) + len(ins) * sum(q < p for q in inserts)  # noqa: E731
+    text = widened
+    for a in reversed(inserts):  # right to left: the places further left have not moved yet
+        w = a + (extra if a >= at + len(MASK) else 0)
+        text = text[:w] + ins + text[w:]
+    if ins:
+        return text, [(shift(a), shift(a) + len(audio_token)) for a, _ in taken]
+    return text, [(shift(a), b + (extra if b > at else 0)) for a, b in taken]
 
 
 def _head(mlm: nn.Module) -> nn.Module:
@@ -121,6 +141,8 @@ class AudioBERT(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         super().__init__()
+        if config.injection not in ("add", "replace", "insert"):
+            raise ConfigError(f"injection {config.injection!r}: expected add, replace or insert")
         self.config = config
         for p in mlm.parameters():
             p.requires_grad_(False)
@@ -138,6 +160,13 @@ class AudioBERT(nn.Module):
         # gate tanh(audio_gate) in [-1, 1] says how much of it to let in. At gate_init 0 the model starts as the text
         # twin, but then the projection gets no gradient until the gate has moved: the demo starts it open (0.5).
         self.proj_norm = nn.LayerNorm(hidden, elementwise_affine=False)
+        # a comparison reads two clips in two roles ("A is [MASK] than B"): with span_slots, the projection knows which
+        # span a clip is for, so it can map the two in opposite directions and the [MASK] reads their difference
+        self.slot_embed = nn.Embedding(config.span_slots, hidden) if config.span_slots else None
+        # audio_copy: the [MASK] is also offered the words the injected audio looks like (see copy_logits)
+        self.copy_scale = nn.Parameter(torch.tensor(2.0)) if config.audio_copy else None
+        if self.slot_embed is not None:
+            nn.init.zeros_(self.slot_embed.weight)
         self.audio_gate = nn.Parameter(torch.tensor(float(config.gate_init)))
         emb_w = mlm.get_input_embeddings().weight.detach().float()
         self.register_buffer("token_rms", emb_w.pow(2).mean().sqrt(), persistent=False)  # per-dim RMS of token embeddings
@@ -162,35 +191,51 @@ class AudioBERT(nn.Module):
         self.load_state_dict(state, strict=False)
 
     # -- forward
-    def embed(self, batch: EncodedBatch, audio: torch.Tensor | None) -> torch.Tensor:
-        """Token embeddings with proj(audio[b, s]) put in at span_pos[b, s]; audio float[B, S, inject_dim]."""
-        emb = self._mlm.get_input_embeddings()(batch.input_ids)
+    def injected(self, batch: EncodedBatch, audio: torch.Tensor | None):
+        """(row, token position, projected audio float[N, hidden]) of every span that gets audio, or None."""
         if not self.config.inject_audio or audio is None:
-            return emb
+            return None
         valid = batch.span_pos >= 0
         if not bool(valid.any()):
-            return emb
+            return None
         b_idx, s_idx = valid.nonzero(as_tuple=True)
-        tok = batch.span_pos[b_idx, s_idx]
-        vec = self.project_audio(audio[b_idx, s_idx].to(emb.dtype)).to(emb.dtype)
+        # a span's place is its order in the sentence (not in the span list): what a detector's spans also give
+        place = ((batch.span_pos.unsqueeze(-1) > batch.span_pos.unsqueeze(-2)) & valid.unsqueeze(-2)).sum(-1)
+        return b_idx, batch.span_pos[b_idx, s_idx], self.project_audio(audio[b_idx, s_idx], place[b_idx, s_idx])
+
+    def embed(self, batch: EncodedBatch, audio: torch.Tensor | None, injected=None) -> torch.Tensor:
+        """Token embeddings with proj(audio[b, s]) put in at span_pos[b, s]; audio float[B, S, inject_dim]."""
+        emb = self._mlm.get_input_embeddings()(batch.input_ids)
+        inj = injected if injected is not None else self.injected(batch, audio)
+        if inj is None:
+            return emb
+        b_idx, tok, vec = inj
+        vec = vec.to(emb.dtype)
         emb = emb.clone()
-        if self.config.injection == "replace":
+        if self.config.injection in ("replace", "insert"):  # insert: span_pos is the audio token put before the span
             emb[b_idx, tok] = vec
         else:
             emb[b_idx, tok] = emb[b_idx, tok] + torch.tanh(self.audio_gate).to(emb.dtype) * vec
         return emb
 
-    def project_audio(self, audio: torch.Tensor) -> torch.Tensor:
-        """float[N, hidden] of the size of a token embedding (per-dim RMS token_rms) from audio float[N, inject_dim]."""
-        return self.token_rms.to(audio.dtype) * self.proj_norm(self.proj(self.audio_norm(audio)))
+    def project_audio(self, audio: torch.Tensor, slot: torch.Tensor | None = None) -> torch.Tensor:
+        """float[N, hidden] of the size of a token embedding (per-dim RMS token_rms) from audio float[N, inject_dim];
+        slot long[N]: each clip's span place in its sentence (used with span_slots; beyond the last slot, the last)."""
+        h = self.proj[0](self.audio_norm(audio))
+        if self.slot_embed is not None:
+            if slot is None:
+                slot = torch.zeros(len(audio), dtype=torch.long, device=audio.device)
+            h = h + self.slot_embed(slot.clamp(max=self.config.span_slots - 1)).to(h.dtype)
+        return self.token_rms.to(audio.dtype) * self.proj_norm(self.proj[2](self.proj[1](h)))
 
     def audio_share(self) -> float:
-        """tanh(audio_gate): the injected audio's size as a share of a token embedding's (`add`; 0 = the text model)."""
-        return float(torch.tanh(self.audio_gate.detach()))
+        """tanh(audio_gate): the injected audio's size as a share of a token embedding's (`add`; 0 = the text model);
+        1 with `replace` (the gate is not used)."""
+        return 1.0 if self.config.injection in ("replace", "insert") else float(torch.tanh(self.audio_gate.detach()))
 
-    def hidden_states(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(self, batch: EncodedBatch, audio: torch.Tensor | None = None, injected=None) -> torch.Tensor:
         """float[B, T, H]: adapter on for rows with a span, off (the unchanged LM) for the others."""
-        emb = self.embed(batch, audio)
+        emb = self.embed(batch, audio, injected)
         enc = _encoder(self._mlm)
         out = torch.empty(emb.shape, dtype=emb.dtype, device=emb.device)
         on = batch.has_span
@@ -204,10 +249,23 @@ class AudioBERT(nn.Module):
 
     def mask_logits(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
         """float[B, M, vocab] at the [MASK] positions (padding rows of mask_pos give garbage, ignore them)."""
-        h = self.hidden_states(batch, audio)
+        inj = self.injected(batch, audio)
+        h = self.hidden_states(batch, audio, inj)
         idx = batch.mask_pos.clamp(min=0)
         picked = torch.gather(h, 1, idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-        return _head(self._mlm)(picked)
+        logits = _head(self._mlm)(picked)
+        if self.copy_scale is not None and inj is not None:
+            logits = logits + self.copy_logits(inj, len(logits)).unsqueeze(1).to(logits.dtype)
+        return logits
+
+    def copy_logits(self, injected, n_rows: int) -> torch.Tensor:
+        """float[B, vocab]: copy_scale x the cosine between each word's embedding and the row's injected audio (summed
+        over its spans), both centred: the words the audio looks like are offered to the [MASK] (`audio_copy`)."""
+        b_idx, _, vec = injected
+        words = self._mlm.get_input_embeddings().weight
+        words = F.normalize(words - words.mean(0), dim=-1)
+        row = torch.zeros(n_rows, vec.shape[-1], dtype=vec.dtype, device=vec.device).index_add_(0, b_idx, vec)
+        return self.copy_scale * (F.normalize(row, dim=-1) @ words.T.to(row.dtype)) * (row.norm(dim=-1, keepdim=True) > 0)
 
     def full_logits(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
         """float[B, T, vocab] everywhere (for tests and inspection)."""
@@ -222,7 +280,7 @@ class AudioBERT(nn.Module):
 @torch.no_grad()
 def score_choices(
     logits_fn, tokenizer, sentences: Sequence[str], spans: Sequence[Sequence[str]], choices: Sequence[str],
-    audio_fn=None, batch_size: int = 32, max_length: int = 128, device: str = "cpu",
+    audio_fn=None, batch_size: int = 32, max_length: int = 128, device: str = "cpu", audio_token: str | None = None,
 ) -> np.ndarray:
     """float[n_items, n_choices]: mean log-probability of each choice's word pieces at its widened [MASK]s.
 
@@ -237,7 +295,7 @@ def score_choices(
         target = torch.tensor([pieces[j] for j in cols], device=device)  # [C_n, n]
         for s in range(0, len(sentences), batch_size):
             idx = list(range(s, min(len(sentences), s + batch_size)))
-            batch = encode_items(tokenizer, [sentences[i] for i in idx], [n] * len(idx), [spans[i] for i in idx], max_length).to(device)
+            batch = encode_items(tokenizer, [sentences[i] for i in idx], [n] * len(idx), [spans[i] for i in idx], max_length, audio_token).to(device)
             audio = audio_fn(idx, batch) if audio_fn is not None else None
             logp = F.log_softmax(logits_fn(batch, audio).float(), dim=-1)[:, :n]  # [B, n, V]
             # gather [B, C_n, n]

@@ -34,11 +34,19 @@ class TrainConfig:
     lora_alpha: int = 128
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("query", "key", "value")
-    injection: str = "add"  # add | replace
+    injection: str = "add"  # add | replace | insert (the audio as a token of its own in front of each span)
     retrieval_k: int = 1  # top-k clips per span; k > 1 averages them weighted by similarity
+    rerank: int = 0  # > 0: re-order the first `rerank` hits by their captions' similarity to the span (models.rerank)
+    rerank_encoder: str = "minilm"  # the sentence encoder of that re-ranking
     audio_gate_init: float = 0.0  # the injection gate's start (tanh of it is the audio's share); 0 = start as the text twin
     name_dropout: float = 0.0  # share of training items (drawn anew each epoch) whose span words are replaced by
     #                            made-up words: their audio (retrieved for the real words) is all that is left to go on
+    span_slots: int = 0  # > 0: the audio projection also sees the span's place (1st, 2nd, ...); 0 = the published model
+    audio_copy: bool = False  # the [MASK] is also offered the words the injected audio looks like (models.audiobert)
+    swap_pairs: float = 0.0  # share of two-span comparison items (drawn anew each epoch) trained with the two spans
+    #                          (their words and their audio) exchanged and the answer flipped
+    align_steps: int = 0  # > 0: first train the audio projection this many steps to put each clip near its caption's
+    #                       words in the LM's embedding space (models.align); 0 = straight to the masked-LM training
     detector_epochs: int = 5
     detector_batch_size: int = 16
     detector_lr: float = 1e-5
@@ -56,8 +64,12 @@ class TrainConfig:
     def demo(cls, **overrides) -> "TrainConfig":
         """The small demo setting: MiniLM (shipped offline), fewer epochs, a smaller adapter, larger lr."""
         base = dict(
-            lm="minilm", epochs=6, batch_size=16, lr=2e-3, head_lr=2e-3, lora_r=8, lora_alpha=16,
+            lm="minilm", epochs=10, batch_size=16, lr=2e-3, head_lr=2e-3, lora_r=8, lora_alpha=16,
             audio_lr=1e-2, audio_gate_init=0.5, name_dropout=0.5, retrieval_k=3,
+            # what made AudioBERT read the audio (README, "The demo"): the audio as a token of its own, the two places
+            # of a comparison told apart, pairs also trained swapped, the projection first aligned to caption words,
+            # the [MASK] offered the words the audio looks like, retrieval hits re-ranked by their captions
+            injection="insert", span_slots=2, swap_pairs=0.5, align_steps=300, audio_copy=True, rerank=20,
             detector_epochs=2, detector_lr=1e-4, max_length=64,
             train_spans="detector",  # train on the spans eval will see: retrieval of a slightly other span finds another clip
         )

@@ -30,15 +30,20 @@ def task_items(release, tasks: Sequence[str], split: str) -> list[dict]:
     return rows
 
 
-def retrieve_span_audio(index, spans: Sequence[Sequence[str]], k: int = 1) -> tuple[list[np.ndarray], list[list[dict]]]:
+def retrieve_span_audio(index, spans: Sequence[Sequence[str]], k: int = 1, rerank: int = 0, reranker=None
+                        ) -> tuple[list[np.ndarray], list[list[dict]]]:
     """Per item: float32[n_spans, inject_dim] audio of the clip(s) retrieved for each span ("<span> sound"),
-    and the hits kept (clip id + similarity). Each distinct span text is queried once."""
+    and the hits kept (clip id + similarity). Each distinct span text is queried once. rerank > 0: the first
+    `rerank` hits are re-ordered by their captions (`models.rerank.CaptionReranker`, given as reranker)."""
     from models.retrieval import query_text
 
     uniq = sorted({s for sp in spans for s in sp})
     hits = {}
     if uniq:
-        found = index.search([query_text(s) for s in uniq], k=k)
+        queries = [query_text(s) for s in uniq]
+        found = index.search(queries, k=max(k, rerank))
+        if rerank:
+            found = reranker.rerank(index, queries, found, k)
         hits = dict(zip(uniq, found))
     audio, log = [], []
     for sp in spans:

@@ -16,7 +16,7 @@ from benchmark.errors import ConfigError, ModelLoadError
 from models.config import TrainConfig
 from models.data import AUDIO_SOURCES, oracle_span_audio, pad_audio, retrieve_span_audio, shuffled_span_audio
 
-__all__ = ["TrainedModel", "load_checkpoint", "check_index_models", "build_model", "autocast"]
+__all__ = ["TrainedModel", "load_checkpoint", "check_index_models", "build_model", "autocast", "audio_token", "reranker"]
 
 
 class TrainedModel:
@@ -27,6 +27,7 @@ class TrainedModel:
         self.config, self.meta = config, meta
         self.span_cache: dict = {}  # (detector digest, sentence) -> spans; evaluate shares one across models
         self._detector_key = _file_digest(meta.get("_dir", ""), "detector/span_detector.pt")
+        self._reranker = None  # made on first use (retrieval with `rerank`)
 
     @property
     def name(self) -> str:
@@ -52,7 +53,9 @@ class TrainedModel:
         audio = None
         if self.config.mode == "audiobert" and self.index is not None:
             if audio_source == "retrieved":
-                audio, _ = retrieve_span_audio(self.index, spans, self.config.retrieval_k)
+                if self.config.rerank and self._reranker is None:
+                    self._reranker = reranker(self.config)
+                audio, _ = retrieve_span_audio(self.index, spans, self.config.retrieval_k, self.config.rerank, self._reranker)
             elif audio_source == "oracle":
                 audio = oracle_span_audio(self.index, spans, [it.get("clip_ids", []) for it in items])
             elif audio_source == "shuffled":
@@ -68,6 +71,7 @@ class TrainedModel:
             return score_choices(
                 self.model.mask_logits, self.tokenizer, [it["sentence"] for it in items], spans, choices,
                 audio_fn=audio_fn, batch_size=batch_size, max_length=self.config.max_length, device=dev,
+                audio_token=audio_token(self.config, self.tokenizer),
             )
 
 
@@ -76,6 +80,19 @@ def _file_digest(root: str, rel: str) -> str:
 
     p = Path(root) / rel
     return sha256_file(p) if root and p.exists() else f"unhashed:{root}"
+
+
+def reranker(config: TrainConfig):
+    """The caption re-ranker of retrieval hits when config.rerank > 0, else None."""
+    from models.rerank import CaptionReranker
+
+    return CaptionReranker(config.rerank_encoder, device=config.device) if config.rerank else None
+
+
+def audio_token(config: TrainConfig, tokenizer) -> str | None:
+    """The token put in front of each span for `insert` injection (the tokenizer's unknown token, whose embedding the
+    audio replaces); None for the other injections and for the text twin."""
+    return tokenizer.unk_token if config.mode == "audiobert" and config.injection == "insert" else None
 
 
 def autocast(config: TrainConfig):
@@ -95,7 +112,7 @@ def build_model(config: TrainConfig, inject_dim: int):
     bcfg = AudioBertConfig(
         lm=config.lm, inject_audio=config.mode == "audiobert", injection=config.injection, inject_dim=inject_dim,
         lora_r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, lora_targets=config.lora_targets,
-        gate_init=config.audio_gate_init,
+        gate_init=config.audio_gate_init, span_slots=config.span_slots, audio_copy=config.audio_copy,
     )
     torch.manual_seed(config.seed)
     model = AudioBERT(mlm, bcfg, train_head=head_is_new)

@@ -34,7 +34,7 @@ import torch
 from benchmark.errors import ConfigError, InputError
 from models.config import CHECKPOINT_FORMAT, TrainConfig
 from models.data import oracle_span_audio, pad_audio, retrieve_span_audio, task_items
-from models.infer import autocast, build_model
+from models.infer import audio_token, autocast, build_model, reranker
 
 __all__ = ["TrainConfig", "train", "drop_names", "MADE_UP_WORDS"]
 
@@ -86,6 +86,23 @@ def drop_names(sentence: str, spans: list[str], rng: random.Random) -> tuple[str
     for (a, b), w in sorted(zip(ranges, new), reverse=True):
         out = out[:a] + w + out[b:]
     return out, new
+
+
+def swap_spans(sentence: str, spans: list[str]) -> tuple[str, list[str]] | None:
+    """The sentence with its two spans' words exchanged ("A is [MASK] than B" -> "B is [MASK] than A") and the spans
+    in their new order, or None when the item has not exactly two spans found apart in the sentence."""
+    from models.span_detector import own_range
+
+    if len(spans) != 2:
+        return None
+    try:
+        a = own_range(sentence, spans[0], [])
+        b = own_range(sentence, spans[1], [a])
+    except InputError:
+        return None
+    (x0, x1), (y0, y1) = sorted([a, b])
+    first, second = sentence[x0:x1], sentence[y0:y1]
+    return sentence[:x0] + second + sentence[x1:y0] + first + sentence[y1:], list(reversed(spans))
 
 
 def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: bool):
@@ -160,16 +177,26 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         raise InputError(f"{release.path}: no train items for tasks {tasks}")
     spans = [it["spans"] for it in items] if config.train_spans == "gold" else detector.predict([it["sentence"] for it in items])
     pieces = [answer_pieces(tok, it["answer"]) for it in items]
-    audio = retrieve_span_audio(index, spans, config.retrieval_k)[0] if index is not None else None
+    # comparison items can be trained the other way round: spans exchanged, answer flipped (choices: [more, less])
+    flip = {t: release.choices(t)[::-1] for t in tasks if release.kind(t) == "comparison" and len(release.choices(t)) == 2}
+    flipped_pieces = [answer_pieces(tok, flip[it["task"]][flip[it["task"]][::-1].index(it["answer"])])
+                      if it["task"] in flip and it["answer"] in flip[it["task"]] else None for it in items]
+    audio = retrieve_span_audio(index, spans, config.retrieval_k, config.rerank, reranker(config))[0] if index is not None else None
     # an item whose names are dropped stands on its own clips' audio (what its answer was measured from)
     own = oracle_span_audio(index, spans, [it["clip_ids"] for it in items]) if index is not None and config.name_dropout else None
 
-    # 4. optimiser, schedule, resume
+    # 4. optimiser, schedule, resume (the alignment warm-up first: a resumed run overwrites it with its saved state)
     dev = torch.device(config.device)
     model.to(dev)
+    align_loss = float("nan")
+    if index is not None and config.align_steps:
+        from models.align import align_projection
+
+        torch.manual_seed(config.seed)
+        align_loss = align_projection(model, index, tok, config.align_steps, lr=config.audio_lr or config.lr, seed=config.seed)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     is_head = lambda n: "cls." in n or "lm_head" in n  # noqa: E731
-    is_audio = lambda n: n.split(".")[0] in ("proj", "audio_norm", "audio_gate")  # noqa: E731
+    is_audio = lambda n: n.split(".")[0] in ("proj", "audio_norm", "audio_gate", "slot_embed", "copy_scale")  # noqa: E731
     groups = [{"params": [p for n, p in named if not is_head(n) and not is_audio(n)], "lr": config.lr}]
     for params, lr in (([p for n, p in named if is_head(n)], config.head_lr), ([p for n, p in named if is_audio(n)], config.audio_lr)):
         if params:
@@ -191,6 +218,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
                 print(f"[train] resuming from epoch {start_epoch} ({last})")
 
     # 5. the loop
+    marker = audio_token(config, tok)
     for epoch in range(start_epoch, config.epochs):
         model.train()
         order = list(range(len(items)))
@@ -200,14 +228,23 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         dropped = [bool(spans[i]) and drop.random() < config.name_dropout for i in range(len(items))]
         texts = [drop_names(items[i]["sentence"], spans[i], drop) if dropped[i] else (items[i]["sentence"], spans[i])
                  for i in range(len(items))]
+        swap = random.Random(config.seed * 104729 + epoch)
+        swapped = [False] * len(items)
+        for i in range(len(items)):
+            if flipped_pieces[i] is not None and config.swap_pairs and swap.random() < config.swap_pairs:
+                turned = swap_spans(*texts[i])
+                if turned is not None:
+                    texts[i], swapped[i] = turned, True
+        answer = [flipped_pieces[i] if swapped[i] else pieces[i] for i in range(len(items))]
         for s in tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet):
             idx = order[s : s + config.batch_size]
-            n_masks = [len(pieces[i]) for i in idx]
-            batch = encode_items(tok, [texts[i][0] for i in idx], n_masks, [texts[i][1] for i in idx], config.max_length).to(dev)
+            n_masks = [len(answer[i]) for i in idx]
+            batch = encode_items(tok, [texts[i][0] for i in idx], n_masks, [texts[i][1] for i in idx], config.max_length, marker).to(dev)
             targets = torch.full(batch.mask_pos.shape, -100, dtype=torch.long)
             for r, i in enumerate(idx):
-                targets[r, : len(pieces[i])] = torch.tensor(pieces[i])
-            a = pad_audio([own[i] if own is not None and dropped[i] else audio[i] for i in idx], inject_dim).to(dev) if audio is not None else None
+                targets[r, : len(answer[i])] = torch.tensor(answer[i])
+            clips = [own[i] if own is not None and dropped[i] else audio[i] for i in idx] if audio is not None else None
+            a = pad_audio([c[::-1].copy() if swapped[i] else c for c, i in zip(clips, idx)], inject_dim).to(dev) if clips else None
             with autocast(config):
                 loss = model.loss(batch, targets.to(dev), a)
             opt.zero_grad()
@@ -241,6 +278,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         "history": history,
         "span_detector": det_report,
         "train_items": len(items),
+        "align_loss": None if math.isnan(align_loss) else round(align_loss, 4),
         "train_s": round(time.perf_counter() - t0, 2),
     }
     atomic_write_text(out / "config.json", json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")

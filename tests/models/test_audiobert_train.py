@@ -249,3 +249,34 @@ def test_name_dropout_touches_whole_words_only_and_never_the_mask():
     assert out.count("[MASK]") == 1 and out.split()[5] == spans[0] and out.split()[8] == spans[1]
     assert drop_names(sentence, ["[MASK]"], random.Random(0)) == (sentence, ["[MASK]"])
     assert drop_names(sentence, ["flu"], random.Random(0)) == (sentence, ["flu"])  # not a whole word
+
+
+def test_swap_spans_exchanges_the_two_sources_whatever_the_template():
+    from models.train import swap_spans
+
+    s = "The sound of a violin is typically [MASK] than the sound of a tuba."
+    assert swap_spans(s, ["violin", "tuba"]) == ("The sound of a tuba is typically [MASK] than the sound of a violin.", ["tuba", "violin"])
+    s = "Compared with the sound of a tuba, the sound of a Violin is typically [MASK]."  # span list not in sentence order
+    assert swap_spans(s, ["violin", "tuba"]) == ("Compared with the sound of a Violin, the sound of a tuba is typically [MASK].", ["tuba", "violin"])
+    assert swap_spans("Woof is the sound a [MASK] makes.", ["Woof"]) is None  # one span: nothing to exchange
+    assert swap_spans(s, ["violin", "oboe"]) is None  # a span not in the sentence
+
+
+def test_span_slots_follow_the_sentence_order_not_the_span_list(tiny_lm_dir):
+    mlm, _ = load_masked_lm(str(tiny_lm_dir), allow_new_head=True)
+    cfg = AudioBertConfig(lm=str(tiny_lm_dir), inject_dim=4, lora_r=2, lora_alpha=4, injection="replace", span_slots=2)
+    torch.manual_seed(0)
+    model = AudioBERT(mlm, cfg, train_head=True).eval()
+    tok = load_tokenizer(str(tiny_lm_dir))
+    with torch.no_grad():
+        model.slot_embed.weight.normal_()  # trained slots differ (they start at zero: the published projection)
+    s = "The sound of a violin is typically [MASK] than the sound of a tuba."
+    audio = torch.randn(1, 2, 4)
+    with torch.no_grad():
+        a = model.embed(encode_items(tok, [s], [1], [["violin", "tuba"]]), audio)
+        b = model.embed(encode_items(tok, [s], [1], [["tuba", "violin"]]), audio.flip(1))  # same spans, listed the other way
+        assert torch.allclose(a, b)
+        same_audio = torch.stack([audio[0, 0], audio[0, 0]])[None]  # one clip in both places: the slots tell them apart
+        e = model.embed(encode_items(tok, [s], [1], [["violin", "tuba"]]), same_audio)
+        pos = encode_items(tok, [s], [1], [["violin", "tuba"]]).span_pos[0]
+        assert not torch.allclose(e[0, pos[0]], e[0, pos[1]])
