@@ -166,9 +166,10 @@ def _load_aisfx_state(path) -> dict:
 
 class FastAisfxNet(nn.Module):
     """AisfxNet for inference only: each batch norm folded into its convolution, activations channels-last (oneDNN's
-    fast layout on CPUs). The same function as AisfxNet in eval mode to float rounding (tests: max |diff| <= 1e-5 of the largest value),
-    ~1.2x faster on one core; with precision "bf16" its convolutions run under bfloat16 autocast (~2.4x on CPUs with
-    AVX512-BF16 or AMX; embeddings move by 1 - cosine < 1e-4, so the precision is part of the index's key)."""
+    fast layout on CPUs). The same function as AisfxNet in eval mode to float rounding (tested: max |diff| <= 1e-5 of
+    the largest value), 1.14x (one block) to 1.33x (a 10 s clip) faster on one core; with precision "bf16" its
+    convolutions run under bfloat16 autocast (2.2x to 2.6x on CPUs with AVX512-BF16 or AMX; embeddings move by
+    1 - cosine < 1e-4, so the precision is part of the index's key). Speed: `make bench-scale`."""
 
     POOLS = ((2, 2), (2, 2), (2, 2), (1, 1))
 
