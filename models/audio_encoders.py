@@ -6,7 +6,8 @@ Every encoder takes `audio: float32[samples]` mono at `sr` Hz, resamples once to
 - `AisfxEncoder`: the aisfx sound-effects CNN (512-d). Its front end is re-implemented here faithfully
   (96-bin HTK mel, unit-sum filters, 2048/1024 frames at 44.1 kHz, log10(1e4·x + 1), the paper's
   min-max scale, 100-frame blocks ≈ 2.3 s with 50 % hop), since the package's own code pins old
-  librosa/numpy. Block embeddings are averaged into one clip embedding.
+  librosa/numpy. Block embeddings are averaged into one clip embedding. Clips go through `FastAisfxNet` (batch norms
+  folded, channels-last; optionally bfloat16), checked against the published network (`AisfxNet`) by the tests.
 - `MelStatsEncoder`: no network: the mean and spread of that same log-mel spectrogram over the clip's sounding
   frames, plus its level (194-d). Milliseconds per clip, for the demo corpus (`index.inject: melstats`,
   `index.demo_audio: melstats`), whose synthetic sources differ in exactly what it keeps: spectrum, pitch, level.
@@ -30,6 +31,8 @@ from benchmark.errors import InputError, ModelLoadError
 __all__ = [
     "AudioEncoder",
     "AisfxEncoder",
+    "FastAisfxNet",
+    "AISFX_PRECISIONS",
     "MelStatsEncoder",
     "ClapAudioEncoder",
     "ASTEncoder",
@@ -67,6 +70,7 @@ AISFX_HOP = 1024
 AISFX_MELS = 96
 AISFX_BLOCK_FRAMES = 100  # ≈ 2.3 s
 AISFX_SPEC_MAX = 9.457798957824707  # 'original' normalisation of the ISMIR paper (min 0)
+AISFX_PRECISIONS = ("fp32", "bf16")  # of the network's convolutions (FastAisfxNet)
 
 
 @functools.lru_cache(maxsize=1)
@@ -160,9 +164,40 @@ def _load_aisfx_state(path) -> dict:
     return state
 
 
+class FastAisfxNet(nn.Module):
+    """AisfxNet for inference only: each batch norm folded into its convolution, activations channels-last (oneDNN's
+    fast layout on CPUs). The same function as AisfxNet in eval mode to float rounding (tested: max |diff| <= 1e-5 of
+    the largest value), 1.14x (one block) to 1.33x (a 10 s clip) faster on one core; with precision "bf16" its
+    convolutions run under bfloat16 autocast (2.2x to 2.6x on CPUs with AVX512-BF16 or AMX; embeddings move by
+    1 - cosine < 1e-4, so the precision is part of the index's key). Speed: `make bench-scale`."""
+
+    POOLS = ((2, 2), (2, 2), (2, 2), (1, 1))
+
+    def __init__(self, net: AisfxNet, precision: str = "fp32"):
+        super().__init__()
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        if precision not in AISFX_PRECISIONS:
+            raise InputError(f"aisfx precision {precision!r}: expected one of {', '.join(AISFX_PRECISIONS)}")
+        self.precision = precision
+        blocks = (net.conv_block1, net.conv_block2, net.conv_block3, net.conv_block4)
+        net = net.eval()
+        self.convs = nn.ModuleList(fuse_conv_bn_eval(c, bn) for b in blocks for c, bn in ((b.conv1, b.bn1), (b.conv2, b.bn2)))
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        x = spec.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            for k, pool in enumerate(self.POOLS):
+                x = F.relu(self.convs[2 * k + 1](F.relu(self.convs[2 * k](x))))
+                x = F.max_pool2d(x, kernel_size=pool)
+        return x.float().mean(dim=3).max(dim=2).values
+
+
 @dataclass
 class AisfxEncoder:
-    """The pretrained aisfx sound-effects encoder (512-d, 44.1 kHz)."""
+    """The pretrained aisfx sound-effects encoder (512-d, 44.1 kHz). `net` is the checkpoint's network as published
+    (the reference); clips go through `fast` (FastAisfxNet) unless `reference=True`."""
 
     net: AisfxNet
     name: str = "aisfx-x-sequential-ce"
@@ -170,9 +205,14 @@ class AisfxEncoder:
     sample_rate_hz: int = AISFX_SR_HZ
     device: str = "cpu"
     batch_blocks: int = 64
+    precision: str = "fp32"
+    reference: bool = False
+
+    def __post_init__(self) -> None:
+        self.fast = FastAisfxNet(self.net, self.precision).to(self.device)
 
     @classmethod
-    def from_checkpoint(cls, path=None, device: str = "cpu") -> "AisfxEncoder":
+    def from_checkpoint(cls, path=None, device: str = "cpu", precision: str = "fp32", reference: bool = False) -> "AisfxEncoder":
         from models.loading import aisfx_checkpoint_path
 
         path = path or aisfx_checkpoint_path()
@@ -180,17 +220,18 @@ class AisfxEncoder:
         missing, unexpected = net.load_state_dict(_load_aisfx_state(path), strict=False)
         if missing:
             raise ModelLoadError(f"{path}: aisfx checkpoint lacks {len(missing)} weights (e.g. {missing[0]})")
-        return cls(net=net.eval().to(device), device=device)
+        return cls(net=net.eval().to(device), device=device, precision=precision, reference=reference)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, audios: Sequence[np.ndarray], sr: int) -> np.ndarray:
+        net = self.net if self.reference else self.fast
         blocks = [_blocks(aisfx_mel(a, sr)) for a in audios]
         owner = np.concatenate([np.full(len(b), i) for i, b in enumerate(blocks)]) if blocks else np.zeros(0, int)
         flat = np.concatenate(blocks) if blocks else np.zeros((0, AISFX_BLOCK_FRAMES, AISFX_MELS), np.float32)
         outs = []
         for s in range(0, len(flat), self.batch_blocks):
             x = torch.from_numpy(flat[s : s + self.batch_blocks]).to(self.device)
-            outs.append(self.net(x).float().cpu().numpy())
+            outs.append(net(x).float().cpu().numpy())
         emb = np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
         out = np.zeros((len(audios), self.dim), np.float32)
         for i in range(len(audios)):
@@ -311,12 +352,12 @@ class ASTEncoder:
         return out.pooler_output.float().cpu().numpy()
 
 
-def load_audio_encoder(name: str, device: str = "cpu", local_only: bool | None = None) -> AudioEncoder:
+def load_audio_encoder(name: str, device: str = "cpu", local_only: bool | None = None, precision: str = "fp32") -> AudioEncoder:
     """'aisfx' -> AisfxEncoder; 'clap:<hub id or path>' -> ClapAudioEncoder; 'ast:<hub id or path>' -> ASTEncoder.
-    `local_only` loads from a local path or the hub cache only (no network wait)."""
+    `local_only` loads from a local path or the hub cache only (no network wait). `precision` (fp32 | bf16): aisfx's."""
     kind, _, ref = str(name).partition(":")
     if kind == "aisfx":
-        return AisfxEncoder.from_checkpoint(ref or None, device=device)
+        return AisfxEncoder.from_checkpoint(ref or None, device=device, precision=precision)
     if kind == "melstats":
         return MelStatsEncoder()
     if kind == "clap" and ref:

@@ -38,13 +38,13 @@ class CaptionReranker:
     def rerank(self, index, queries: Sequence[str], hits: Sequence[Sequence], k: int) -> list[list]:
         """Per query, its k hits with the best caption similarity (ties keep the retrieval order); each hit's
         similarity becomes that caption similarity."""
-        from models.retrieval import Hit, _clip_texts
+        from models.retrieval import Hit, caption_texts
 
         todo = sorted({h.row for hs in hits for h in hs} - set(self._lines))
         if todo:
             texts, owner = [], []
             for r in todo:
-                for t in _clip_texts(index.captions[r]):
+                for t in caption_texts(index.captions[r]):
                     texts.append(t)
                     owner.append(r)
             emb = self._encode(texts)

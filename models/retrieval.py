@@ -17,6 +17,7 @@ captions. A hashed fraction of clips is held out of that training; recall@k is m
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "plan_index",
     "ClipEmbedder",
     "finish_index",
+    "caption_texts",
     "query_text",
     "DEMO_RETRIEVAL_NAME",
 ]
@@ -75,6 +77,7 @@ class IndexConfig:
     seed: int = 0
     ks: tuple[int, ...] = (1, 5, 10)
     max_audio_s: float = 10.0  # audio beyond this is not encoded
+    precision: str = "fp32"  # aisfx's convolutions: fp32 | bf16 (~2x faster on CPUs with AVX512-BF16; 1 - cosine < 1e-4)
     device: str = "cpu"
 
     @classmethod
@@ -223,8 +226,10 @@ class AudioIndex:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        save_npy(out / "retrieval_embeddings.npy", self.retrieval_embeddings.astype(np.float32))
-        save_npy(out / "inject_embeddings.npy", self.inject_embeddings.astype(np.float32))
+        for name, arr in (("retrieval_embeddings.npy", self.retrieval_embeddings), ("inject_embeddings.npy", self.inject_embeddings)):
+            if isinstance(arr, np.memmap) and arr.filename and Path(arr.filename).resolve() == (out / name).resolve():
+                continue  # written there block by block (finish_index with out_dir)
+            save_npy(out / name, np.asarray(arr, dtype=np.float32))
         if self.text_head is not None:
             # one float32 array [out, in + 1] (weight | bias): .npy bytes depend on the values alone (byte-stable)
             head = torch.cat([self.text_head.weight.detach().cpu(), self.text_head.bias.detach().cpu()[:, None]], dim=1)
@@ -270,19 +275,19 @@ def recall_at_k(text_emb: np.ndarray, audio_emb: np.ndarray, ks: Sequence[int]) 
     return {f"recall@{k}": float((rank < k).mean()) for k in ks}
 
 
-def train_projection(
-    text_x: np.ndarray, audio_x: np.ndarray, pair_audio: np.ndarray, config: IndexConfig
-) -> tuple[nn.Linear, nn.Linear]:
+def train_projection(text_x, audio_x, pair_audio: np.ndarray, config: IndexConfig) -> tuple[nn.Linear, nn.Linear]:
     """Two linear heads mapping text rows and audio rows into one space; row t of text_x is a caption of
     audio row pair_audio[t]. Symmetric InfoNCE over minibatches of config.batch_clips clips (clips with several
-    captions: one per step); with no more clips than that, every step sees them all (the full batch)."""
+    captions: one per step); with no more clips than that, every step sees them all (the full batch).
+    text_x, audio_x: float32 [rows, dim] arrays, RowFiles or RowSubsets: read a minibatch of rows per step and in
+    blocks for their mean and spread (the standardisation), never whole."""
     g = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     t_head = nn.Linear(text_x.shape[1], config.proj_dim)
     a_head = nn.Linear(audio_x.shape[1], config.proj_dim)
     opt = torch.optim.Adam(list(t_head.parameters()) + list(a_head.parameters()), lr=config.lr, weight_decay=1e-4)
-    tx = torch.from_numpy(_standardise(text_x))
-    ax = torch.from_numpy(_standardise(audio_x))
+    t_mu, t_sd = _moments(text_x)
+    a_mu, a_sd = _moments(audio_x)
     owner = torch.from_numpy(pair_audio.astype(np.int64))
     counts = torch.bincount(owner, minlength=len(audio_x))
     rows_by_clip = torch.argsort(owner, stable=True)  # each clip's caption rows, clip after clip
@@ -292,8 +297,8 @@ def train_projection(
     for _ in range(config.epochs):  # a minibatch of batch_clips clips, one caption each drawn at random (vectorised)
         step = clips if len(clips) <= batch else clips[torch.sort(torch.randperm(len(clips), generator=g)[:batch]).values]
         pick = rows_by_clip[first_row[step] + torch.randint(1 << 30, (len(step),), generator=g) % counts[step]]
-        te = F.normalize(t_head(tx[pick]), dim=-1)
-        ae = F.normalize(a_head(ax[step]), dim=-1)
+        te = F.normalize(t_head(_standard_rows(text_x, pick, t_mu, t_sd)), dim=-1)
+        ae = F.normalize(a_head(_standard_rows(audio_x, step, a_mu, a_sd)), dim=-1)
         logits = te @ ae.T / config.temperature
         target = torch.arange(len(step))
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
@@ -301,24 +306,38 @@ def train_projection(
         loss.backward()
         opt.step()
     # fold the standardisation into the heads so they apply to raw embeddings
-    return _fold(t_head, text_x), _fold(a_head, audio_x)
+    return _fold(t_head, t_mu, t_sd), _fold(a_head, a_mu, a_sd)
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-    return ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
+def _moments(x) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (+1e-6) of x's rows, float32, summed in float64 a block at a time."""
+    from models._io import row_chunks
+
+    total = np.zeros(x.shape[1], np.float64)
+    squares = np.zeros(x.shape[1], np.float64)
+    for _, block in row_chunks(x):
+        total += block.sum(0, dtype=np.float64)
+        squares += np.square(block, dtype=np.float64).sum(0)
+    mu = total / len(x)
+    sd = np.sqrt(np.maximum(squares / len(x) - mu * mu, 0.0)) + 1e-6
+    return mu.astype(np.float32), sd.astype(np.float32)
+
+
+def _standard_rows(x, rows: torch.Tensor, mu: np.ndarray, sd: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(((np.asarray(x[rows.numpy()], dtype=np.float32) - mu) / sd).astype(np.float32))
 
 
 @torch.no_grad()
-def _fold(head: nn.Linear, x: np.ndarray) -> nn.Linear:
-    mu = torch.from_numpy(x.mean(0).astype(np.float32))
-    sd = torch.from_numpy((x.std(0) + 1e-6).astype(np.float32))
+def _fold(head: nn.Linear, mu: np.ndarray, sd: np.ndarray) -> nn.Linear:
+    mu, sd = torch.from_numpy(mu), torch.from_numpy(sd)
     out = nn.Linear(head.in_features, head.out_features)
     out.weight.copy_(head.weight / sd)
     out.bias.copy_(head.bias - (head.weight / sd) @ mu)
     return out
 
 
-def _clip_texts(caption: str) -> list[str]:
+def caption_texts(caption: str) -> list[str]:
+    """A clip's caption field (texts separated by newlines) as its list of texts (one empty text when it has none)."""
     texts = [t.strip() for t in str(caption).split("\n") if t.strip()]
     return texts or [""]
 
@@ -391,18 +410,32 @@ def plan_index(config: IndexConfig) -> IndexPlan:
 
 class ClipEmbedder:
     """The per-clip work of the index: every encoder of a plan, loaded once (one per worker process or Ray actor).
-    `embed(audio: float32[samples] mono, sr Hz)` → {encoder spec: float32[d]}, audio beyond max_audio_s ignored."""
+    `embed(audio: float32[samples] mono, sr Hz)` → {encoder spec: float32[d]}, audio beyond max_audio_s ignored;
+    `embed_texts(texts)` → the demo retrieval model's frozen text side on one clip's texts, float32[len(texts), h]
+    (None for CLAP, whose text side is not trained here). Both per clip, so that a clip's floats do not depend on
+    which clips share its batch (the engines batch differently) and the text side runs where the audio side does."""
 
     def __init__(self, plan: IndexPlan, config: IndexConfig):
         from models.audio_encoders import load_audio_encoder
 
         self.max_audio_s = config.max_audio_s
-        self.encoders = {s: load_audio_encoder(s, device=config.device, local_only=True if s in plan.local_only else None)
-                         for s in plan.specs}
+        self.encoders = {s: load_audio_encoder(s, device=config.device, local_only=True if s in plan.local_only else None,
+                                               precision=config.precision) for s in plan.specs}
+        self.text_side = None
+        if plan.retrieval == "demo":
+            from models.loading import load_encoder, load_tokenizer
+
+            self.text_side = (load_tokenizer(config.text_encoder), load_encoder(config.text_encoder).to(config.device))
+        self.device = config.device
 
     def embed(self, audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         a = _trim(audio, sr, self.max_audio_s)
         return {s: np.asarray(enc.encode([a], sr)[0], dtype=np.float32) for s, enc in self.encoders.items()}
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray | None:
+        if self.text_side is None:
+            return None
+        return encode_sentences(list(texts), *self.text_side, batch=max(1, len(texts)), device=self.device)
 
 
 def build_index(
@@ -420,31 +453,69 @@ def build_index(
     embedder = ClipEmbedder(plan, config)
     rows = [embedder.embed(a, sr) for _, a, sr, _ in tqdm(clips, desc="embed", disable=quiet)]
     raw = {s: np.stack([r[s] for r in rows]).astype(np.float32) for s in plan.specs}
-    return finish_index([c[0] for c in clips], [str(c[3]) for c in clips], raw, plan, config)
+    texts = [embedder.embed_texts(caption_texts(str(c[3]))) for c in clips]
+    text_raw = np.concatenate(texts) if embedder.text_side is not None else None
+    return finish_index([c[0] for c in clips], [str(c[3]) for c in clips], raw, plan, config, text_raw)
 
 
-def finish_index(ids: list[str], captions: list[str], raw: dict[str, np.ndarray], plan: IndexPlan,
-                 config: IndexConfig) -> AudioIndex:
-    """The index from per-clip raw embeddings ({spec: float32[n, d]}, rows in ids order): trains the demo
-    retrieval model (or measures CLAP's recall) and picks the injection embeddings."""
+def finish_index(ids: list[str], captions: list[str], raw: dict, plan: IndexPlan, config: IndexConfig, text_raw=None,
+                 out_dir: str | Path | None = None) -> AudioIndex:
+    """The index from per-clip raw embeddings ({spec: float32[n, d]}, rows in ids order; arrays, RowFiles or
+    RowSubsets): trains the demo retrieval model (or measures CLAP's recall) and picks the injection embeddings.
+    text_raw (demo model): the frozen text side's rows of every clip's caption_texts, clip after clip
+    (`ClipEmbedder.embed_texts`). With out_dir, the index's embeddings are written there a block of rows at a time
+    (retrieval_embeddings.npy, inject_embeddings.npy; the index holds them memory-mapped, read-only), so no [n, d]
+    array is ever whole in memory; `AudioIndex.save(out_dir)` then adds the rest."""
     if not ids:
         raise InputError("build_index: no clips")
-    text_head = None
+    text_head, project = None, None
     r_desc = plan.retrieval_spec if plan.retrieval == "clap" else demo_retrieval_name(config.demo_audio)
     if plan.retrieval == "clap":
-        r_emb = raw[plan.retrieval_spec]
         name = plan.retrieval_spec.split(":", 1)[1]
         text_side = {"kind": "clap", "name": name}
-        metrics = _clap_recall(name, ids, captions, r_emb, config)
+        metrics = _clap_recall(name, ids, captions, raw[plan.retrieval_spec], config)
     else:
-        text_head, r_emb, metrics = _train_demo(ids, captions, raw[plan.retrieval_spec], config)
+        if text_raw is None:
+            raise InputError("build_index: the demo retrieval model needs the text side's embeddings (text_raw)")
+        text_head, a_head, metrics = _train_demo(ids, captions, raw[plan.retrieval_spec], text_raw, config)
         metrics["model"] = r_desc
         text_side = {"kind": "demo", "encoder": config.text_encoder,
                      "audio_encoder": "aisfx-x-sequential-ce" if config.demo_audio == "aisfx" else config.demo_audio}
-    i_emb = raw[plan.inject_spec] if plan.inject_spec else r_emb
+        project = functools.partial(_project, a_head)
+    r_emb = _rows_out(raw[plan.retrieval_spec], project, out_dir, "retrieval_embeddings.npy")
+    i_emb = _rows_out(raw[plan.inject_spec] if plan.inject_spec else r_emb, None, out_dir, "inject_embeddings.npy")
     models = {"retrieval": r_desc, "inject": plan.inject_desc, "text_side": text_side, "notes": list(plan.notes),
               "config": _jsonable(asdict(config))}
-    return AudioIndex(list(ids), list(captions), r_emb.astype(np.float32), i_emb.astype(np.float32), models, metrics, text_head)
+    return AudioIndex(list(ids), list(captions), r_emb, i_emb, models, metrics, text_head)
+
+
+@torch.no_grad()
+def _project(head: nn.Linear, block: np.ndarray) -> np.ndarray:
+    """A demo head (text or audio side) on raw embeddings: L2-normalised rows in the joint space."""
+    return F.normalize(head(torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))), dim=-1).numpy()
+
+
+def _rows_out(src, fn, out_dir: str | Path | None, name: str) -> np.ndarray:
+    """fn (None: as they are) over src's rows a block at a time: into out_dir/name (returned memory-mapped,
+    read-only: untouched rows cost no memory) or, without out_dir, into one array."""
+    from models._io import RowFile, row_chunks
+
+    blocks = ((s, b if fn is None else fn(b)) for s, b in row_chunks(src))
+    if out_dir is None:
+        return np.concatenate([b for _, b in blocks]).astype(np.float32, copy=False)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    sink = None
+    try:
+        for s, b in blocks:
+            if sink is None:
+                sink = RowFile.create(Path(out_dir) / name, len(src), b.shape[1])
+            sink[s:s + len(b)] = b
+        path = sink.commit()
+    except BaseException:
+        if sink is not None:
+            sink.discard()
+        raise
+    return np.load(path, mmap_mode="r")
 
 
 def _jsonable(d: dict) -> dict:
@@ -455,19 +526,14 @@ def _heldout_mask(ids: Sequence[str], config: IndexConfig) -> np.ndarray:
     return np.array([unit_interval(i, f"retrieval-holdout-{config.seed}") < config.holdout_frac for i in ids])
 
 
-def _train_demo(ids, captions, audio_raw: np.ndarray, config: IndexConfig):
-    """Train the demo projections on the non-held-out clips; return (text head, index embeddings, recall metrics)."""
-    from models.loading import load_encoder, load_tokenizer
+def _train_demo(ids, captions, audio_raw, t_raw, config: IndexConfig):
+    """Train the demo projections on the non-held-out clips; return (text head, audio head, recall metrics).
+    t_raw: the text side's rows of every clip's caption_texts, clip after clip (arrays or RowFiles: read by rows)."""
+    from models._io import RowSubset
 
-    tok = load_tokenizer(config.text_encoder)
-    enc = load_encoder(config.text_encoder).to(config.device)
-    texts, owner = [], []
-    for j, cap in enumerate(captions):
-        for t in _clip_texts(cap):
-            texts.append(t)
-            owner.append(j)
-    owner = np.array(owner)
-    t_raw = encode_sentences(texts, tok, enc, device=config.device)
+    owner = np.array([j for j, cap in enumerate(captions) for _ in caption_texts(cap)], dtype=np.int64)
+    if len(owner) != len(t_raw):
+        raise InputError(f"build_index: {len(t_raw)} text embeddings for {len(owner)} caption texts")
     held = _heldout_mask(ids, config)
     if held.all() or (~held).sum() < 2:
         raise InputError(f"build_index: {int((~held).sum())} clips left for the demo retrieval training; need at least 2")
@@ -475,21 +541,16 @@ def _train_demo(ids, captions, audio_raw: np.ndarray, config: IndexConfig):
     remap = -np.ones(len(ids), dtype=np.int64)
     remap[train_clips] = np.arange(len(train_clips))
     rows = np.flatnonzero(~held[owner])
-    t_head, a_head = train_projection(t_raw[rows], audio_raw[train_clips], remap[owner[rows]], config)
-    with torch.no_grad():
-        r_emb = F.normalize(a_head(torch.from_numpy(audio_raw)), dim=-1).numpy()
-        t_emb = F.normalize(t_head(torch.from_numpy(t_raw)), dim=-1).numpy()
+    t_head, a_head = train_projection(RowSubset(t_raw, rows), RowSubset(audio_raw, train_clips), remap[owner[rows]], config)
     metrics = {"n_heldout": int(held.sum()), "n_train": int(len(train_clips)), "model": DEMO_RETRIEVAL_NAME}
     sample = _recall_sample(ids, np.flatnonzero(held), config)
     if len(sample) >= 2:
-        first = {}
-        for t, j in enumerate(owner):
-            first.setdefault(j, t)  # each held-out clip queried by its first caption
-        hq = [first[j] for j in sample]
-        metrics.update(recall_at_k(t_emb[hq], r_emb[sample], config.ks))
+        first = np.searchsorted(owner, sample)  # each held-out clip queried by its first caption (owner is sorted)
+        t_emb = _project(t_head, np.asarray(t_raw[first]))
+        metrics.update(recall_at_k(t_emb, _project(a_head, np.asarray(audio_raw[sample])), config.ks))
         metrics["chance@1"] = float(1.0 / len(sample))
         metrics["n_recall_sample"] = int(len(sample))
-    return t_head, r_emb.astype(np.float32), metrics
+    return t_head, a_head, metrics
 
 
 def _recall_sample(ids, rows: np.ndarray, config: IndexConfig) -> np.ndarray:
@@ -506,7 +567,7 @@ def _clap_recall(name: str, ids, captions, r_emb: np.ndarray, config: IndexConfi
     sample of the index (config.recall_sample clips)."""
     side = _ClapTextSide(name, device=config.device)
     sample = _recall_sample(ids, np.arange(len(ids)), config)
-    t = side([_clip_texts(captions[j])[0] for j in sample])
+    t = side([caption_texts(captions[j])[0] for j in sample])
     out = {"n_heldout": len(ids), "n_recall_sample": int(len(sample)), "model": f"clap:{name}"}
     out.update(recall_at_k(t, r_emb[sample], config.ks))
     return out

@@ -8,8 +8,8 @@
 A batch function is built in the worker by a picklable factory (zero-argument callable), so a model is loaded once
 per worker (a Ray actor, or a pool process) and never in the driver: `factory() -> fn`, `fn(units: list) -> list`
 (one result per unit, same order; a result is any picklable value). `map_units` yields (unit index, result) as
-results arrive, in no fixed order; a stage puts them where they belong (a result store, a row of a memory-mapped
-array), so its outputs do not depend on the engine, the number of workers or the arrival order. That is why the
+results arrive, in no fixed order; a stage puts them where they belong (a result store, a row of a scratch file),
+so its outputs do not depend on the engine, the number of workers or the arrival order. That is why the
 engine is a run option, never part of a stage's freshness key.
 
 Backpressure: the local pool holds at most 2 batches per worker in flight; Ray Data's streaming executor bounds

@@ -205,6 +205,7 @@ class IndexParams(_Section):
     holdout_frac: float = 0.2
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
     max_audio_s: float = 10.0
+    precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
 

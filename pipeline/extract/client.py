@@ -8,6 +8,11 @@ shared by the run, and the content-addressed cache in front of everything. Struc
 schema generated from the reply's pydantic model), falling back to json_object and then to JSON asked for in the
 prompt alone when the server refuses a mode (400/422); every reply is parsed into pydantic either way. One request's failure is returned as data, never raised, so it
 cannot lose another's result. The API key is read from the environment at call time and never stored or printed.
+
+Engines (a run option, like everywhere: never in a key): `local` asks from this process; `ray` maps the requests the
+cache does not hold over Ray actors (`workers` of them, pipeline.engines), each with its own client and its own
+AdaptiveLimit, so at most `concurrency` requests are in flight per worker (the retry budget is per worker too); the
+answers come back here and are cached as each batch arrives, so a killed run keeps what was answered.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from tqdm import tqdm
 from benchmark.errors import ConfigError, StageError
 from pipeline.extract.cache import LLMCache, cache_key
 
-__all__ = ["LLMSettings", "ChatRequest", "ChatReply", "LLMClient", "AdaptiveLimit", "redact_url", "STRUCTURED_MODES"]
+__all__ = ["LLMSettings", "ChatRequest", "ChatReply", "LLMClient", "AskOnWorker", "AdaptiveLimit", "redact_url",
+           "STRUCTURED_MODES"]
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
 _FALLBACK = {"json_schema": "json_object", "json_object": "text"}  # what `auto` tries when a server refuses a mode
+_MODE_ORDER = ("json_schema", "json_object", "text")
 _RETRY_STATUS = {408, 409, 429}
 
 
@@ -168,11 +175,14 @@ class AdaptiveLimit:
 class LLMClient:
     """Ask many chat requests concurrently, through the cache; `stats` counts what really went over the wire."""
 
-    def __init__(self, settings: LLMSettings, cache: LLMCache, offline: bool = False, quiet: bool = False):
+    def __init__(self, settings: LLMSettings, cache: LLMCache | None, offline: bool = False, quiet: bool = False,
+                 engine: str = "local", workers: int | None = None):
+        """cache None: a Ray worker's client, which answers to the driver's (the driver caches)."""
         self.settings = settings
         self.cache = cache
         self.offline = offline
         self.quiet = quiet
+        self.engine, self.workers = engine, workers
         self.mode = "json_schema" if settings.structured_output == "auto" else settings.structured_output
         self.stats = {"requests_sent": 0, "answered": 0, "cache_hits": 0, "retries": 0, "failed": 0, "timeouts": 0,
                       "rate_limited": 0, "schema_fallbacks": 0, "prompt_tokens": 0, "completion_tokens": 0,
@@ -202,10 +212,39 @@ class LLMClient:
             else:
                 todo.append(i)
         if todo:
-            answered = asyncio.run(self._ask_all([requests[i] for i in todo], desc))
+            asked = [requests[i] for i in todo]
+            answered = self._ask_on_engine(asked, desc) if self.engine != "local" else asyncio.run(self._ask_all(asked, desc))
             for i, reply in zip(todo, answered):
                 replies[i] = reply
         return [r if r is not None else ChatReply(error="llm_missing") for r in replies]
+
+    def _ask_on_engine(self, requests: list[ChatRequest], desc: str) -> list[ChatReply]:
+        """The requests asked by the engine's workers (batches of 2 x concurrency: a worker keeps up to `concurrency`
+        of its batch in flight); each answer is cached here as its batch comes back. Replies in request order."""
+        from pipeline.engines import map_units
+
+        replies: list[ChatReply] = [ChatReply(error="llm_missing")] * len(requests)
+        bar = tqdm(total=len(requests), desc=f"{desc} ({self.engine})", disable=self.quiet, unit="req")
+        try:
+            for j, (reply, stats, mode) in map_units(AskOnWorker(self.settings, self.mode), requests, engine=self.engine,
+                                                     workers=self.workers, batch_size=2 * self.settings.concurrency):
+                replies[j] = reply
+                if not reply.error:
+                    self._put(requests[j], reply)
+                if stats:  # a batch's counts ride on its last reply
+                    for k, v in stats.items():
+                        self.stats[k] = max(self.stats[k], v) if k == "peak_concurrency" else self.stats[k] + v
+                if _MODE_ORDER.index(mode) > _MODE_ORDER.index(self.mode):
+                    self.mode = mode  # a worker found that the server refuses a mode: later requests start lower
+                bar.update(1)
+        finally:
+            bar.close()
+        return replies
+
+    def _put(self, req: ChatRequest, reply: ChatReply) -> None:
+        if self.cache is not None:
+            self.cache.put(self.key(req), {"text": reply.text, "finish_reason": reply.finish_reason,
+                                           "model": self.settings.model, "prompt_version": req.prompt_version})
 
     async def _ask_all(self, requests: list[ChatRequest], desc: str) -> list[ChatReply]:
         s = self.settings
@@ -277,10 +316,10 @@ class LLMClient:
                 self.stats["failed"] += 1
                 return ChatReply(error="llm_protocol_error", detail=f"{req.unit}: {type(e).__name__}")
             else:
-                self.cache.put(self.key(req), {"text": text, "finish_reason": finish, "model": s.model,
-                                               "prompt_version": req.prompt_version})
+                reply = ChatReply(text=text, finish_reason=finish)
+                self._put(req, reply)
                 self.stats["answered"] += 1
-                return ChatReply(text=text, finish_reason=finish)
+                return reply
             finally:
                 await limit.release(overloaded, time.monotonic() - started)
                 show()
@@ -322,6 +361,27 @@ class LLMClient:
             self.stats["completion_tokens"] += resp.usage.completion_tokens or 0
         choice = resp.choices[0]
         return (choice.message.content or ""), (choice.finish_reason or "")
+
+
+@dataclass(frozen=True)
+class AskOnWorker:
+    """The factory of a worker's batch function (pipeline.engines): one client per worker (its own AdaptiveLimit and
+    retry budget, no cache), mapping a batch of ChatRequests to (reply, the batch's stats on its last reply, mode)."""
+
+    settings: LLMSettings
+    mode: str
+
+    def __call__(self) -> Callable[[list], list]:
+        client = LLMClient(self.settings, None, quiet=True)
+        client.mode = self.mode
+
+        def ask(requests: list[ChatRequest]) -> list[tuple[ChatReply, dict | None, str]]:
+            before = dict(client.stats)
+            replies = asyncio.run(client._ask_all(requests, "llm"))
+            stats = {k: v if k == "peak_concurrency" else v - before[k] for k, v in client.stats.items()}
+            return [(r, stats if i == len(replies) - 1 else None, client.mode) for i, r in enumerate(replies)]
+
+        return ask
 
 
 def _refuses_mode(e: openai.APIStatusError, mode: str) -> bool:

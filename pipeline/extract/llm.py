@@ -121,12 +121,14 @@ class OpenAIBackend:
     batched = True
 
     def __init__(self, settings: LLMSettings, cache: LLMCache, versions: dict[str, str], offline: bool = False,
-                 quiet: bool = False, task_prompt_files: dict[str, str] | None = None):
+                 quiet: bool = False, task_prompt_files: dict[str, str] | None = None, engine: str = "local",
+                 workers: int | None = None):
         """`versions`: the stage's prompts by name ("categorise": "v1"); `task_prompt_files`: a comparison task's
-        own prompt file by task name (its sentences are written with it instead of the generic one)."""
+        own prompt file by task name (its sentences are written with it instead of the generic one); `engine`,
+        `workers`: where the requests are asked from (LLMClient)."""
         self.settings = settings
         self.model = settings.model
-        self.client = LLMClient(settings, cache, offline=offline, quiet=quiet)
+        self.client = LLMClient(settings, cache, offline=offline, quiet=quiet, engine=engine, workers=workers)
         self.prompts: dict[str, Prompt] = {name: load_prompt(name, version) for name, version in versions.items()}
         self.prompts.update({f"task:{task}": load_prompt_file(path) for task, path in (task_prompt_files or {}).items()})
         self.prompt_versions = prompt_versions(self.prompts)

@@ -36,9 +36,11 @@ _WRITE_PROMPTS = {"comparison_sentence": "prompt_comparison_sentence"}
 
 
 def make_backend(params: dict, build_dir: Path, prompts: dict[str, str], section: str, offline: bool = False,
-                 quiet: bool = False, task_prompt_files: dict[str, str] | None = None):
+                 quiet: bool = False, task_prompt_files: dict[str, str] | None = None, engine: str = "local",
+                 workers: int | None = None):
     """The backend named by params["backend"]: RulesBackend or OpenAIBackend (with its cache under build_dir).
-    `task_prompt_files`: each comparison task's own prompt file (the LLM writer uses it instead of the generic one)."""
+    `task_prompt_files`: each comparison task's own prompt file (the LLM writer uses it instead of the generic one).
+    `engine`, `workers`: where an LLM's requests are asked from (pipeline.engines; the rules run here)."""
     name = str(params.get("backend", "rules"))
     if name == "rules":
         return RulesBackend(load_lexicon(), guess_margin=float(params.get("guess_margin", 0.5)))
@@ -48,7 +50,8 @@ def make_backend(params: dict, build_dir: Path, prompts: dict[str, str], section
         settings = LLMSettings.from_params(params, section)
         cache = LLMCache(Path(build_dir) / str(params.get("cache_dir", "llm_cache")))
         versions = {p: str(params.get(key, "v1")) for p, key in prompts.items()}
-        return OpenAIBackend(settings, cache, versions, offline=offline, quiet=quiet, task_prompt_files=task_prompt_files)
+        return OpenAIBackend(settings, cache, versions, offline=offline, quiet=quiet, task_prompt_files=task_prompt_files,
+                             engine=engine, workers=workers)
     import difflib
 
     close = difflib.get_close_matches(name, BACKENDS, n=1)
@@ -101,13 +104,15 @@ def _llm_extra(backend) -> dict:
     return extra
 
 
-def extract_stage(build_dir: Path, params: dict, quiet: bool = False, offline: bool = False, key: dict | None = None) -> dict:
+def extract_stage(build_dir: Path, params: dict, quiet: bool = False, offline: bool = False, key: dict | None = None,
+                  engine: str = "local", workers: int | None = None) -> dict:
     """build_dir/read/clips.parquet -> build_dir/extract/{categories,animal_items,rejects}.parquet + manifest.json."""
     build_dir = Path(build_dir)
     clips_path = build_dir / "read" / "clips.parquet"
     if not clips_path.exists():
         raise InputError(f"{clips_path}: no clip table; run the read stage first")
-    backend = make_backend(params, build_dir, _EXTRACT_PROMPTS, "extract", offline=offline, quiet=quiet)
+    backend = make_backend(params, build_dir, _EXTRACT_PROMPTS, "extract", offline=offline, quiet=quiet, engine=engine,
+                           workers=workers)
     try:
         return _extract(build_dir, clips_path, params, backend, quiet, key)
     finally:
@@ -191,7 +196,7 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
 
 
 def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = False, offline: bool = False,
-                key: dict | None = None) -> dict:
+                key: dict | None = None, engine: str = "local", workers: int | None = None) -> dict:
     """build_dir/pairs/pairs.parquet -> build_dir/write/{sentences,rejects}.parquet + manifest.json.
     The writer sees source names and captions only; the measured label is joined in after validation."""
     build_dir = Path(build_dir)
@@ -200,7 +205,7 @@ def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = F
         raise InputError(f"{pairs_path}: no pair table; run the pairs stage first")
     task_prompts = {name: spec["prompt_file"] for name, spec in task_specs.items() if spec.get("prompt_file")}
     backend = make_backend(params, build_dir, _WRITE_PROMPTS, "write", offline=offline, quiet=quiet,
-                           task_prompt_files=task_prompts)
+                           task_prompt_files=task_prompts, engine=engine, workers=workers)
     try:
         return _write(build_dir, pairs_path, params, task_specs, backend, quiet, key)
     finally:

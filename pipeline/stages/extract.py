@@ -9,4 +9,5 @@ __all__ = ["run"]
 
 def run(ctx) -> dict:
     return extract_stage(ctx.build_dir, ctx.section("extract"), quiet=ctx.quiet, offline=bool(ctx.options.get("offline")),
-                         key=ctx.key("extract"))
+                         key=ctx.key("extract"), engine=ctx.options.get("engine") or "local",
+                         workers=ctx.options.get("workers"))

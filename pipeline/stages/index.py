@@ -46,7 +46,8 @@ def clip_texts(row: dict, source_name: str = "") -> str:
 
 class EmbedClips:
     """The factory of the index's batch function (pipeline.engines): a worker builds the plan's encoders once, then
-    maps clip locations (clip_id, shard, member, offset, size) to {"emb": {spec: float32[d]}} or {"reject", "detail"}.
+    maps clips (clip_id, shard, member, offset, size, texts) to {"emb": {spec: float32[d]}, "text": float32[len(texts),
+    h] or None} or {"reject", "detail"}: the audio side and the demo model's text side, clip by clip.
     One torch thread per worker while embedding, whatever the engine, so the floats do not depend on it."""
 
     def __init__(self, corpus_root: str, sr_hz: int, plan, config):
@@ -58,7 +59,7 @@ class EmbedClips:
         embedder = ClipEmbedder(self.plan, self.config)
         return lambda units: [self._one(embedder, *u) for u in units]
 
-    def _one(self, embedder, clip_id: str, shard: str, member: str, offset: int, size: int) -> dict:
+    def _one(self, embedder, clip_id: str, shard: str, member: str, offset: int, size: int, texts: tuple) -> dict:
         import torch
 
         from pipeline.measure.audio import load_audio_bytes
@@ -72,7 +73,7 @@ class EmbedClips:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return {"emb": embedder.embed(audio, self.sr_hz)}
+            return {"emb": embedder.embed(audio, self.sr_hz), "text": embedder.embed_texts(texts)}
         finally:
             torch.set_num_threads(threads)
 
@@ -83,12 +84,16 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
 
     The per-clip work (read, decode, embed: `EmbedClips`) is mapped by the engine (local process pool or Ray Data,
     workers: processes or actors; a Ray actor asks for a GPU with device: cuda); no clip's audio outlives its
-    embedding. Embeddings arrive in any order and are written in place, a row at a time, into memory-mapped scratch
-    files; the index is assembled from them in clip order, so its bytes do not depend on the engine."""
+    embedding. Embeddings arrive in any order and are written in place, a row at a time, into scratch files
+    (models._io.RowFile: through the file, never mapped); the index is assembled from them in clip order, so its bytes
+    do not depend on the engine. The demo model's text side is embedded by the workers too (a clip's texts with its
+    audio), into rows of its own scratch file. The driver reads them back a block of rows at a time and writes the
+    index's embeddings the same way (finish_index with out_dir): its memory does not grow with the corpus."""
     import numpy as np
     from tqdm import tqdm
 
-    from models.retrieval import IndexConfig, finish_index, plan_index
+    from models._io import RowFile, RowSubset
+    from models.retrieval import IndexConfig, caption_texts, finish_index, plan_index
     from pipeline.engines import map_units
 
     build_dir, corpus_root = Path(build_dir), Path(corpus_root)
@@ -119,15 +124,20 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         skip = set(pd.read_parquet(rej_path, columns=["key"])["key"].astype(str))
     rejects: dict[int, dict] = {}
     units = []
+    captions = [clip_texts(row, source.get(row["clip_id"], "")) for row in clips.to_dict("records")]
+    n_texts = np.array([len(caption_texts(c)) for c in captions], dtype=np.int64)
+    text_row = np.cumsum(n_texts) - n_texts  # clip i's texts are rows text_row[i] ... + n_texts[i] of the text scratch
     for i, row in enumerate(clips.itertuples(index=False)):
         if row.clip_id in skip:
             rejects[i] = Reject(stage="index", key=row.clip_id, reason="rejected_by_measure").model_dump()
         else:
-            units.append((i, (row.clip_id, row.shard, row.member, int(row.offset), int(row.size))))
+            units.append((i, (row.clip_id, row.shard, row.member, int(row.offset), int(row.size),
+                              tuple(caption_texts(captions[i])))))
     scratch = run.path(".scratch")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, RowFile] = {}
+    text_rows: RowFile | None = None
     ok = np.zeros(len(clips), dtype=bool)
     num_gpus = 1.0 if config.device == "cuda" else 0.0
     bar = tqdm(total=len(units), desc=f"index: embed ({engine})", unit="clip", disable=quiet)
@@ -141,23 +151,30 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
                 continue
             for spec, vec in res["emb"].items():
                 if spec not in arrays:
-                    arrays[spec] = np.lib.format.open_memmap(scratch / f"{len(arrays)}.npy", mode="w+", dtype=np.float32,
-                                                             shape=(len(clips), len(vec)))
-                arrays[spec][i] = vec
+                    arrays[spec] = RowFile.create(scratch / f"{len(arrays)}.npy", len(clips), len(vec))
+                arrays[spec][i:i + 1] = vec
+            if res["text"] is not None:
+                if text_rows is None:
+                    text_rows = RowFile.create(scratch / "text.npy", int(n_texts.sum()), res["text"].shape[1])
+                text_rows[text_row[i]:text_row[i] + n_texts[i]] = res["text"]
             ok[i] = True
         bar.close()
         kept = np.flatnonzero(ok)
         if not len(kept):
             raise InputError(f"{clips_path}: no clip could be decoded for the index")
         ids = clips["clip_id"].to_numpy()[kept].tolist()
-        texts = [clip_texts(clips.iloc[i].to_dict(), source.get(clips["clip_id"].iat[i], "")) for i in kept]
-        index = finish_index(ids, texts, {s: np.asarray(a[kept]) for s, a in arrays.items()}, plan, config)
+        kept_texts = None
+        if text_rows is not None:
+            kept_texts = RowSubset(text_rows, np.concatenate([np.arange(text_row[i], text_row[i] + n_texts[i]) for i in kept]))
+        out = run.path("audio_index")
+        index = finish_index(ids, [captions[i] for i in kept], {s: RowSubset(a, kept) for s, a in arrays.items()}, plan,
+                             config, kept_texts, out_dir=out)
     finally:
-        arrays.clear()
+        for f in [*arrays.values(), *([text_rows] if text_rows is not None else [])]:
+            f.discard()
         shutil.rmtree(scratch, ignore_errors=True)
     read = json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8")) if (build_dir / "read" / "manifest.json").exists() else {}
     index.models["corpus"] = {"id": build_dir.name, "fingerprint": stable_hash(read.get("inputs") or {}, n=64), "clips": len(index)}
-    out = run.path("audio_index")
     index.save(out)
     for f in sorted(out.iterdir()):
         run.record_output(f"audio_index/{f.name}")

@@ -10,4 +10,5 @@ __all__ = ["run"]
 
 def run(ctx) -> dict:
     return write_stage(ctx.build_dir, ctx.section("write"), writer_specs(ctx.all_params()), quiet=ctx.quiet,
-                       offline=bool(ctx.options.get("offline")), key=ctx.key("write"))
+                       offline=bool(ctx.options.get("offline")), key=ctx.key("write"),
+                       engine=ctx.options.get("engine") or "local", workers=ctx.options.get("workers"))
