@@ -232,8 +232,10 @@ class AudioBERT(nn.Module):
         return self.token_rms.to(audio.dtype) * self.proj_norm(self.proj[2](self.proj[1](h)))
 
     def audio_share(self) -> float:
-        """tanh(audio_gate): the injected audio's size as a share of a token embedding's (`add`; 0 = the text model);
-        1 with `replace` (the gate is not used)."""
+        """tanh(audio_gate): the injected audio's size as a share of a token embedding's (`add`); 1 with `replace` and
+        `insert` (the gate is not used); 0 for the text twin."""
+        if not self.config.inject_audio:
+            return 0.0
         return 1.0 if self.config.injection in ("replace", "insert") else float(torch.tanh(self.audio_gate.detach()))
 
     def hidden_states(self, batch: EncodedBatch, audio: torch.Tensor | None = None, injected=None) -> torch.Tensor:

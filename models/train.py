@@ -116,6 +116,9 @@ def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: b
     from models._io import atomic_write_text
     from models.span_detector import SpanConfig, SpanDetector, span_scores, train_span_detector
 
+    # seeded first, whichever way the detector comes: what draws from torch's generator next (the fresh MLM head of an
+    # LM that has none) must not depend on whether this process trained a detector (the text twin reuses AudioBERT's)
+    torch.manual_seed(config.seed)
     report_path = out_dir / "detector" / "report.json"
     if report_path.exists():  # a resumed run keeps the detector it trained before
         report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -125,7 +128,6 @@ def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: b
         det = SpanDetector.load(config.detector_dir, device=config.device)
         det.save(out_dir / "detector")
         return det, {"reused": config.detector_dir}
-    torch.manual_seed(config.seed)
     scfg = SpanConfig(
         encoder=config.detector_encoder or config.lm, epochs=config.detector_epochs, batch_size=config.detector_batch_size,
         lr=config.detector_lr, max_length=config.max_length, seed=config.seed, device=config.device,

@@ -296,3 +296,14 @@ def test_insert_puts_an_audio_token_before_each_span_in_span_order():
     plain = encode_items(tok, [s], [2], [["violin", "tuba"]])  # no audio token: the words themselves, as before
     assert tok.unk_token_id not in plain.input_ids[0].tolist()
     assert [tok.convert_ids_to_tokens(int(plain.input_ids[0, int(p)])) for p in plain.span_pos[0]] == ["violin", "tuba"]
+
+
+def test_a_text_twin_reusing_a_detector_trains_the_same_whatever_came_before(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
+    audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1), tmp_path / "audiobert")
+    cfg = _cfg(tiny_lm_dir, demo_index_dir, epochs=1, mode="text", detector_dir=str(audio / "detector"))
+    a = torch.load(train(official_release, cfg, tmp_path / "text_a") / "model.pt", weights_only=True)
+    torch.rand(1000)  # the generator moved on (in make, the twin runs in a process of its own)
+    b = torch.load(train(official_release, cfg, tmp_path / "text_b") / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta = json.loads((tmp_path / "text_b" / "config.json").read_text())
+    assert meta["history"][-1]["audio_share"] == 0.0  # the twin injects nothing
