@@ -33,8 +33,8 @@ def save_npy(path: str | Path, arr: np.ndarray) -> Path:
 
 
 def save_torch(path: str | Path, obj: Any) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)  # a file object, not the path: torch names the archive inside after a path (here a random temp name)
     return Path(path)
 
 

@@ -305,5 +305,7 @@ def test_a_text_twin_reusing_a_detector_trains_the_same_whatever_came_before(tin
     torch.rand(1000)  # the generator moved on (in make, the twin runs in a process of its own)
     b = torch.load(train(official_release, cfg, tmp_path / "text_b") / "model.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # and the same bytes: torch names the archive inside a .pt after the path it writes to (once a random temp name)
+    assert (tmp_path / "text_a" / "model.pt").read_bytes() == (tmp_path / "text_b" / "model.pt").read_bytes()
     meta = json.loads((tmp_path / "text_b" / "config.json").read_text())
     assert meta["history"][-1]["audio_share"] == 0.0  # the twin injects nothing
