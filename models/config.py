@@ -69,7 +69,7 @@ class TrainConfig:
             # what made AudioBERT read the audio (README, "The demo"): the audio as a token of its own, the two places
             # of a comparison told apart, pairs also trained swapped, the projection first aligned to caption words,
             # the [MASK] offered the words the audio looks like, retrieval hits re-ranked by their captions
-            injection="insert", span_slots=2, swap_pairs=0.5, align_steps=300, audio_copy=True, rerank=20,
+            injection="insert", span_slots=2, swap_pairs=0.5, align_steps=300, audio_copy=True, rerank=100,
             detector_epochs=2, detector_lr=1e-4, max_length=64,
             train_spans="detector",  # train on the spans eval will see: retrieval of a slightly other span finds another clip
         )
