@@ -6,7 +6,7 @@ The retrieval model (CLAP, or the demo's contrastive heads) ranks clips by text-
 hundred hits are then re-ordered by how close the query ("moo sound") is to the clip's own caption lines (the best
 line's cosine under a sentence encoder). The index holds every clip's captions, so this costs one sentence encoding
 per candidate line, cached per clip. It is what lifts the demo's animal spans (sound words such as "moo", which its
-small retrieval model places poorly) from 52 % to 88 % right source at rank 1.
+small retrieval model places poorly) from 52 % to 93 % right source at rank 1 (re-ranking its first 100 hits).
 """
 
 from __future__ import annotations
