@@ -114,16 +114,16 @@ def _layout(sentence: str, n: int, spans: Sequence[str], audio_token: str | None
     taken: list[tuple[int, int]] = []
     for sp in spans:
         taken.append(own_range(sentence, sp, taken))  # first occurrence not taken by an earlier span
-    ins = f"{audio_token} " if audio_token else ""
-    inserts = sorted(a for a, _ in taken) if ins else []
-    shift = lambda p: p + (extra if p >= at + len(MASK) else 0) + len(ins) * sum(q < p for q in inserts)  # noqa: E731
+    widen = lambda p: p + (extra if p >= at + len(MASK) else 0)  # noqa: E731  (a place in the widened text)
+    if not audio_token:
+        return widened, [(widen(a), b + (extra if b > at else 0)) for a, b in taken]
+    ins = f"{audio_token} "
+    inserts = sorted(a for a, _ in taken)
     text = widened
     for a in reversed(inserts):  # right to left: the places further left have not moved yet
-        w = a + (extra if a >= at + len(MASK) else 0)
-        text = text[:w] + ins + text[w:]
-    if ins:
-        return text, [(shift(a), shift(a) + len(audio_token)) for a, _ in taken]
-    return text, [(shift(a), b + (extra if b > at else 0)) for a, b in taken]
+        text = text[: widen(a)] + ins + text[widen(a):]
+    shift = lambda p: widen(p) + len(ins) * sum(q < p for q in inserts)  # noqa: E731
+    return text, [(shift(a), shift(a) + len(audio_token)) for a, _ in taken]
 
 
 def _head(mlm: nn.Module) -> nn.Module:
@@ -168,6 +168,9 @@ class AudioBERT(nn.Module):
         self.slot_embed = nn.Embedding(config.span_slots, hidden) if config.span_slots else None
         # audio_copy: the [MASK] is also offered the words the injected audio looks like (see copy_logits)
         self.copy_scale = nn.Parameter(torch.tensor(2.0)) if config.audio_copy else None
+        if config.audio_copy:  # the (frozen) word embeddings, centred and unit-length once, not at every step
+            words = mlm.get_input_embeddings().weight.detach()
+            self.register_buffer("copy_words", F.normalize(words - words.mean(0), dim=-1), persistent=False)
         if self.slot_embed is not None:
             nn.init.zeros_(self.slot_embed.weight)
         self.audio_gate = nn.Parameter(torch.tensor(float(config.gate_init)))
@@ -267,10 +270,8 @@ class AudioBERT(nn.Module):
         """float[B, vocab]: copy_scale x the cosine between each word's embedding and the row's injected audio (summed
         over its spans), both centred: the words the audio looks like are offered to the [MASK] (`audio_copy`)."""
         b_idx, _, vec = injected
-        words = self._mlm.get_input_embeddings().weight
-        words = F.normalize(words - words.mean(0), dim=-1)
         row = torch.zeros(n_rows, vec.shape[-1], dtype=vec.dtype, device=vec.device).index_add_(0, b_idx, vec)
-        return self.copy_scale * (F.normalize(row, dim=-1) @ words.T.to(row.dtype)) * (row.norm(dim=-1, keepdim=True) > 0)
+        return self.copy_scale * (F.normalize(row, dim=-1) @ self.copy_words.T.to(row.dtype)) * (row.norm(dim=-1, keepdim=True) > 0)
 
     def full_logits(self, batch: EncodedBatch, audio: torch.Tensor | None = None) -> torch.Tensor:
         """float[B, T, vocab] everywhere (for tests and inspection)."""

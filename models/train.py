@@ -187,9 +187,10 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     spans = [it["spans"] for it in items] if config.train_spans == "gold" else detector.predict([it["sentence"] for it in items])
     pieces = [answer_pieces(tok, it["answer"]) for it in items]
     # comparison items can be trained the other way round: spans exchanged, answer flipped (choices: [more, less])
-    flip = {t: release.choices(t)[::-1] for t in tasks if release.kind(t) == "comparison" and len(release.choices(t)) == 2}
-    flipped_pieces = [answer_pieces(tok, flip[it["task"]][flip[it["task"]][::-1].index(it["answer"])])
-                      if it["task"] in flip and it["answer"] in flip[it["task"]] else None for it in items]
+    other = {t: dict(zip(release.choices(t), release.choices(t)[::-1])) for t in tasks
+             if release.kind(t) == "comparison" and len(release.choices(t)) == 2}  # task -> answer -> the flipped one
+    flipped_pieces = [answer_pieces(tok, other[it["task"]][it["answer"]]) if it["answer"] in other.get(it["task"], {}) else None
+                      for it in items]
     audio = retrieve_span_audio(index, spans, config.retrieval_k, config.rerank, reranker(config))[0] if index is not None else None
     # an item whose names are dropped stands on its own clips' audio (what its answer was measured from)
     own = oracle_span_audio(index, spans, [it["clip_ids"] for it in items]) if index is not None and config.name_dropout else None
