@@ -3,7 +3,7 @@
 #
 #   corpus → read → extract ───────────────────┐
 #               └→ measure → split → pairs → write → filter → release → audiobert → text_twin → results
-#                            wiki ─────────────────────────┘      ↑
+#                            wiki ─────────────────────────┘      ↑  └→ card
 #               read + measure + extract → index ─────────────────┘
 #
 # One freshness mechanism: each stage's key (input hashes, resolved settings, backend identity, code hash of the
@@ -36,22 +36,17 @@ LLM ?=
 VERSION ?=
 SET ?=
 ENGINE ?= local
-PRESET ?= demo
 BUILD_ROOT ?= build
 RELEASES ?= releases
 CORPUS_ID ?= $(if $(filter $(DEMO_CORPUS) $(DEMO_CORPUS)/,$(CORPUS)),demo,)
-# the demo corpus's own settings (after SET on the command line they would lose: SET comes last and wins).
-# split.holdout_frac: sources and animal sound words held out of train, so the test asks what only the audio can
-# answer (the demo measures the mechanism, not real-world knowledge); pairs.max_pairs_per_clip: a source of the
-# source-level loudness task may meet more partners (each pair is still one distinct source pair)
-DEMO_SET ?= split.holdout_frac=0.4 pairs.max_pairs_per_clip=8 index.inject=melstats index.demo_audio=melstats \
-            eval.splits=[dev,test,wiki] eval.max_items=400
-DEMO_ARGS = $(if $(filter demo,$(CORPUS_ID)),$(foreach s,$(DEMO_SET),--set '$(s)'))
+# make adds no settings of its own: the demo corpus's settings (its profile, train.preset=demo among them) are declared
+# once in pipeline/params.py (DEMO_PROFILE) and applied by the CLI whenever the corpus id is `demo`, so `make demo`
+# and the CLI run by hand compute the same keys
 Q := $(if $(QUIET),--quiet,)
 comma := ,
 # every stage and `plan` get the same arguments, so they resolve the same settings and the same keys
 ARGS = --corpus '$(CORPUS)' $(if $(CORPUS_ID),--corpus-id $(CORPUS_ID)) --build-root $(BUILD_ROOT) --releases $(RELEASES) \
-       $(if $(META),--meta '$(META)') $(if $(LLM),--llm $(LLM)) --engine $(ENGINE) --set train.preset=$(PRESET) $(DEMO_ARGS) \
+       $(if $(META),--meta '$(META)') $(if $(LLM),--llm $(LLM)) --engine $(ENGINE) \
        $(if $(VERSION),--set release.version=$(VERSION)) $(foreach s,$(SET),--set '$(s)')
 STAGE = $(AB) $(1) $(ARGS) $(Q)
 
@@ -64,7 +59,8 @@ CMDLINE_ENV = $(foreach v,$(filter AUDITORYBENCH_% OPENAI_BASE_URL,$(.VARIABLES)
 ifdef DEMO_SIZE
 export AUDITORYBENCH_DEMO_CORPUS_N_CLIPS := $(DEMO_SIZE)
 endif
-ifneq ($(wildcard $(AB)),)
+INSTALLED_AT_PARSE := $(wildcard $(AB))
+ifneq ($(INSTALLED_AT_PARSE),)
 PLAN := $(shell $(CMDLINE_ENV) $(if $(DEMO_SIZE),AUDITORYBENCH_DEMO_CORPUS_N_CLIPS=$(DEMO_SIZE)) $(AB) plan $(ARGS) 2>&1)
 endif
 plan_field = $(patsubst $(1)=%,%,$(filter $(1)=%,$(PLAN)))
@@ -80,7 +76,7 @@ CORPUS_DEP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock demo test bench bench-scale release review status clean FORCE
+.PHONY: help install lock demo test bench bench-scale release review status clean distclean FORCE
 
 help: ## list the targets
 	@echo "CORPUS=$(CORPUS) -> corpus id $(or $(ID),(run make install first)): build $(B)/, release $(RELEASE)"
@@ -137,7 +133,10 @@ $(B)/index/manifest.json: $(call force,index) | $(B)/read/manifest.json $(B)/ext
 $(B)/release/manifest.json: $(call force,release) | $(B)/filter/manifest.json $(B)/read/manifest.json $(BUILD_ROOT)/wiki/manifest.json $(B)/pairs/manifest.json $(B)/write/manifest.json $(B)/extract/manifest.json $(B)/index/manifest.json $(B)/measure/manifest.json $(B)/split/manifest.json ## release: versioned dataset + card, validated (releases/<corpus id>-<version>)
 	$(call STAGE,release)
 
-$(B)/audiobert/manifest.json: $(call force,audiobert) | $(B)/release/manifest.json ## audiobert: span detector + AudioBERT trained on the release (PRESET=demo here)
+$(B)/card/manifest.json: $(call force,card) | $(B)/release/manifest.json ## card: the release's data card, rendered into it and copied to data_cards/ (beside RELEASES)
+	$(call STAGE,card)
+
+$(B)/audiobert/manifest.json: $(call force,audiobert) | $(B)/release/manifest.json ## audiobert: span detector + AudioBERT trained on the release (the demo recipe for the demo corpus)
 	$(call STAGE,audiobert)
 
 $(B)/text_twin/manifest.json: $(call force,text_twin) | $(B)/release/manifest.json $(B)/audiobert/manifest.json ## text_twin: the text-only twin (same LM and gate, no audio)
@@ -150,23 +149,25 @@ ifneq ($(ID),)
 review: $(B)/filter/manifest.json ## serve the review page for the build on 127.0.0.1 (add a reviewer: auditorybench review add-reviewer NAME)
 	$(AB) review $(B)
 
-release: $(B)/release/manifest.json ## build the release for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
+release: $(B)/release/manifest.json $(B)/card/manifest.json ## build the release and its card for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
 
-demo: $(B)/results/manifest.json ## the whole job on the embedded demo corpus, ending with the results table
+demo: $(B)/results/manifest.json $(B)/card/manifest.json ## the whole job on the embedded demo corpus, ending with the results table
 	@cat $(B)/results/results.md
 
 status: ## every stage of CORPUS as fresh / stale (and why) / missing
 	@$(AB) status $(ARGS)
 else
-# not installed yet (or the plan failed: its message is printed): install, then run the target again
-release demo status: $(INSTALLED)
-	@$(if $(wildcard $(AB)),echo "$(PLAN)"; exit 2,$(MAKE) --no-print-directory $@)
+# No plan: either the CLI was not installed when make read this file (install it, then run the same target again in a
+# new make, which asks the plan), or it was and `auditorybench plan` failed (print its own error and stop).
+review release demo status: $(INSTALLED)
+	@$(if $(INSTALLED_AT_PARSE),printf '%s\n' $(if $(strip $(PLAN)),'$(subst ','\'',$(PLAN))','auditorybench plan printed nothing') >&2; exit 2,$(MAKE) --no-print-directory $@)
 endif
 
 FORCE:
 
+# -rs: every skipped test is named with its reason in the summary; pytest's exit 5 ("no tests collected") is a failure
 test: $(INSTALLED) ## run the test suite
-	$(PY) -m pytest -q --durations=10 tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	$(PY) -m pytest -q -rs --durations=10 tests
 
 bench: $(INSTALLED) ## speed and memory figures, as ratios against baselines measured in the same run
 	$(PY) bench/run_all.py
@@ -177,8 +178,11 @@ SCALE_SIZES ?= 1000,5000
 bench-scale: $(INSTALLED) ## read → release on generated corpora of SCALE_SIZES clips: time/clip and peak RSS ratios, Ray 1 vs 2 workers
 	$(PY) bench/bench_scale.py --sizes $(SCALE_SIZES) --out bench_out/scale
 
-clean: ## remove build outputs (keeps .venv, releases and the demo corpus)
+clean: ## remove build outputs (keeps .venv, releases, data_cards and the demo corpus)
 	rm -rf $(BUILD_ROOT)
+
+distclean: clean ## also remove releases, the demo corpus and .venv (keeps data_cards/, which git tracks)
+	rm -rf $(RELEASES) $(DEMO_ROOT) $(VENV)
 
 # ---- a real small model through the LLM stages (not part of `make test`: it builds llama-cpp-python, ~10 min once)
 .PHONY: check-llm

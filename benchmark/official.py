@@ -31,6 +31,7 @@ import pydantic
 
 from benchmark.errors import InputError
 from benchmark.hashing import sha256_file, stable_hash, unit_interval
+from benchmark.card import write_card
 from benchmark.release import build_release
 from benchmark.schema import SPLITS, Item, item_id
 from benchmark.metrics import connected_components
@@ -269,11 +270,13 @@ def import_official(src_dir: str | Path, releases_dir: str | Path, version: str,
     items = items.drop(columns="_original")
     if resplit:
         write_resplit(items, provenance, Path(releases_dir), str(version), resplit_scores)
-    return build_release(
+    path = build_release(
         items, Path(releases_dir), OFFICIAL_NAME, str(version), clips=pd.DataFrame(),
         task_choices={}, provenance=provenance, stage_manifests={}, defects=summary, strict=False,
         extra_files={DEFECTS_FILE: details_bytes},
     )
+    write_card(path)
+    return path
 
 
 def write_resplit(items: pd.DataFrame, provenance: dict, releases_dir: Path, version: str, scores: dict | None = None) -> Path:
@@ -283,11 +286,13 @@ def write_resplit(items: pd.DataFrame, provenance: dict, releases_dir: Path, ver
     if scores:
         summary["leak_effect"] = _leak_text(scores)
     doc = {"report": report, "scores": scores or {}}
-    return build_release(
+    path = build_release(
         regrouped, releases_dir, RESPLIT_NAME, version, clips=pd.DataFrame(), task_choices={},
         provenance=provenance | {"resplit_of": OFFICIAL_NAME}, stage_manifests={}, defects=summary, strict=False,
         extra_files={RESPLIT_FILE: (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")},
     )
+    write_card(path)
+    return path
 
 
 def _leak_text(scores: dict) -> str:

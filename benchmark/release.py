@@ -6,9 +6,9 @@ Layout of `releases/<name>-<version>/`:
     <task>/<split>.parquet   every schema.Item column (Arrow schema: schema.ITEM_ARROW_SCHEMA)
     <task>/<split>.csv       the columns the task's YAML declares (csv_columns; the official AuditoryBench order)
     manifest.json            sha256 of every file, counts, choices, kind, metrics, balance, provenance (no timestamps)
-    README.md                the data card (rendered by benchmark.card)
+    README.md                the data card (written afterwards by benchmark.card.write_card; not in the checksums)
     ATTRIBUTION.csv          per clip: clip_id, author, url, license, license_kind, title
-    figures/*.png            the card's plots (deterministic PNGs)
+    figures/*.png            the card's plots (deterministic PNGs; captions and figures in manifest["figures"])
     audio_index/             copied verbatim from the models stage, when given
 
 Same inputs and params give a byte-identical release. Building a name-version that already exists with other
@@ -30,9 +30,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmark.card import render_card, write_figures
+from benchmark.figures import write_figures
 from benchmark.errors import InputError, ReleaseIntegrityError, UnknownNameError, ValidationError
-from benchmark.release_io import MANIFEST, file_digests
+from benchmark.release_io import CARD, MANIFEST, file_digests
 from benchmark.schema import BOOL_COLUMNS, COLUMNS, FLOAT_COLUMNS, ITEM_ARROW_SCHEMA, LIST_COLUMNS, SPLITS, csv_field, license_kind, most_restrictive_license
 from benchmark.tasks import TaskSpec, get_task
 from benchmark.validate import validate_release
@@ -302,10 +302,7 @@ def build_release(
             cat = categories.drop_duplicates("clip_id").set_index("clip_id")["category"]
             used = cat.reindex(attribution["clip_id"]).fillna("unknown").astype(str)
             manifest["category_mix"] = {str(k): int(v) for k, v in sorted(used.value_counts().items())}
-        figures = write_figures(tmp, df, plot_tables or {})
-        manifest["figures"] = sorted(figures)
-        card = render_card(tmp, _jsonable(manifest), stage_manifests=stage_manifests, figures=figures)
-        (tmp / "README.md").write_text(card, encoding="utf-8")
+        manifest["figures"] = write_figures(tmp, df, plot_tables or {})
         manifest["files"] = file_digests(tmp)
         _dump_json(manifest, tmp / MANIFEST)
         return _publish(tmp, target)
@@ -323,7 +320,7 @@ def _publish(tmp: Path, target: Path) -> Path:
         except OSError:
             if not target.exists():
                 raise
-    new, old = file_digests(tmp), file_digests(target)
+    new, old = file_digests(tmp), {k: v for k, v in file_digests(target).items() if k != CARD}
     if new == old:
         return target
     differ = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))

@@ -26,10 +26,11 @@ from benchmark.hashing import sha256_file
 from benchmark.schema import COLUMNS, LIST_COLUMNS, SPLITS
 from benchmark.tasks import get_task
 
-__all__ = ["Release", "load_release", "resolve_release_path", "verify_release", "read_items", "file_digests", "MANIFEST",
+__all__ = ["Release", "load_release", "resolve_release_path", "verify_release", "read_items", "file_digests", "MANIFEST", "CARD",
            "RELEASES_ENV"]
 
 MANIFEST = "manifest.json"
+CARD = "README.md"  # the data card: documentation written after the data (benchmark.card), not in the checksums
 RELEASES_ENV = "AUDITORYBENCH_RELEASES"
 
 
@@ -166,7 +167,7 @@ def verify_release(path: Path, manifest: dict) -> None:
         if actual != digest:
             raise ReleaseIntegrityError(f"{f}: sha256 {actual[:12]}… does not match the manifest's {digest[:12]}…")
     for rel in file_digests(path, hash_files=False):
-        if rel != MANIFEST and rel not in listed:
+        if rel not in (MANIFEST, CARD) and rel not in listed:
             raise ReleaseIntegrityError(f"{path / rel}: file is not listed in the manifest")
 
 

@@ -150,7 +150,23 @@ def cmd_import_official(args) -> None:
         p = _params(args, "train", preset=args.preset, lm=args.lm, device=args.device, index_dir=args.index)
         with tempfile.TemporaryDirectory(prefix="resplit-score-") as work:
             scores = score_resplit(Path(args.src), version, TrainConfig.from_params(p), Path(work), quiet=args.quiet)
-    print(import_official(Path(args.src), Path(args.releases), version, resplit=args.resplit, resplit_scores=scores))
+    path = import_official(Path(args.src), Path(args.releases), version, resplit=args.resplit, resplit_scores=scores)
+    print(path)
+    print(_defects_line(json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("defects") or {}))
+
+
+def _defects_line(defects: dict) -> str:
+    """One line of what the official importer found: each defect kind with its count (details: the card and
+    official_defects.json)."""
+    def count(v) -> int:
+        if isinstance(v, dict):
+            return sum(count(x) for x in v.values())
+        if isinstance(v, list):
+            return len(v)
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+
+    parts = [f"{k.replace('_', ' ')} {count(v)}" for k, v in sorted(defects.items()) if k != "answer_share" and count(v)]
+    return "defects: " + ("; ".join(parts) if parts else "none found") + " (details in the card and official_defects.json)"
 
 
 def cmd_tasks(args) -> None:

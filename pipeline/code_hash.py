@@ -1,7 +1,13 @@
 """The code part of a stage's freshness key: the project modules a module really imports (followed through the
-AST import graph over pipeline/, benchmark/ and models/, function-level imports included) and the data files beside
-them (prompts, task YAMLs, snapshots), each by sha256. Editing any of them changes the key; editing another module
-does not."""
+AST import graph over pipeline/, benchmark/ and models/, function-level imports included) and the data files those
+modules declare they read (`DATA_FILES`, globs beside the module: prompts, task YAMLs, snapshots, the card
+template), each by sha256. Editing any of them changes the key; editing another module or a file no imported module
+declares does not.
+
+Two rules keep the key to what can change outputs: a data file reaches only the stages that import the module
+declaring it (the card template reaches the card step, not every stage that imports `benchmark.errors`), and the
+imports inside a package's lazy `__getattr__` are not followed (they run only when that attribute is asked for, and a
+module that asks for it names the module in its own import)."""
 
 from __future__ import annotations
 
@@ -10,11 +16,11 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
-__all__ = ["code_hash", "module_file", "REPO_ROOT"]
+__all__ = ["code_hash", "module_file", "declared_data", "REPO_ROOT", "DATA_SUFFIXES"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("pipeline", "benchmark", "models")
-_DATA_SUFFIXES = (".yaml", ".yml", ".json", ".md", ".txt", ".csv")
+DATA_SUFFIXES = (".yaml", ".yml", ".json", ".md", ".txt", ".csv")  # what counts as data in the packages (a test: each is declared)
 # the machinery that runs stages and computes their keys: not part of what a stage computes, so its imports are
 # not followed (it imports every stage's identity function lazily)
 _MACHINERY = ("pipeline.contract", "pipeline.cli")
@@ -33,7 +39,11 @@ def _imports_of(name: str, path: Path) -> set[str]:
     tree = ast.parse(path.read_bytes(), filename=str(path))
     is_pkg = path.name == "__init__.py"
     out: set[str] = set()
+    lazy = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"]
+    skip = {id(x) for n in lazy for x in ast.walk(n)}
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -72,13 +82,17 @@ def _closure(module: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-def _data_files(folder: Path) -> list[Path]:
-    """Data beside a module: files in its folder and in sub-folders that hold no Python (prompts/, data/)."""
-    out = [p for p in folder.iterdir() if p.is_file() and p.suffix in _DATA_SUFFIXES]
-    for sub in folder.iterdir():
-        if sub.is_dir() and not sub.name.startswith((".", "__")) and not any(sub.rglob("*.py")):
-            out += [p for p in sub.rglob("*") if p.is_file() and p.suffix in _DATA_SUFFIXES]
-    return out
+@cache
+def declared_data(path: Path) -> tuple[Path, ...]:
+    """The data files a module declares it reads: its module-level `DATA_FILES = ("card_template.md", "prompts/*.md")`
+    (globs relative to the module's folder; a literal tuple, read from the AST without importing the module)."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    globs: list[str] = []
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id == "DATA_FILES" and node.value is not None:
+            globs = list(ast.literal_eval(node.value))
+    return tuple(sorted({p for g in globs for p in path.parent.glob(g) if p.is_file()}))
 
 
 def code_hash(module: str) -> dict[str, str]:
@@ -88,5 +102,5 @@ def code_hash(module: str) -> dict[str, str]:
     for m in _closure(module):
         p = module_file(m)
         files.add(p)
-        files.update(_data_files(p.parent))
+        files.update(declared_data(p))
     return {str(p.relative_to(REPO_ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(files)}

@@ -231,6 +231,9 @@ STAGES: tuple[Stage, ...] = (
                       help="publish under this version (e.g. when <name>-<version> exists with other content)"),
                  flag("--exclude-nc", key="exclude_nc", section="release", action="store_true", default=None,
                       help="leave out items that use non-commercial clips"))),
+    Stage("card", "render the release's data card into it and copy it to the cards folder (release.cards_dir)",
+          inputs={"release": "release/release.json", "manifest": "release/manifest.json"}, outputs=("card.json",),
+          sections=("release",)),
     Stage("audiobert", "train the span detector and AudioBERT on the corpus's release (`train` trains on any release)",
           inputs={"release": "release/release.json"}, outputs=("config.json",), sections=("train",), flags=_TRAIN_FLAGS),
     Stage("text_twin", "train AudioBERT's text-only twin (same LM and LoRA gate, no audio), reusing its span detector",
@@ -320,9 +323,9 @@ class Context:
 
     def all_params(self) -> dict:
         if self._params is None:
-            from pipeline.params import load_params
+            from pipeline.params import load_params, profile_for
 
-            params = load_params(self.params_path)
+            params = load_params(self.params_path, profile_for(self.corpus_id))
             for section, values in self.overrides.items():
                 params[section] = {**(params.get(section) or {}), **{k: v for k, v in values.items() if v is not None}}
             self._params = params

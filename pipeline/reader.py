@@ -24,7 +24,7 @@ from tqdm import tqdm
 from benchmark.errors import InputError
 from benchmark.hashing import sha256_bytes
 from benchmark.schema import COLUMNS, license_kind
-from pipeline.stage import ResultStore, StageRun, log
+from pipeline.stage import StageRun, log
 
 __all__ = ["read_clip_bytes", "find_shards", "find_meta_csv", "read_meta", "read_shard", "read_shard_job", "read_loose", "read_stage", "read_inputs", "corpus_name"]
 
@@ -330,7 +330,7 @@ def read_stage(corpus: str | Path, build_dir: Path, params: dict, meta: str | Pa
     if shards:
         from pipeline.engines import PerUnit, map_units
 
-        store = ResultStore(run.path("progress.sqlite"))
+        store = run.result_store("progress.sqlite")
         fps = run.input_fingerprints()
         keys = []
         for shard in shards:

@@ -122,6 +122,16 @@ class StageRun:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def code_version(self) -> str:
+        """16 hex digits of the code part of the key: what the stage's per-unit result stores are tied to."""
+        return stable_hash(self.full_key().get("code"), n=16)
+
+    def result_store(self, rel: str) -> "ResultStore":
+        """The stage's per-unit result store at rel, tied to its code version: values computed by other code are
+        dropped when it opens (a changed estimator never serves the old f0), while other settings' entries stay
+        (their keys are content addresses of the settings)."""
+        return ResultStore(self.out_dir / rel, version=self.code_version())
+
     def fresh(self) -> bool:
         """True when a manifest holds the same freshness key and every output is intact."""
         old = self.previous()
@@ -158,7 +168,7 @@ class StageRun:
         manifest = {
             "stage": self.name,
             "key": key,
-            "code_version": stable_hash(key.get("code"), n=16),
+            "code_version": self.code_version(),
             "params": _jsonable(self.params),
             "inputs": self.input_fingerprints(),
             "outputs": dict(sorted(self._outputs.items())),
@@ -183,15 +193,30 @@ class ResultStore:
 
     Every put is committed at once, so after kill -9 a rerun finds every finished unit and computes only the rest.
     Keys should be content addresses (e.g. audio hash + params hash), so the store doubles as a cache.
+    version: the code version that computes the values (StageRun.result_store); a store written under another
+    version is emptied when opened, so a value never outlives the code that computed it. None: a store whose values
+    do not depend on project code (the LLM's and Wikipedia's response caches, keyed on the request).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, version: str | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        if version is not None:
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT value FROM meta WHERE name = 'code_version'").fetchone()
+                if row is None or row[0] != version:
+                    self._db.execute("DELETE FROM results")
+                    self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('code_version', ?)", (version,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def get(self, key: str) -> Any | None:
         row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()

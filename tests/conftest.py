@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -52,3 +53,18 @@ def contract(tmp_path_factory) -> dict:
             "first_log": first.stderr}
 
 
+
+
+@pytest.fixture()
+def repo_copy(tmp_path) -> tuple[Path, dict]:
+    """A copy of the project's code (packages, Makefile, params.yaml) that a test may edit, and the environment that runs
+    the installed CLI on it (PYTHONPATH first: the copy's modules are imported, and hashed into keys, not the checkout's)."""
+    dst = tmp_path / "repo"
+    dst.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("pipeline", "benchmark", "models"):
+        shutil.copytree(REPO / name, dst / name, ignore=ignore)
+    for name in ("Makefile", "params.yaml", "pyproject.toml"):
+        shutil.copy2(REPO / name, dst / name)
+    (dst / ".venv").symlink_to(REPO / ".venv")
+    return dst, {**os.environ, "PYTHONPATH": str(dst)}

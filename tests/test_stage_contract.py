@@ -88,7 +88,7 @@ def test_code_hash_follows_the_imports() -> None:
     assert {"benchmark/hashing.py", "pipeline/split.py", "pipeline/stages/split.py"} <= split
     assert {"benchmark/hashing.py", "pipeline/pairs.py", "benchmark/tasks/sound_pitch_comparison.yaml"} <= pairs
     assert "pipeline/pairs.py" not in split and "models/retrieval.py" not in pairs
-    assert {"pipeline/extract/prompts/categorise.v1.md", "pipeline/extract/llm.py"} <= extract  # prompts are data beside the code
+    assert {"pipeline/extract/prompts/categorise.v1.md", "pipeline/extract/llm.py"} <= extract  # prompts: data its code declares
 
 
 # ---- 2. the key holds settings, backend identity and code; make and the CLI agree ------------------------------------
@@ -143,6 +143,66 @@ def test_a_change_to_hashing_reruns_split_and_pairs(build_copy: dict) -> None:
     assert re.search(r"pairs\s+stale\s+upstream split is not fresh; code changed: benchmark/hashing\.py", lines), lines
 
 
+def _planned_in(copy: Path, env: dict, common: list[str], target: str = "release") -> list[str]:
+    proc = subprocess.run(["make", "--no-print-directory", "-n", target, *common], cwd=copy, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return re.findall(r"auditorybench (\w+) --corpus", proc.stdout)
+
+
+def test_card_wording_reaches_only_the_card_and_ui_code_reaches_no_stage(build_copy: dict, repo_copy) -> None:
+    """Keys hold what can change outputs and nothing else: an edit of the card template plans only the card step
+    (not the release's data, nor anything that reads it); an edit of the review app plans nothing."""
+    copy, code_env = repo_copy
+    env = {**build_copy["env"], "PYTHONPATH": code_env["PYTHONPATH"]}
+    common = build_copy["common"]
+    assert _planned_in(copy, env, common) == []
+    with open(copy / "benchmark" / "card_template.md", "a", encoding="utf-8") as f:
+        f.write("\nReworded.\n")
+    assert _planned_in(copy, env, common) == ["card"]
+    for stage in ("release", "audiobert", "text_twin", "results"):
+        assert "benchmark/card_template.md" not in code_hash(f"pipeline.stages.{stage}"), stage
+    (copy / "benchmark" / "card_template.md").write_bytes((REPO / "benchmark" / "card_template.md").read_bytes())
+    with open(copy / "pipeline" / "review" / "app.py", "a", encoding="utf-8") as f:
+        f.write("\n# an edit of the review page\n")
+    assert _planned_in(copy, env, common) == []
+    assert not any("pipeline/review/app.py" in code_hash(s.module) for s in STAGES)
+
+
+def test_every_data_file_is_declared_by_one_module() -> None:
+    """Data files reach a key only through the module that declares it reads them (DATA_FILES): each one in the
+    packages is declared by exactly one module, so none is hashed by accident or missed."""
+    from pipeline.code_hash import DATA_SUFFIXES, declared_data
+
+    found = {p for pkg in ("pipeline", "benchmark", "models") for p in (REPO / pkg).rglob("*")
+             if p.is_file() and p.suffix in DATA_SUFFIXES and "__pycache__" not in p.parts}
+    owners: dict[Path, list[str]] = {}
+    for py in (REPO / pkg for pkg in ("pipeline", "benchmark", "models")):
+        for module in py.rglob("*.py"):
+            for data in declared_data(module):
+                owners.setdefault(data, []).append(str(module.relative_to(REPO)))
+    assert {p: o for p, o in owners.items() if len(o) > 1} == {}
+    assert sorted(str(p.relative_to(REPO)) for p in found - set(owners)) == []
+
+
+def test_the_demo_profile_is_declared_once_and_the_cli_by_hand_computes_makes_keys(build_copy: dict) -> None:
+    """make adds no settings: the demo's profile (pipeline.params.DEMO_PROFILE) applies whenever the corpus id is demo,
+    so the CLI run by hand, without a flag, finds the build make made fresh; other corpora keep the defaults."""
+    from pipeline.params import DEMO_PROFILE
+
+    assert "--set" not in (REPO / "Makefile").read_text().split("ARGS =", 1)[1].split("STAGE =", 1)[0].replace("$(foreach s,$(SET),--set '$(s)')", "")
+    demo = Context(corpus=str(build_copy["tmp"] / "x" / "demo_corpus" / "freesound"), corpus_id="demo", build_root=build_copy["build"])
+    other = Context(corpus="elsewhere", corpus_id="elsewhere-1", build_root=build_copy["build"])
+    assert demo.section("train")["preset"] == "demo" and other.section("train")["preset"] == "published"
+    for section, values in DEMO_PROFILE.items():
+        assert {k: demo.section(section)[k] for k in values} == values
+    corpus = [a.split("=", 1)[1] for a in build_copy["common"] if a.startswith("DEMO_ROOT=")][0] + "/freesound"
+    proc = subprocess.run([AB, "status", "--corpus", corpus, "--build-root", str(build_copy["build"]),
+                           "--releases", str(build_copy["tmp"] / "releases")], env=build_copy["env"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for stage in CORPUS_STAGES + ["card"]:
+        assert re.search(rf"^\s+{stage}\s+fresh", proc.stdout, re.M), proc.stdout
+
+
 # ---- 4. corpus identity -----------------------------------------------------------------------------------------
 
 def _corpus(root: Path, ids: list[int]) -> Path:
@@ -185,16 +245,33 @@ def test_status_says_fresh_stale_why_and_missing(build_copy: dict) -> None:
 
 # ---- 6. a release that exists with other content ----------------------------------------------------------------
 
-def test_existing_release_error_names_files_cause_and_flag(build_copy: dict) -> None:
+def test_the_demo_release_is_rebuilt_in_place_and_others_are_immutable(build_copy: dict) -> None:
+    """The embedded demo's release follows its build (a newcomer reruns make demo after every pull), with one line
+    saying what changed; a release of any other corpus is immutable: the error names the files, the cause and the flag."""
+    from benchmark.errors import ReleaseIntegrityError
+    from pipeline.stages.release import release_stage
+
     env, common = build_copy["env"], build_copy["common"]
-    proc = make(env, "release", *common, "SET=filter.review_gap=1.5", check=False)
-    assert proc.returncode != 0
-    err = proc.stderr
-    assert "already exists with different content" in err and "manifest.json" in err, err
-    assert "setting changed: filter.review_gap 1.25 -> 1.5" in err, err
-    assert "VERSION=1.0.1" in err and "--version 1.0.1" in err, err
-    make(env, "release", *common, "SET=filter.review_gap=1.5", "VERSION=1.0.1")
-    assert (build_copy["tmp"] / "releases" / "demo-1.0.1" / "manifest.json").exists()
+    release = build_copy["tmp"] / "releases" / "demo-1.0.0"
+    before = json.loads((release / "manifest.json").read_text())
+    proc = make(env, "release", *common, "SET=filter.review_gap=1.5")
+    assert "demo-1.0.0 rebuilt in place" in proc.stderr and "setting changed: filter.review_gap 1.25 -> 1.5" in proc.stderr, proc.stderr
+    after = json.loads((release / "manifest.json").read_text())
+    assert after["provenance"]["params"]["filter"]["review_gap"] == 1.5 != before["provenance"]["params"]["filter"]["review_gap"]
+    assert (release / "README.md").is_file() and not (build_copy["tmp"] / "releases" / ".demo-1.0.0").exists()
+
+    # any other corpus: the same build under another release name is published once, then immutable
+    build, wiki = build_copy["build"] / "demo", build_copy["build"] / "wiki"
+    params = {"version": "1.0.0", "exclude_nc": False}
+    release_stage(build, build_copy["tmp"] / "releases", "other", params, wiki, quiet=True)
+    filter_manifest = build / "filter" / "manifest.json"
+    m = json.loads(filter_manifest.read_text())
+    m["params"]["review_gap"] = 2.0  # as if the filter had run with another setting
+    filter_manifest.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    with pytest.raises(ReleaseIntegrityError) as e:
+        release_stage(build, build_copy["tmp"] / "releases", "other", params, wiki, quiet=True)
+    assert "already exists with different content" in str(e.value) and "manifest.json" in str(e.value)
+    assert "setting changed: filter.review_gap 1.5 -> 2.0" in str(e.value) and "--version 1.0.1" in str(e.value)
 
 
 # ---- 3. kill -9 anywhere, rerun, same bytes ---------------------------------------------------------------------

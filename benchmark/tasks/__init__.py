@@ -38,6 +38,7 @@ __all__ = ["TaskSpec", "Basis", "list_tasks", "get_task", "task_dirs", "task_cho
            "recognition_tasks", "writer_specs", "item_source_function", "item_source_file", "item_source_path",
            "param_value"]
 
+DATA_FILES = ("*.yaml", "prompts/*.md")  # in the code hash of every stage that imports this module
 _HERE = Path(__file__).resolve().parent
 
 

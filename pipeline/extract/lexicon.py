@@ -19,6 +19,7 @@ from pipeline.extract.text import singular_forms, stem_forms, tokenize
 
 __all__ = ["Source", "Mention", "Lexicon", "load_lexicon", "LEXICON_PATH", "CATEGORIES"]
 
+DATA_FILES = ("lexicon.yaml",)  # in the code hash of every stage that imports this module
 LEXICON_PATH = Path(__file__).resolve().parent / "lexicon.yaml"
 CATEGORIES = ("animal", "music", "object", "environment", "human", "other")
 _MAX_ALIAS_TOKENS = 3

@@ -17,6 +17,7 @@ from benchmark.hashing import stable_hash
 
 __all__ = ["Prompt", "load_prompt", "load_prompt_file", "prompt_versions", "PROMPTS_DIR"]
 
+DATA_FILES = ("prompts/*.md",)  # in the code hash of every stage that imports this module
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
 

@@ -5,8 +5,9 @@ passes_disagree).
 
 Each unique audio (by audio_sha256) is measured once per params, by a module-level pure worker
 (`measure_clip_job`) mapped by an engine (pipeline.engines: the local process pool, or Ray Data, a GPU per actor
-for CREPE with device: cuda); results go into a ResultStore as they arrive, so a killed run resumes computing only
-what is missing and a rerun with new shards measures only the new audio.
+for CREPE with device: cuda); results go into the stage's result store as they arrive, so a killed run resumes
+computing only what is missing and a rerun with new shards measures only the new audio. The store is tied to the
+stage's code version: after a change to the code that measures, every value is computed again.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
     if run.fresh():
         return run.previous() or {}
     clips = pd.read_parquet(clips_path, columns=["clip_id", "shard", "member", "offset", "size", "audio_sha256"])
-    store = ResultStore(run.path("cache.sqlite"))
+    store = run.result_store("cache.sqlite")
     try:
         keys: list[str] = []
         jobs: dict[str, tuple] = {}

@@ -1,6 +1,10 @@
 """The release stage: gather a build's filtered items (plus the wiki split), clips, audio index and stage manifests,
-write releases/<name>-<version>/ through benchmark.release.build_release, and copy its card to data_cards/ (of the
-current folder, or release.cards_dir).
+and write releases/<name>-<version>/ through benchmark.release.build_release. Its card is the next step's (`card`):
+templates and wording reach that step only, never this one or what reads the release's data.
+
+A published name-version is immutable: other content raises ReleaseIntegrityError naming what changed and the flag
+that publishes a new version. The embedded demo's release is the exception (`replace=True` for the corpus id `demo`):
+a newcomer reruns `make demo` after every pull, so it is rebuilt in place, with one line saying what changed.
 
 Inputs under build_dir (= build/<corpus_id>): filter/items.parquet, read/clips.parquet, index/ (optional),
 {read,extract,measure,split,pairs,write,filter}/manifest.json (those that exist), pairs/pairs.parquet and
@@ -102,21 +106,21 @@ def drop_wiki_repeats(wiki: pd.DataFrame, items: pd.DataFrame) -> tuple[pd.DataF
 
 
 def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, wiki_dir: Path | None,
-                  quiet: bool = False, key: dict | None = None) -> Path:
-    """Write releases_dir/<name>-<version>/ from build_dir and copy its card to data_cards/<name>-<version>.md.
+                  quiet: bool = False, key: dict | None = None, replace: bool = False) -> Path:
+    """Write releases_dir/<name>-<version>/ from build_dir (its data: the card is benchmark.card.write_card's).
 
-    params: the `release:` section (version, exclude_nc, cards_dir) — a whole params dict with a "release" key
-    works too. A release whose inputs and params did not change is not rebuilt; a name-version that exists with
-    other content raises ReleaseIntegrityError naming the files, the settings and code that differ, and how to
-    publish it as a new version; a release that breaks a benchmark rule raises ValidationError."""
+    params: the `release:` section (version, exclude_nc) — a whole params dict with a "release" key works too. A
+    release whose inputs and params did not change is not rebuilt; a name-version that exists with other content
+    raises ReleaseIntegrityError naming the files, the settings and code that differ, and how to publish it as a new
+    version — or, with replace (the embedded demo), is rebuilt in place with one line saying what changed; a release
+    that breaks a benchmark rule raises ValidationError."""
     build_dir, releases_dir = Path(build_dir), Path(releases_dir)
     rp = dict(params.get("release", params) if isinstance(params.get("release"), dict) else params)
     version = str(rp.get("version") or "")
     if not version:
         raise InputError("params.yaml release.version is empty")
     exclude_nc = bool(rp.get("exclude_nc", False))
-    cards_dir = Path(rp.get("cards_dir") or "data_cards")  # relative: to the current folder (the repository for make)
-    release_params = {k: v for k, v in sorted(rp.items()) if k != "cards_dir"}
+    release_params = {k: v for k, v in sorted(rp.items()) if k != "cards_dir"}  # the card step's setting
 
     inputs = {"items": build_dir / "filter" / "items.parquet", "clips": build_dir / "read" / "clips.parquet"}
     for role, p in inputs.items():
@@ -138,11 +142,10 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
         if (build_dir / stage / MANIFEST).exists():
             inputs[f"manifest:{stage}"] = build_dir / stage / MANIFEST
 
-    run_params = release_params | {"name": name, "releases_dir": str(releases_dir), "cards_dir": str(cards_dir)}
+    run_params = release_params | {"name": name, "releases_dir": str(releases_dir)}
     run = StageRun("release", build_dir / "release", run_params, inputs=inputs, key=key, quiet=quiet)
     target = releases_dir / f"{name}-{version}"
-    card_copy = cards_dir / f"{name}-{version}.md"
-    if run.fresh() and target.is_dir() and card_copy.exists():
+    if run.fresh() and target.is_dir():
         load_release(target)  # raises if someone changed it since
         return target
 
@@ -165,25 +168,33 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     index_dir = inputs.get("audio_index")
     if exclude_nc and index_dir is not None:  # the shipped index holds no caption or embedding of a non-commercial clip
         index_dir = _commercial_index(Path(index_dir), clips, run.path(".audio_index_no_nc"))
-    try:
-        path = build_release(
+    def build() -> Path:
+        return build_release(
             items, releases_dir, name, version, clips=clips, task_choices=task_choices(items),
             defects={"one_label_splits_dropped": notes} if notes else None,
             provenance=provenance, stage_manifests=manifests,
             audio_index_dir=index_dir, exclude_nc=exclude_nc,
             plot_tables={k: v for k, v in plot_tables.items() if v is not None},
         )
-    except ReleaseIntegrityError as e:
-        if not (target / MANIFEST).exists():
-            raise
-        raise ReleaseIntegrityError(f"{str(e).split('; bump')[0]}; {explain_release_change(target, provenance, version)}") from None
+
+    try:
+        try:
+            path = build()
+        except ReleaseIntegrityError as e:
+            if not (target / MANIFEST).exists():
+                raise
+            why = explain_release_change(target, provenance, version)
+            if not replace:
+                raise ReleaseIntegrityError(f"{str(e).split('; bump')[0]}; {why}") from None
+            log(f"[release] {target.name} rebuilt in place (the embedded demo's release follows its build): {why.split('; publish')[0]}")
+            shutil.rmtree(target)
+            path = build()
     finally:
         if exclude_nc and index_dir is not None:
             shutil.rmtree(run.path(".audio_index_no_nc"), ignore_errors=True)
-    cards_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path / "README.md", card_copy)
     rel = load_release(path)
-    run.write_json("release.json", {"path": path.as_posix(), "card": card_copy.as_posix(), "files": rel.manifest["files"]})
+    # what a stage that reads the release depends on: its data files (the card is not among them)
+    run.write_json("release.json", {"path": path.as_posix(), "files": rel.manifest["files"]})
     rejected = {"wiki_sentence_in_corpus": wiki_dropped} if wiki_dropped else {}
     if exclude_nc:
         rejected["non_commercial"] = rel.manifest["counts"]["excluded_nc_items"]
@@ -191,7 +202,7 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
               "per_task": {t: rel.manifest["tasks"][t]["counts"] for t in rel.tasks}}
     run.finish(counts, extra={"release": f"{name}-{version}", "license": rel.license})
     if not quiet:
-        log(f"[release] {path} ({rel.manifest['counts']['items']} items, licence {rel.license}); card {card_copy}")
+        log(f"[release] {path} ({rel.manifest['counts']['items']} items, licence {rel.license})")
     return path
 
 
@@ -248,6 +259,7 @@ def run(ctx) -> dict:
     b = ctx.build_dir
     wiki_dir = ctx.stage_dir("wiki")
     path = release_stage(b, ctx.releases, ctx.release_name(), ctx.section("release"),
-                         wiki_dir if (wiki_dir / "items.parquet").exists() else None, quiet=ctx.quiet, key=ctx.key("release"))
+                         wiki_dir if (wiki_dir / "items.parquet").exists() else None, quiet=ctx.quiet, key=ctx.key("release"),
+                         replace=ctx.corpus_id == "demo")
     print(path)
     return json.loads((b / "release" / MANIFEST).read_text(encoding="utf-8"))

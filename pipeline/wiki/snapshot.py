@@ -31,6 +31,7 @@ __all__ = [
     "snapshot_version",
 ]
 
+DATA_FILES = ("data/*.json",)  # in the code hash of every stage that imports this module
 DATA_DIR = Path(__file__).resolve().parent / "data"
 RANGES_PATH = DATA_DIR / "ranges.json"
 ANIMAL_SOUNDS_PATH = DATA_DIR / "animal_sounds.json"

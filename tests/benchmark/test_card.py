@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmark.card import plot_agreement, plot_gap_histogram, render_card
+from benchmark.card import render_card
+from benchmark.figures import plot_agreement, plot_gap_histogram
 from benchmark.errors import InputError
 
 MANIFEST = {
@@ -98,7 +99,7 @@ def test_figures_are_deterministic_pngs_without_metadata(tmp_path):
 
 
 def test_duration_ratios_get_their_own_axis(tmp_path):
-    from benchmark.card import gap_axis, write_figures
+    from benchmark.figures import gap_axis, write_figures
 
     assert (gap_axis("sound_pitch_comparison"), gap_axis("duration_comparison"), gap_axis("loudness_comparison")) == \
         ("semitones", "ratio", "difference")

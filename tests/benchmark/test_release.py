@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmark.errors import InputError, ReleaseIntegrityError, ValidationError
+from benchmark.card import write_card
 from benchmark.release import build_release
 from benchmark.release_io import file_digests, load_release
 from benchmark.schema import COLUMNS, Item, item_id
@@ -55,7 +56,8 @@ def make_items(tag: str = "") -> pd.DataFrame:
 
 
 def build(root: Path, items: pd.DataFrame | None = None, clips: pd.DataFrame | None = None, **kw) -> Path:
-    return build_release(
+    """A release and its card, the two steps (release, card) of the pipeline."""
+    path = build_release(
         make_items() if items is None else items, root, kw.pop("name", "demo"), kw.pop("version", "1.0.0"),
         clips=make_clips() if clips is None else clips, task_choices={},
         provenance={"corpus": {"id": "demo"}, "estimator": "pyin", "params": {"release": {"version": "1.0.0"}}},
@@ -63,6 +65,8 @@ def build(root: Path, items: pd.DataFrame | None = None, clips: pd.DataFrame | N
                          "filter": {"counts": {"kept": 20, "rejected": {}}}},
         **kw,
     )
+    write_card(path)
+    return path
 
 
 def test_layout_csv_columns_manifest_and_round_trip(tmp_path):
@@ -101,8 +105,8 @@ def test_layout_csv_columns_manifest_and_round_trip(tmp_path):
     assert list(attribution.columns)[:4] == ["clip_id", "author", "url", "license"]
     assert len(attribution) == 30 and attribution["author"].str.startswith("author").all()
     manifest = json.loads((path / "manifest.json").read_text())
-    assert set(manifest["files"]) == set(file_digests(path)) - {"manifest.json"}
-    assert "README.md" in manifest["files"] and "figures/gap_histogram.png" in manifest["files"]
+    assert set(manifest["files"]) == set(file_digests(path)) - {"manifest.json", "README.md"}  # the card is documentation
+    assert "figures/gap_histogram.png" in manifest["files"] and manifest["figures"]["gap_histogram"]["caption"]
     assert manifest["provenance"]["estimator"] == "pyin" and manifest["validation"]["ok"] is True
     card = (path / "README.md").read_text()
     assert card.startswith("---\nconfigs:\n- config_name: animal_sound_recognition")
@@ -127,7 +131,7 @@ def test_rebuild_same_is_noop_and_different_raises(tmp_path):
     assert build(tmp_path, items=make_items(tag=" again"), version="1.0.1").name == "demo-1.0.1"
 
 
-@pytest.mark.parametrize("victim", ["sound_pitch_comparison/test.parquet", "ATTRIBUTION.csv", "README.md"])
+@pytest.mark.parametrize("victim", ["sound_pitch_comparison/test.parquet", "ATTRIBUTION.csv", "figures/gap_histogram.png"])
 def test_tampered_file_is_named(tmp_path, victim):
     path = build(tmp_path)
     with open(path / victim, "ab") as f:
@@ -241,6 +245,7 @@ def test_release_stage_from_a_build_folder(tmp_path):
     assert rel.manifest["stages"]["read"]["counts"]["rejected"] == {"truncated_tar": 2}
     assert (rel.audio_index_dir / "vectors.bin").read_bytes() == b"\x00\x01"
     assert {"figures/agreement.png", "figures/gap_histogram.png"} <= set(rel.manifest["files"])
+    write_card(path, tmp_path / "cards")
     card = (tmp_path / "cards" / "democorpus-2.0.0.md").read_text()
     assert card == (path / "README.md").read_text() and "disagree: 4" in card and "truncated_tar: 2" in card
     assert "'agreement': 0.5" in card.replace('"', "'")  # one of the two guesses agrees

@@ -119,3 +119,33 @@ def test_rerun_skips_and_resume_computes_only_missing(corpus):
     # Other params: a different cache key, everything measured again.
     other = measure_stage(build, root, {**params, "max_analysis_s": 2.0}, workers=1, quiet=True)
     assert other["run"]["units"]["computed"] == 6
+
+
+def test_a_change_to_the_code_that_measures_is_measured_again(corpus, repo_copy):
+    """The per-clip cache follows the code: with the measuring code changed (here: every f0 doubled, appended to a
+    copy of pipeline/measure/measurement.py), a rerun on the same build computes every clip again and writes the new
+    f0, never the cached one."""
+    import subprocess
+    import sys
+
+    root, build, _ = corpus
+    params = stage_params("measure")
+    measure_stage(build, root, params, workers=1, quiet=True)
+    before = pd.read_parquet(build / "measure" / "measurements.parquet").set_index("clip_id")["f0_hz"]
+    copy, env = repo_copy
+    with open(copy / "pipeline" / "measure" / "measurement.py", "a", encoding="utf-8") as f:
+        f.write("\n\n_measured = measure_audio_bytes\n\n\ndef measure_audio_bytes(data, params):\n"
+                "    out = _measured(data, params)\n    out['f0_hz'] = 2 * out['f0_hz']\n    return out\n")
+    script = ("import json, sys; from pipeline.stages.measure import measure_stage; from pipeline.params import stage_params; "
+              "m = measure_stage(sys.argv[1], sys.argv[2], stage_params('measure'), workers=1, quiet=True); print(json.dumps(m['run']))")
+    proc = subprocess.run([sys.executable, "-c", script, str(build), str(root)], cwd=copy, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1])["units"]["computed"] == 5  # nothing served from the old cache
+    after = pd.read_parquet(build / "measure" / "measurements.parquet").set_index("clip_id")["f0_hz"]
+    pitched = before.dropna()
+    assert len(pitched) >= 2
+    np.testing.assert_allclose(after[pitched.index], 2 * pitched)
+    # and back: the original code's values return, computed again (the store was emptied for the other code)
+    again = measure_stage(build, root, params, workers=1, quiet=True)
+    assert again["run"]["units"]["computed"] == 5
+    np.testing.assert_allclose(pd.read_parquet(build / "measure" / "measurements.parquet").set_index("clip_id")["f0_hz"][pitched.index], pitched)

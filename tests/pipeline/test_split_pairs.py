@@ -186,7 +186,9 @@ def test_one_label_split_is_dropped_and_the_release_says_so(tmp_path) -> None:
                          defects={"one_label_splits_dropped": notes})
     rel = load_release(path)
     assert rel.splits("duration_comparison") == ["train"]
-    assert "duration_comparison/dev: 2 items all 'longer'" in (path / "README.md").read_text()
+    from benchmark.card import write_card
+
+    assert "duration_comparison/dev: 2 items all 'longer'" in write_card(path).read_text()
 
 
 def test_review_decisions_drop_items_by_id(tmp_path) -> None:
