@@ -2,9 +2,9 @@
 # subcommand. The stages are declared in pipeline/contract.py (a test checks this file against the declarations).
 #
 #   corpus → read → extract ───────────────────┐
-#               └→ measure → split → pairs → write → filter → release → audiobert → text_twin → results
+#               └→ measure → split → pairs → write → filter → release → audiobert → text_twin, caption_twin → results
 #                            wiki ─────────────────────────┘      ↑  └→ card
-#               read + measure + extract → index ─────────────────┘
+#               read + measure + extract + split → index ─────────┘
 #
 # One freshness mechanism: each stage's key (input hashes, resolved settings, backend identity, code hash of the
 # modules it imports) is compared with its manifest by `auditorybench plan`, once, when make reads this file. The
@@ -127,7 +127,7 @@ $(B)/filter/manifest.json: $(call force,filter) | $(B)/read/manifest.json $(B)/s
 $(BUILD_ROOT)/wiki/manifest.json: $(call force,wiki) ## wiki: test-only sets from the Wikipedia range snapshot (every corpus)
 	$(call STAGE,wiki)
 
-$(B)/index/manifest.json: $(call force,index) | $(B)/read/manifest.json $(B)/extract/manifest.json $(B)/measure/manifest.json ## index: audio embeddings for retrieval and injection
+$(B)/index/manifest.json: $(call force,index) | $(B)/read/manifest.json $(B)/extract/manifest.json $(B)/measure/manifest.json $(B)/split/manifest.json ## index: audio embeddings for retrieval and injection
 	$(call STAGE,index)
 
 $(B)/release/manifest.json: $(call force,release) | $(B)/filter/manifest.json $(B)/read/manifest.json $(BUILD_ROOT)/wiki/manifest.json $(B)/pairs/manifest.json $(B)/write/manifest.json $(B)/extract/manifest.json $(B)/index/manifest.json $(B)/measure/manifest.json $(B)/split/manifest.json ## release: versioned dataset + card, validated (releases/<corpus id>-<version>)
@@ -142,7 +142,10 @@ $(B)/audiobert/manifest.json: $(call force,audiobert) | $(B)/release/manifest.js
 $(B)/text_twin/manifest.json: $(call force,text_twin) | $(B)/release/manifest.json $(B)/audiobert/manifest.json ## text_twin: the text-only twin (same LM and gate, no audio)
 	$(call STAGE,text_twin)
 
-$(B)/results/manifest.json: $(call force,results) | $(B)/release/manifest.json $(B)/audiobert/manifest.json $(B)/text_twin/manifest.json ## results: text-only vs AudioBERT (+ the ablation), every task and split
+$(B)/caption_twin/manifest.json: $(call force,caption_twin) | $(B)/release/manifest.json $(B)/audiobert/manifest.json ## caption_twin: the text twin given the retrieved clips' captions (no audio)
+	$(call STAGE,caption_twin)
+
+$(B)/results/manifest.json: $(call force,results) | $(B)/release/manifest.json $(B)/audiobert/manifest.json $(B)/text_twin/manifest.json $(B)/caption_twin/manifest.json ## results: AudioBERT against its controls, every task and split
 	$(call STAGE,results)
 
 ifneq ($(ID),)

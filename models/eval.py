@@ -21,7 +21,7 @@ from benchmark.hashing import stable_hash
 from benchmark.metrics import CI_LEVEL, N_BOOT, bootstrap_ci, compute_metrics, item_clusters, paired_test
 from models.data import AUDIO_SOURCES
 
-__all__ = ["evaluate", "load_model", "render_table", "text_twin"]
+__all__ = ["evaluate", "load_model", "render_table", "text_twin", "twin_of", "compared_pairs", "seen_unseen", "CONTROLS"]
 
 
 def load_model(spec: str | Path, device: str = "cpu", release=None, index_dir: str | Path | None = None):
@@ -54,9 +54,10 @@ def evaluate(
     items: difference, its paired-bootstrap interval, p-value, and exact McNemar p for accuracy.
 
     index_dir: the audio index AudioBERT checkpoints retrieve from (default: the release's, else their own).
-    ablation: splits on which each AudioBERT checkpoint is also scored with its items' own clips injected ("oracle
-    audio") and with random clips ("shuffled audio"); results["ablation"] then holds one row per task and split:
-    text twin · retrieved audio · oracle audio · shuffled audio.
+    ablation: splits on which each AudioBERT checkpoint is also scored with retrieval that may not return the item's
+    own clips nor any clip of its group ("excluded audio"), with its items' own clips injected ("oracle audio") and
+    with random clips ("shuffled audio"); results["ablation"] then holds one row per task and split:
+    text twin · retrieved · excluded · oracle · shuffled audio.
 
     Whole splits by default. max_items > 0 scores a fixed subset of each larger split (the items with the smallest
     hash of their id, so every model and every run sees the same ones); the table then says so and shows n of n_total."""
@@ -69,6 +70,10 @@ def evaluate(
     torch.manual_seed(seed)
     release = load_release(release_path)
     tasks = list(tasks) or release.tasks
+    group_clips = _group_clips(release) if ablation else {}
+    # answers a model could have learned: those of the task's train items (an unseen answer is learnable only from
+    # what the model is given: audio, captions)
+    train_answers = {t: {it["answer"] for it in task_items(release, [t], "train")} for t in tasks}
     rows, extras, span_cache, preds, modes = [], {}, {}, {}, {}
     cells = {}  # (task, split) -> (items, clusters, n_total)
     for task in tasks:
@@ -95,10 +100,10 @@ def evaluate(
                 "seed": meta.get("config", {}).get("seed"),
             }
         variants = [("retrieved", name)]
-        if ablation and modes[name]["mode"] == "audiobert" and modes[name]["checkpoint"]:
-            for src in AUDIO_SOURCES[1:]:
-                variants.append((src, f"{name} · {src} audio"))
-                modes[f"{name} · {src} audio"] = dict(modes[name], variant_of=name, audio=src)
+        if ablation and modes[name]["checkpoint"]:
+            for src in model.variants()[1:]:
+                variants.append((src, variant_name(name, src)))
+                modes[variant_name(name, src)] = dict(modes[name], variant_of=name, audio=src)
         for task in tasks:
             choices = release.choices(task)
             for split in splits:
@@ -113,28 +118,28 @@ def evaluate(
                     if hasattr(model, "span_cache"):
                         model.span_cache = span_cache  # models sharing a detector detect each item's spans once
                     kw = {"audio_source": src} if src != "retrieved" else {}
+                    if src == "excluded":
+                        kw["exclude"] = [set(it["clip_ids"]) | group_clips.get(it["group_id"], set()) for it in items]
                     scores = model.score(items, choices, batch_size=batch_size, **kw)
                     pred = [choices[j] for j in scores.argmax(1)]
                     preds[(vname, task, split)] = pred
                     m = compute_metrics(gold, pred, task_metrics)
                     ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, clusters, n_boot=n_boot, seed=seed)) for k in task_metrics}
                     rows.append({"model": vname, "spec": str(spec), "task": task, "split": split, "n": len(items),
-                                 "n_total": n_total, "n_clusters": len(set(clusters)), **m, **ci})
+                                 "n_total": n_total, "n_clusters": len(set(clusters)), **m, **ci,
+                                 **seen_unseen(gold, pred, train_answers.get(task, set()))})
                     if not quiet:
                         print(f"[eval] {vname} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
         del model
     comparisons = []
-    for name in modes:
-        twin = text_twin(name, modes)
-        if twin is None:
-            continue
+    for name, baseline in compared_pairs(modes):
         for (task, split), (items, clusters, _) in cells.items():
-            if (name, task, split) not in preds:
+            if (name, task, split) not in preds or (baseline, task, split) not in preds:
                 continue
             gold = [it["answer"] for it in items]
             for k in metrics or release.metrics(task):
-                r = paired_test(gold, preds[(name, task, split)], preds[(twin, task, split)], k, clusters, n_boot=n_boot, seed=seed)
-                comparisons.append({"model": name, "baseline": twin, "task": task, "split": split, "metric": k, **r})
+                r = paired_test(gold, preds[(name, task, split)], preds[(baseline, task, split)], k, clusters, n_boot=n_boot, seed=seed)
+                comparisons.append({"model": name, "baseline": baseline, "task": task, "split": split, "metric": k, **r})
     results = {
         "release": {"name": release.name, "version": release.version, "path": str(release.path)},
         "seed": seed,
@@ -153,35 +158,92 @@ def evaluate(
     return results
 
 
+def _group_clips(release) -> dict[str, set[str]]:
+    """group id -> every clip of every item of that group, over all tasks and splits of the release."""
+    from models.data import task_items
+
+    out: dict[str, set[str]] = {}
+    for split in ("train", "dev", "test", "wiki"):
+        for it in task_items(release, release.tasks, split):
+            out.setdefault(it["group_id"], set()).update(it["clip_ids"])
+    return out
+
+
+def variant_name(name: str, src: str) -> str:
+    """The row name of a checkpoint scored with another audio source ("AudioBERT(minilm) · excluded audio"); the
+    caption twin's variants read captions ("caption twin(minilm) · excluded captions")."""
+    return f"{name} · {src} {'captions' if name.startswith('caption twin') else 'audio'}"
+
+
+def seen_unseen(gold: Sequence[str], pred: Sequence[str], seen: set[str]) -> dict:
+    """Accuracy over the items whose answer is a train answer of the task (seen) and over the others (unseen)."""
+    out = {}
+    for part, keep in (("seen", [g in seen for g in gold]), ("unseen", [g not in seen for g in gold])):
+        n = sum(keep)
+        out[f"n_{part}"] = n
+        out[f"accuracy_{part}"] = sum(g == p for g, p, k in zip(gold, pred, keep) if k) / n if n else float("nan")
+    return out
+
+
+CONTROLS = ("text twin", "caption twin", "caption twin · excluded", "retrieved audio", "excluded audio", "oracle audio",
+            "shuffled audio")  # the control table's columns, in the order a reader weighs them
+
+
 def _ablation_rows(rows: list[dict], modes: dict[str, dict], splits: Sequence[str]) -> list[dict]:
-    """Per AudioBERT checkpoint, task and ablation split: accuracy [CI] of the text twin and of the checkpoint with
-    retrieved, oracle and shuffled audio."""
+    """Per AudioBERT checkpoint, task and ablation split: accuracy [CI] (and seen / unseen accuracy) of each control:
+    the text twin, the caption twin (retrieved and item-clips-excluded captions) and the checkpoint with retrieved,
+    excluded, oracle and shuffled audio."""
     by = {(r["model"], r["task"], r["split"]): r for r in rows}
     out = []
     for name, m in modes.items():
         if m.get("variant_of") or m["mode"] != "audiobert" or not m["checkpoint"]:
             continue
-        twin = text_twin(name, modes)
+        twin, captions = text_twin(name, modes), twin_of(name, modes, "captions")
         for (model, task, split), r in by.items():
             if model != name or split not in splits:
                 continue
-            cols = {"text twin": twin, **{f"{src} audio": (name if src == "retrieved" else f"{name} · {src} audio") for src in AUDIO_SOURCES}}
-            cell = {k: ({"accuracy": by[(v, task, split)]["accuracy"], "ci": by[(v, task, split)]["accuracy_ci"]}
-                        if (v, task, split) in by else None) for k, v in cols.items()}
+            cols = {"text twin": twin, "caption twin": captions,
+                    "caption twin · excluded": variant_name(captions, "excluded") if captions else None,
+                    **{f"{src} audio": (name if src == "retrieved" else variant_name(name, src)) for src in AUDIO_SOURCES}}
+            cell = {k: ({f: by[(v, task, split)][f] for f in ("accuracy", "accuracy_seen", "accuracy_unseen", "n_seen", "n_unseen")}
+                        | {"ci": by[(v, task, split)]["accuracy_ci"]} if (v, task, split) in by else None) for k, v in cols.items()}
             out.append({"model": name, "task": task, "split": split, "n": r["n"], **cell})
     return out
 
 
+def compared_pairs(modes: dict[str, dict]) -> list[tuple[str, str]]:
+    """(model, baseline) pairs tested on the same items: every checkpoint and baseline against the text twin, and
+    each AudioBERT run against the caption twin given the same hits (retrieved with retrieved, excluded with excluded)."""
+    out = []
+    for name, m in modes.items():
+        twin = text_twin(name, modes)
+        if twin is not None and not m.get("variant_of"):
+            out.append((name, twin))
+        base = m.get("variant_of", name)
+        captions = twin_of(base, modes, "captions") if m["mode"] == "audiobert" and m["checkpoint"] else None
+        src = m.get("audio", "retrieved")
+        if captions and src in ("retrieved", "excluded"):
+            other = captions if src == "retrieved" else variant_name(captions, "excluded")
+            if other in modes:
+                out.append((name, other))
+    return out
+
+
+def twin_of(name: str, modes: dict[str, dict], mode: str) -> str | None:
+    """The checkpoint of `mode` (text, captions) a model is paired against: one of the same LM when there is one,
+    else the first; None for such a checkpoint itself (and when there is none)."""
+    if modes[name]["checkpoint"] and modes[name]["mode"] == mode:
+        return None
+    found = [n for n, m in modes.items() if m["checkpoint"] and m["mode"] == mode and not m.get("variant_of")]
+    same = [n for n in found if modes[n]["lm"] == modes[name]["lm"]]
+    return (same or found or [None])[0]
+
+
 def text_twin(name: str, modes: dict[str, dict]) -> str | None:
-    """The text-only checkpoint a model is paired against: one of the same LM when there is one, else the first
-    text-only checkpoint; None for text-only checkpoints themselves (and when there is none)."""
+    """The text-only checkpoint a model is paired against (twin_of with mode text); None for text-only checkpoints."""
     if modes[name]["checkpoint"] and modes[name]["mode"] == "text":
         return None
-    texts = [n for n, m in modes.items() if m["checkpoint"] and m["mode"] == "text"]
-    if not texts:
-        return None
-    same = [n for n in texts if modes[n]["lm"] == modes[name]["lm"]]
-    return (same or texts)[0]
+    return twin_of(name, modes, "text")
 
 
 MIN_CLUSTERS = 5  # below this many independent clusters the table flags a cell's interval as uninformative
@@ -195,6 +257,10 @@ def _fmt_ci(v, ci) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.3f}"
+
+
+def _fmt_acc(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
 def _fmt_p(p) -> str:
@@ -230,7 +296,7 @@ def render_table(results: dict) -> str:
                   "their intervals cannot show the real uncertainty (one cluster gives a point)."]
     comps = results.get("comparisons") or []
     if comps:
-        lines += ["", "## Against the text-only twin (same items, paired)", "",
+        lines += ["", "## Paired comparisons (same items): against the text twin, and AudioBERT against the caption twin", "",
                   "| model | vs | task | split | metric | n | difference | 95 % CI | p (bootstrap) | p (McNemar exact) |",
                   "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
         for c in comps:
@@ -240,14 +306,23 @@ def render_table(results: dict) -> str:
                          f"{_fmt_p(c['p'])} | {_fmt_p(c.get('mcnemar_p'))} |")
     abl = results.get("ablation") or []
     if abl:
-        cols = ["text twin"] + [f"{s} audio" for s in AUDIO_SOURCES]
-        lines += ["", "## Ablation: what the audio carries (accuracy, 95 % CI)", "",
+        cols = [c for c in CONTROLS if any(a.get(c) for a in abl)]
+        lines += ["", "## Controls: what the audio carries beyond the captions that found it (accuracy, 95 % CI)", "",
                   "| model | task | split | n | " + " | ".join(cols) + " |", "|---|---|---|---:|" + "---:|" * len(cols)]
         for a in abl:
             lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {a['n']} | "
                          + " | ".join(_fmt_ci(a[c]["accuracy"], a[c]["ci"]) if a.get(c) else "–" for c in cols) + " |")
-        lines += ["", "Oracle ≫ retrieved: retrieval is the bottleneck. Oracle ≈ text twin: the injection or its training is. "
-                  "Shuffled ≈ retrieved: the model does not use what the audio says."]
+        lines += ["", "Split by the answer: seen (a train answer of the task) / unseen (never a train answer; only what the "
+                  "model is given can name it). Accuracy, with n:", "",
+                  "| model | task | split | n seen / unseen | " + " | ".join(cols) + " |", "|---|---|---|---:|" + "---:|" * len(cols)]
+        for a in abl:
+            first = next(a[c] for c in cols if a.get(c))
+            lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {first['n_seen']} / {first['n_unseen']} | "
+                         + " | ".join(f"{_fmt_acc(a[c]['accuracy_seen'])} / {_fmt_acc(a[c]['accuracy_unseen'])}" if a.get(c) else "–"
+                                      for c in cols) + " |")
+        lines += ["", "Caption twin ≈ retrieved audio: the gain is what retrieval's captions say, not what the audio says. "
+                  "Excluded ≪ retrieved: the gain came from finding the item's own clips (or its group's). Oracle ≫ "
+                  "retrieved: retrieval is the bottleneck. Shuffled ≈ retrieved: the model does not use what the audio says."]
     for name, ex in results.get("models", {}).items():
         im = ex.get("index_models") or {}
         lines += ["", f"**{name}**" + (f" — retrieval: {im['retrieval']}, injected audio: {im.get('inject', '–')}" if im else " — text only")]

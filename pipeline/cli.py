@@ -142,14 +142,15 @@ def cmd_import_official(args) -> None:
     if args.score:  # train and score on the original and the resplit release, for the resplit card
         import tempfile
 
-        from models.config import TrainConfig
+        from models.config import RunOptions, TrainConfig
         from models.leakage import score_resplit
 
         if not args.resplit:
             raise AuditoryBenchError("--score needs --resplit (it compares the official test with the resplit test)")
         p = _params(args, "train", preset=args.preset, lm=args.lm, device=args.device, index_dir=args.index)
         with tempfile.TemporaryDirectory(prefix="resplit-score-") as work:
-            scores = score_resplit(Path(args.src), version, TrainConfig.from_params(p), Path(work), quiet=args.quiet)
+            scores = score_resplit(Path(args.src), version, TrainConfig.from_params(p), Path(work), RunOptions.from_params(p),
+                                   quiet=args.quiet)
     path = import_official(Path(args.src), Path(args.releases), version, resplit=args.resplit, resplit_scores=scores)
     print(path)
     print(_defects_line(json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("defects") or {}))
@@ -196,11 +197,12 @@ def cmd_params(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from models.train import TrainConfig, train
+    from models.config import RunOptions, TrainConfig
+    from models.train import train
 
     p = _params(args, "train", preset=args.preset, mode=args.mode, epochs=args.epochs, lm=args.lm, device=args.device,
                 seed=args.seed, detector_dir=args.detector_dir, index_dir=args.index)
-    print(train(args.release, TrainConfig.from_params(p), Path(args.out), quiet=args.quiet))
+    print(train(args.release, TrainConfig.from_params(p), Path(args.out), RunOptions.from_params(p), quiet=args.quiet))
 
 
 def cmd_eval(args) -> None:
@@ -282,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("release", help="a release folder or name (e.g. demo, official)")
     p.add_argument("--out", required=True, help="checkpoint folder (training resumes from its last state)")
     p.add_argument("--preset", default=None, choices=["published", "demo"], help="published settings (default) or the small demo config")
-    p.add_argument("--mode", default=None, choices=["audiobert", "text"], help="text: the same model and gate with no audio")
+    p.add_argument("--mode", default=None, choices=["audiobert", "text", "captions"], help="text: the same model and gate with no audio; captions: no audio, the retrieved clips' captions as text")
     p.add_argument("--detector-dir", default=None, help="reuse a trained span detector")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--lm", default=None, help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)")

@@ -8,6 +8,9 @@ Held-out names (`split.holdout_frac` > 0): a fraction of the names items are bui
 an animal item its onomatopoeia — chosen by hashing the name, never occurs in train: every group with a clip of a
 held-out name goes to dev or test (by its group hash, in the ratio of their fractions). Test then asks about sources
 and sound words no training item mentions: what a model can only answer from the audio, not from a name it memorised.
+A held-out sound word never takes every train example of its animal away: of an animal whose words all hash below
+the fraction, the word with the highest hash stays in train, so every animal of the test is a train answer too (an
+answer no model ever saw in training measures nothing but a prior).
 """
 
 from __future__ import annotations
@@ -39,11 +42,23 @@ def assign_split(group_id: str, seed: int | str, fractions: dict[str, float]) ->
     return _ORDER[-1]
 
 
-def held_out_names(names, seed: int | str, frac: float) -> set[str]:
-    """The names (lower-cased) held out of train: those whose hash with the seed falls below frac."""
+def held_out_names(names, seed: int | str, frac: float, answers=None) -> set[str]:
+    """The names (lower-cased) held out of train: those whose hash with the seed falls below frac. answers (beside
+    names, "" where a name is no answer's cue): per answer, when every one of its names would be held out, the one
+    with the highest hash is kept in train, so no answer loses all its train examples."""
     if not 0.0 <= frac < 1.0:
         raise ConfigError(f"split.holdout_frac = {frac}: expected 0 <= holdout_frac < 1")
-    return {n for n in {str(x).strip().lower() for x in names} if n and unit_interval(n, f"{seed}/holdout") < frac}
+    low = [str(x).strip().lower() for x in names]
+    u = {n: unit_interval(n, f"{seed}/holdout") for n in low if n}
+    held = {n for n, h in u.items() if h < frac}
+    by_answer: dict[str, set[str]] = {}
+    for n, a in zip(low, answers if answers is not None else [""] * len(low)):
+        if n and a:
+            by_answer.setdefault(str(a), set()).add(n)
+    for words in by_answer.values():
+        if words <= held:
+            held.discard(max(words, key=lambda n: (u[n], n)))
+    return held
 
 
 def split_clips(clips: pd.DataFrame, quarantined: set[str], seed: int | str, fractions: dict[str, float],
@@ -56,7 +71,7 @@ def split_clips(clips: pd.DataFrame, quarantined: set[str], seed: int | str, fra
     df["group_id"] = df["audio_sha256"]
     df["split"] = [assign_split(g, seed, fractions) for g in df["group_id"]]
     if holdout_frac > 0 and names is not None and len(names):
-        held = held_out_names(names["name"], seed, holdout_frac)
+        held = held_out_names(names["name"], seed, holdout_frac, names["answer"] if "answer" in names.columns else None)
         held_clips = set(names.loc[names["name"].astype(str).str.strip().str.lower().isin(held), "clip_id"])
         held_groups = set(df.loc[df["clip_id"].isin(held_clips), "group_id"])
         rest = {s: fractions.get(s, 0.0) for s in ("dev", "test")}
@@ -71,11 +86,11 @@ def split_clips(clips: pd.DataFrame, quarantined: set[str], seed: int | str, fra
 
 
 def clip_names(categories: pd.DataFrame, animal_items: pd.DataFrame) -> pd.DataFrame:
-    """clip_id, name: each clip's source name, and for an animal item its onomatopoeia (the animal itself is the
-    answer, so it is never held out)."""
+    """clip_id, name, answer: each clip's source name (answer ""), and for an animal item its onomatopoeia with the
+    animal as its answer (the animal itself is the answer, so it is never held out)."""
     src = categories.loc[(categories["source_name"] != "") & (categories["category"] != "animal"), ["clip_id", "source_name"]]
-    ono = animal_items[["clip_id", "description"]]
-    return pd.concat([src.rename(columns={"source_name": "name"}), ono.rename(columns={"description": "name"})],
+    ono = animal_items[["clip_id", "description", "answer"]]
+    return pd.concat([src.rename(columns={"source_name": "name"}).assign(answer=""), ono.rename(columns={"description": "name"})],
                      ignore_index=True)
 
 
@@ -101,5 +116,5 @@ def split_stage(build_dir: Path, params: dict, quiet: bool = False, key: dict | 
         "groups_with_several_clips": int((df["group_id"].value_counts() > 1).sum()),
     }
     if names is not None:
-        counts["held_out_names"] = sorted(held_out_names(names["name"], params["seed"], frac))
+        counts["held_out_names"] = sorted(held_out_names(names["name"], params["seed"], frac, names["answer"]))
     return run.finish(counts)

@@ -79,7 +79,7 @@ class EmbedClips:
 
 
 def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = False, key: dict | None = None,
-                engine: str = "local", workers: int | None = None) -> dict:
+                engine: str = "local", workers: int | None = None, splits_path: Path | None = None) -> dict:
     """Build build_dir/index/audio_index/ from the clips of the read stage; return the stage manifest.
 
     The per-clip work (read, decode, embed: `EmbedClips`) is mapped by the engine (local process pool or Ray Data,
@@ -88,7 +88,9 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     (models._io.RowFile: through the file, never mapped); the index is assembled from them in clip order, so its bytes
     do not depend on the engine. The demo model's text side is embedded by the workers too (a clip's texts with its
     audio), into rows of its own scratch file. The driver reads them back a block of rows at a time and writes the
-    index's embeddings the same way (finish_index with out_dir): its memory does not grow with the corpus."""
+    index's embeddings the same way (finish_index with out_dir): its memory does not grow with the corpus.
+    splits_path: the split stage's clip_splits.parquet; the demo retrieval model then learns from the train split's
+    clips only (every clip stays retrievable). Without it (an index of a foreign corpus), a hash-chosen share."""
     import numpy as np
     from tqdm import tqdm
 
@@ -107,6 +109,11 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         inputs["categories"] = cats_path
     if rej_path.exists():
         inputs["measure_rejects"] = rej_path
+    fit_ids = None
+    if splits_path is not None:
+        inputs["clip_splits"] = Path(splits_path)
+        splits = pd.read_parquet(splits_path, columns=["clip_id", "split"])
+        fit_ids = set(splits.loc[splits["split"] == "train", "clip_id"].astype(str))
     run = StageRun("index", build_dir / "index", params, inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()
@@ -168,7 +175,7 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
             kept_texts = RowSubset(text_rows, np.concatenate([np.arange(text_row[i], text_row[i] + n_texts[i]) for i in kept]))
         out = run.path("audio_index")
         index = finish_index(ids, [captions[i] for i in kept], {s: RowSubset(a, kept) for s, a in arrays.items()}, plan,
-                             config, kept_texts, out_dir=out)
+                             config, kept_texts, out_dir=out, fit_ids=fit_ids)
     finally:
         for f in [*arrays.values(), *([text_rows] if text_rows is not None else [])]:
             f.discard()
@@ -203,7 +210,8 @@ def run(ctx) -> dict:
     if ctx.options.get("source"):
         raise InputError("index CORPUS needs --out DIR (without --out, the build's index stage indexes --corpus)")
     return index_stage(ctx.build_dir, ctx.corpus_root(), ctx.section("index"), quiet=ctx.quiet, key=ctx.key("index"),
-                       engine=ctx.options.get("engine") or "local", workers=ctx.options.get("workers"))
+                       engine=ctx.options.get("engine") or "local", workers=ctx.options.get("workers"),
+                       splits_path=ctx.input_paths("index")["clip_splits"])
 
 
 def index_corpus(corpus: str | Path, out_dir: str | Path, read_params: dict, index_params: dict,

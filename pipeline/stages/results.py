@@ -1,4 +1,5 @@
-"""The results stage: the text-only twin vs AudioBERT on every task and split of the release (models.eval)."""
+"""The results stage: AudioBERT against its controls (text twin, caption twin; excluded, oracle and shuffled audio) on
+every task and split of the release (models.eval)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def run(ctx) -> dict:
     p = ctx.section("eval")
     run = StageRun("results", ctx.stage_dir("results"), p, key=ctx.key("results"), quiet=ctx.quiet)
     if not run.fresh():
-        evaluate(ctx.release_dir(), [str(ctx.stage_dir("text_twin")), str(ctx.stage_dir("audiobert"))], run.out_dir,
+        evaluate(ctx.release_dir(), [str(ctx.stage_dir(s)) for s in ("text_twin", "caption_twin", "audiobert")], run.out_dir,
+                 tasks=tuple(p["tasks"]),
                  splits=tuple(p["splits"]), device=p["device"], seed=int(p["seed"]),
                  max_items=int(p["max_items"]), ablation=tuple(p["ablation"]), quiet=ctx.quiet)
         run.record_output("results.json")

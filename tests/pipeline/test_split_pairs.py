@@ -14,6 +14,7 @@ from benchmark.schema import item_id
 from benchmark.tasks import get_task
 from pipeline.filter import apply_review_decisions, balance_labels, comparison_items, drop_repeated_sentences
 from pipeline.pairs import make_pairs, side_table
+from benchmark.hashing import unit_interval
 from pipeline.split import assign_split, clip_names, held_out_names, split_clips
 from pipeline.params import default_params
 
@@ -42,7 +43,8 @@ def test_held_out_names_never_reach_train_and_the_rest_splits_as_before() -> Non
     clips = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(n)], "audio_sha256": [f"{i:064x}" for i in range(n)]})
     categories = pd.DataFrame({"clip_id": clips["clip_id"], "category": ["animal" if i % 40 == 0 else "music" for i in range(n)],
                                "source_name": sources})
-    animal = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(0, n, 40)], "description": [f"woof{i % 7}" for i in range(0, n, 40)]})
+    animal = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(0, n, 40)], "description": [f"woof{i % 7}" for i in range(0, n, 40)],
+                           "answer": "dog"})
     names = clip_names(categories, animal)
     assert "source0" not in set(names["name"])  # an animal is an answer: never held out (its sound words are)
     held = held_out_names(names["name"], 3, 0.4)
@@ -58,6 +60,22 @@ def test_held_out_names_never_reach_train_and_the_rest_splits_as_before() -> Non
     assert (df.loc[rest, "split"] == "train").any()
     with pytest.raises(ConfigError, match="holdout_frac"):
         held_out_names(["a"], 0, 1.0)
+
+
+def test_a_held_out_sound_word_never_takes_every_train_example_of_its_animal() -> None:
+    """Of an animal whose sound words all hash below the fraction, one stays in train: every test answer is a
+    train answer too. Names that are no answer's cue (sources) are held out as hashed."""
+    words = [f"w{i}" for i in range(60)]
+    answers = [f"animal{i // 3}" for i in range(60)]  # three words each
+    plain = held_out_names(words, 5, 0.9)
+    kept = held_out_names(words, 5, 0.9, answers)
+    by = {}
+    for w, a in zip(words, answers):
+        by.setdefault(a, set()).add(w)
+    assert all(not ws <= kept for ws in by.values())  # every animal keeps a word in train
+    lost = [a for a, ws in by.items() if ws <= plain]
+    assert lost and plain - kept == {max(by[a], key=lambda w: (unit_interval(w, "5/holdout"), w)) for a in lost}
+    assert held_out_names(words, 5, 0.9, [""] * 60) == plain
 
 
 def _table(rows: list[tuple]) -> pd.DataFrame:
