@@ -76,7 +76,7 @@ CORPUS_DEP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock demo test bench bench-scale release review status clean distclean FORCE
+.PHONY: help install lock demo test bench bench-scale release review status clean distclean sweep FORCE
 
 help: ## list the targets
 	@echo "CORPUS=$(CORPUS) -> corpus id $(or $(ID),(run make install first)): build $(B)/, release $(RELEASE)"
@@ -154,8 +154,11 @@ review: $(B)/filter/manifest.json ## serve the review page for the build on 127.
 
 release: $(B)/release/manifest.json $(B)/card/manifest.json ## build the release and its card for CORPUS (e.g. make release CORPUS=/data/laion630k/freesound)
 
+# the README's demo figures are generated from this run's results.json (`auditorybench report`); for the default demo
+# (a deterministic run: same code, same seed, one thread) make checks that they are what this run printed
 demo: $(B)/results/manifest.json $(B)/card/manifest.json ## the whole job on the embedded demo corpus, ending with the results table
 	@cat $(B)/results/results.md
+	$(if $(filter demo,$(ID)),$(if $(DEMO_SIZE)$(SET),,$(AB) report $(B)/results/results.json --readme README.md --check))
 
 status: ## every stage of CORPUS as fresh / stale (and why) / missing
 	@$(AB) status $(ARGS)
@@ -167,6 +170,9 @@ review release demo status: $(INSTALLED)
 endif
 
 FORCE:
+
+sweep: $(INSTALLED) ## choose on dev: the demo recipe and each of its additions taken away, trained on the demo release, scored on dev only
+	$(AB) sweep releases/demo-1.0.0 --out bench_out/sweep $(Q)
 
 # -rs: every skipped test is named with its reason in the summary; pytest's exit 5 ("no tests collected") is a failure
 test: $(INSTALLED) ## run the test suite

@@ -205,6 +205,32 @@ def cmd_train(args) -> None:
     print(train(args.release, TrainConfig.from_params(p), Path(args.out), RunOptions.from_params(p), quiet=args.quiet))
 
 
+def cmd_sweep(args) -> None:
+    """Train the demo recipe and its variants on a release and choose by dev accuracy (models.sweep)."""
+    from models.config import RunOptions, TrainConfig
+    from models.sweep import VARIANTS, sweep
+
+    p = _params(args, "train", preset=args.preset, epochs=args.epochs, lm=args.lm, device=args.device, seed=args.seed)
+    chosen = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants}
+    res = sweep(args.release, TrainConfig.from_params(p), chosen, Path(args.out), RunOptions.from_params(p), quiet=args.quiet)
+    print((Path(args.out) / "sweep.md").read_text(encoding="utf-8"), end="")
+    print(f"chosen on dev: {res['chosen']}")
+
+
+def cmd_report(args) -> None:
+    """The README's demo results block from a results.json (models.report); --check: exit 1 when it differs."""
+    from models.report import headline, sync_readme
+
+    if not args.readme:
+        print(headline(json.loads(Path(args.results).read_text(encoding="utf-8"))), end="")
+        return
+    if sync_readme(args.results, args.readme, check=args.check):
+        print(f"{args.readme}: demo results match {args.results}")
+    else:
+        raise SystemExit(f"{args.readme}: its demo results differ from {args.results}; "
+                         f"`auditorybench report {args.results} --readme {args.readme}` rewrites them")
+
+
 def cmd_eval(args) -> None:
     from models.eval import evaluate
 
@@ -300,7 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-items", type=int, default=None, help="per task and split, a fixed hash-chosen subset (0 = all)")
     p.add_argument("--index", default=None, help="audio index AudioBERT checkpoints retrieve from (default: the release's, else their own)")
     p.add_argument("--ablation", nargs="+", default=None, metavar="SPLIT",
-                   help="also score AudioBERT with oracle (own clips) and shuffled audio on these splits: the ablation table")
+                   help="also score the controls on these splits: item clips excluded, oracle (own clips) and shuffled audio")
+    p = add("sweep", cmd_sweep, "train a recipe and its variants on a release, score them on dev only, choose by dev accuracy")
+    p.add_argument("release")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", default="demo", choices=["published", "demo"])
+    p.add_argument("--variants", nargs="+", default=None, help="names from models.sweep.VARIANTS (default: all)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lm", default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    p = add("report", cmd_report, "the README's demo results block (control table, what the controls support) from a results.json")
+    p.add_argument("results", help="results.json of `eval` or the results stage")
+    p.add_argument("--readme", default=None, help="rewrite the block between its demo-results markers (else print it)")
+    p.add_argument("--check", action="store_true", help="with --readme: only compare; exit 1 when the README differs")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)")
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     from pipeline.review.cli import add_parser as add_review_parser  # `review`: the review web app (pipeline/review/)
