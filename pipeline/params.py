@@ -109,7 +109,7 @@ class YinParams(_Section):
     steady_max_iqr_cents: float = 5  # ... must hold its pitch this still
     window_octave: bool = True  # one octave per analysis window (pitch._decide_octave), not per frame
     fold_cents: float = 100  # frames this near the window's pitch class, octaves apart, are folded onto one octave
-    octave_tol_window: float = 0.05  # the shortest octave whose median tilted difference is this near the best
+    octave_tol_window: float = 0.04  # the shortest candidate period whose median score is this near the best
 
 
 class HighParams(_Section):

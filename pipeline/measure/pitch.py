@@ -189,12 +189,12 @@ def _plain_difference(corr: np.ndarray, csum2: np.ndarray, starts: np.ndarray, w
 
 
 def _parabola_min(left: np.ndarray, mid: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """The minimum of the parabola through (-1, left), (0, mid), (1, right) where it bends upwards with its vertex
-    within a sample of 0 (a dip at mid), else mid; >= 0."""
+    """(value, dip): the minimum of the parabola through (-1, left), (0, mid), (1, right) where it bends upwards with
+    its vertex within a sample of 0 (dip: a local minimum at mid), else mid; value >= 0."""
     bend = left - 2.0 * mid + right
     safe = np.where(bend > 1e-12, bend, 1.0)
     dip = (bend > 1e-12) & (np.abs(left - right) <= 2.0 * safe)
-    return np.where(dip, np.clip(mid - (left - right) ** 2 / (8.0 * safe), 0.0, mid), mid)
+    return np.where(dip, np.clip(mid - (left - right) ** 2 / (8.0 * safe), 0.0, mid), mid), dip
 
 
 def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.ndarray, csum2: np.ndarray, dsum2: np.ndarray,
@@ -203,13 +203,18 @@ def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.
 
     tau int[frames]: each frame's own period (YIN's dip); voiced bool[frames]: frames periodic at it. The voiced frames'
     periods are folded onto one octave: their pitch class is the mode of log2(tau) mod 1 (48 bins, 25 cents each),
-    and a frame within yin.fold_cents of that class, an octave or more away, is a candidate for every octave of it in
-    the lag range (its own period times a power of two, re-found as the dip of d within a sample or two). Each octave
-    is scored by the median over those frames of the tilted normalised difference (_tilted_difference: rumble under the
-    fundamental does not favour long lags there) at it; the window's octave is the shortest period scoring within
-    yin.octave_tol_window of the best (a period also repeats at its multiples, so the best score alone cannot tell
-    them apart; a weak fundamental makes half its period score worse, not as well), and those frames move to it, up
-    or down. Frames not near the class (another note, a twelfth) keep their own period and still count in the IQR.
+    and the frames within yin.fold_cents of that class, whatever their octave, vote. Candidate periods are the class's
+    octaves and those of its twelfth above and below (a strong third harmonic) in the lag range; at each, a frame's lag
+    is its own period times the ratio, re-found as the dip of d within two samples. A candidate counts where most
+    frames have a dip of the plain normalised difference there and the median of min(d, tilted difference) is under
+    yin.voicing_threshold (short lags of a low tone differ little from it but do not dip; rumble under a fundamental
+    inflates d at the period, not the tilted difference). Its score is the median over frames of the smaller of the
+    plain and the tilted normalised differences, each at the vertex of a parabola through three lags (an integer lag
+    misses a short period by up to half a sample, which at 16 kHz scored a 523 Hz note's period worse than twice it).
+    The plain one holds an organ's 16' stop (0.8 at the 8' period), the tilted one rumble and the inharmonic upper
+    partials of struck bars. The window's period is the shortest candidate scoring within yin.octave_tol_window of the
+    best (a period repeats at its multiples, so they score as well; half a period of a tone with weak odd harmonics
+    scores worse, an oboe E5's 0.056), and the voting frames move to it, up or down; other frames keep their own.
     """
     if int(voiced.sum()) < 2:
         return tau
@@ -238,9 +243,13 @@ def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.
         target = m * tau[idx] * 2.0 ** (n - own_octave[idx])
         ok = (target >= min_lag) & (target <= max_lag)
         lag = _dip_near(d[idx], np.rint(np.clip(target, min_lag, max_lag)).astype(np.int64), 2, min_lag, max_lag)
-        # a period must be a YIN dip there (short lags of a low tone differ little from the tone: not a period)
-        if np.median(np.where(ok, d[idx, lag], 2.0)) < float(cfg["voicing_threshold"]):
-            t = _parabola_min(*(_plain_difference(corr[idx], csum2, starts[idx], win, lag + k) for k in (-1, 0, 1)))
+        # a period is a dip of the difference (short lags of a low tone differ little from the tone, but rise), and
+        # periodic there by YIN's measure or the tilted one (rumble under the fundamental inflates YIN's at a period)
+        plain, dip = _parabola_min(*(_plain_difference(corr[idx], csum2, starts[idx], win, lag + k) for k in (-1, 0, 1)))
+        tilted, _ = _parabola_min(*(_tilted_difference(corr[idx], dsum2, starts[idx], win, lag + k) for k in (-1, 0, 1)))
+        t = np.minimum(plain, tilted)
+        aperiodic = np.minimum(d[idx, lag], tilted)
+        if np.mean(dip & ok) >= 0.5 and np.median(np.where(ok, aperiodic, 2.0)) < float(cfg["voicing_threshold"]):
             lags[(n, m)] = lag
             scores[(n, m)] = float(np.median(np.where(ok, t, 2.0)))
             periods[(n, m)] = m * 2.0 ** (centre + n)
