@@ -197,6 +197,9 @@ def _parabola_min(left: np.ndarray, mid: np.ndarray, right: np.ndarray) -> np.nd
     return np.where(dip, np.clip(mid - (left - right) ** 2 / (8.0 * safe), 0.0, mid), mid), dip
 
 
+_TILT_MIN_LAG = 100  # samples: an integer lag within 0.5 % of the period (see _decide_octave)
+
+
 def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.ndarray, csum2: np.ndarray, dsum2: np.ndarray,
                    starts: np.ndarray, win: int, min_lag: int, max_lag: int, cfg: dict) -> np.ndarray:
     """int[frames]: each frame's period (lag in samples) on the one octave the whole window supports.
@@ -238,7 +241,7 @@ def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.
              for n in range(int(np.floor(np.log2(min_lag / m) - centre)) - 1, int(np.ceil(np.log2(max_lag / m) - centre)) + 2)
              if min_lag <= m * 2.0 ** (centre + n) <= max_lag]
     idx = np.flatnonzero(member)
-    lags, scores, periods = {}, {}, {}
+    lags, plains, both, periods = {}, {}, {}, {}
     for n, m in cands:
         target = m * tau[idx] * 2.0 ** (n - own_octave[idx])
         ok = (target >= min_lag) & (target <= max_lag)
@@ -247,14 +250,17 @@ def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.
         # periodic there by YIN's measure or the tilted one (rumble under the fundamental inflates YIN's at a period)
         plain, dip = _parabola_min(*(_plain_difference(corr[idx], csum2, starts[idx], win, lag + k) for k in (-1, 0, 1)))
         tilted, _ = _parabola_min(*(_tilted_difference(corr[idx], dsum2, starts[idx], win, lag + k) for k in (-1, 0, 1)))
-        t = np.minimum(plain, tilted)
         aperiodic = np.minimum(d[idx, lag], tilted)
         if np.mean(dip & ok) >= 0.5 and np.median(np.where(ok, aperiodic, 2.0)) < float(cfg["voicing_threshold"]):
             lags[(n, m)] = lag
-            scores[(n, m)] = float(np.median(np.where(ok, t, 2.0)))
+            plains[(n, m)] = float(np.median(np.where(ok, plain, 2.0)))
+            both[(n, m)] = float(np.median(np.where(ok, np.minimum(plain, tilted), 2.0)))
             periods[(n, m)] = m * 2.0 ** (centre + n)
-    if not scores:
+    if not periods:
         return tau
+    # the tilted difference, ruled by the upper harmonics, is no longer a parabola within half a sample of a short
+    # period: it joins the score only where every candidate is a long lag
+    scores = both if min(periods.values()) >= _TILT_MIN_LAG else plains
     best = min(scores.values())
     chosen = min((c for c in scores if scores[c] <= best + float(cfg["octave_tol_window"])), key=periods.__getitem__)
     out = tau.copy()
