@@ -85,10 +85,19 @@ class WriteParams(_LLMParams):
     guess_margin: float = 0.5  # rules guess: typical values must differ by this, else ""
 
 
+class VibratoParams(_Section):  # a periodic swing of the pitch track is one pitch, its centre (pitch.find_vibrato)
+    enabled: bool = True
+    rate_hz: list[float] = Field(default_factory=lambda: [3.0, 9.0])
+    min_periodicity: float = 0.5
+    max_extent_cents: float = 100
+    min_cycles: float = 2
+
+
 class PitchedParams(_Section):
     min_voiced_frac: float = 0.55
     max_iqr_cents: float = 150
     active_rel_db: float = 30
+    vibrato: VibratoParams = Field(default_factory=VibratoParams)
 
 
 class YinParams(_Section):
@@ -99,6 +108,9 @@ class YinParams(_Section):
     octave_max_aperiodicity: float = 0.6  # the octave check moves to tau/k only where the plain YIN dip is this deep
     steady_below_confidence: float = 0.85  # a clip less confident than this ...
     steady_max_iqr_cents: float = 5  # ... must hold its pitch this still
+    window_octave: bool = True  # one octave per analysis window (pitch._decide_octave), not per frame
+    fold_cents: float = 100  # frames this near the window's pitch class, octaves apart, are folded onto one octave
+    octave_tol_window: float = 0.04  # the shortest candidate period whose median score is this near the best
 
 
 class HighParams(_Section):
