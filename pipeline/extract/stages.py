@@ -93,6 +93,11 @@ def _counts(kept: int, rejects: list[dict]) -> dict:
     return {"kept": kept, "rejected": dict(sorted(reasons.items()))}
 
 
+def _llm_run_stats(backend) -> dict | None:
+    """run.json of an LLM run (it varies between runs): latency p50/p95, answers/s, the concurrency settled at."""
+    return {"llm_timing": backend.client.timing()} if backend.name == "openai" else None
+
+
 def _llm_extra(backend) -> dict:
     extra = {"backend": backend.name, "model": backend.model, "prompt_versions": backend.prompt_versions}
     if backend.name == "openai":
@@ -100,7 +105,6 @@ def _llm_extra(backend) -> dict:
         extra["sampling"] = backend.settings.sampling()
         extra["llm_stats"] = backend.stats
         extra["structured_output_used"] = backend.client.mode  # after any fallback (auto: json_schema, json_object, text)
-        extra["llm_timing"] = backend.client.timing()  # latency p50/p95, answers/s, the concurrency settled at
     return extra
 
 
@@ -192,7 +196,7 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
     extra["answer_vocabulary"] = lex.animals if backend.name == "rules" else "open"
     extra["answers_used"] = dict(sorted(Counter(items["answer"]).items()))
     extra["clips_with_instruction_text"] = sum(c.injected for c in clips)
-    return run.finish(counts, extra)
+    return run.finish(counts, extra, _llm_run_stats(backend))
 
 
 def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = False, offline: bool = False,
@@ -255,4 +259,4 @@ def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, ba
     extra = _llm_extra(backend)
     extra["guess_rate"] = round(len(guessed) / len(sentences), 4) if len(sentences) else 0.0
     extra["guess_agreement"] = round(float((guessed["llm_guess"] == guessed["answer"]).mean()), 4) if len(guessed) else None
-    return run.finish(counts, extra)
+    return run.finish(counts, extra, _llm_run_stats(backend))

@@ -122,7 +122,7 @@ def test_an_answer_resets_the_count_of_failed_tries(tmp_path):
                                                                           max_retries=10, max_consecutive_failures=2), quiet=True)
         assert srv.count == 23  # 12 answers, 11 failed tries between them
     assert manifest["counts"]["kept"] == 6 and manifest["llm_stats"]["retries"] == 11
-    timing = manifest["llm_timing"]
+    timing = manifest["run"]["llm_timing"]  # run.json: it varies between runs
     assert timing["answered"] == 12 and 0 < timing["latency_p50_s"] <= timing["latency_p95_s"]
     assert timing["answers_per_s"] > 0 and timing["concurrency_settled"] == 1
 
