@@ -193,9 +193,27 @@ clean: ## remove build outputs (keeps .venv, releases, data_cards and the demo c
 distclean: clean ## also remove releases, the demo corpus and .venv (keeps data_cards/, which git tracks)
 	rm -rf $(RELEASES) $(DEMO_ROOT) $(VENV)
 
-# ---- a real small model through the LLM stages (not part of `make test`: it builds llama-cpp-python, ~10 min once)
-.PHONY: check-llm
-# CHECK_LLM_ARGS: e.g. '--n-clips 24' (bench/check_llm.py --help; the default 72 clips took 15.5 min on 2 busy cores)
-check-llm: $(INSTALLED) ## the LLM stages with SmolLM2-135M (llama.cpp's server) beside the rules, against the demo truth
-	$(PY) -c "import llama_cpp.server" 2>/dev/null || $(PY) -m pip install -q -e '.[llm-check]'
+# ---- before a real run: the LLM against the demo truth, a sample of CORPUS, the whole run projected -------------
+.PHONY: preflight check-llm
+# PREFLIGHT_ARGS: e.g. '--n-clips 24 --sample-clips 100' or '--accept-weak-llm' (auditorybench preflight --help); the
+# endpoint is $$OPENAI_BASE_URL (key: $$OPENAI_API_KEY), the model --model / $$AUDITORYBENCH_LLM_MODEL / params.yaml
+preflight: $(INSTALLED) | $(CORPUS_DEP) ## the LLM (LLM=openai, the default here) against the demo truth, a sample of CORPUS, the run projected
+	$(AB) preflight '$(CORPUS)' --llm $(or $(LLM),openai) --out $(BUILD_ROOT)/preflight $(if $(META),--meta '$(META)') $(Q) $(PREFLIGHT_ARGS)
+
+# llama-cpp-python built portable (not for this host's CPU: a native build on a Xeon with AVX-512 and AMX died with a
+# general-protection fault in libggml-cpu.so on its first completion): x86-64 with AVX2/FMA/F16C/BMI2, no AVX-512, no
+# AMX; built from source without pip's wheel cache (which would hand back an earlier native build), ~10+ min once
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+                    -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+                    -DLLAVA_BUILD=OFF
+LLAMA_SERVER := $(VENV)/.llama-portable
+$(LLAMA_SERVER): $(INSTALLED)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q --no-cache-dir --force-reinstall --no-deps \
+	    --no-binary llama-cpp-python 'llama-cpp-python==0.3.36'
+	$(PY) -m pip install -q -e '.[llm-check]'
+	touch $@
+
+# CHECK_LLM_ARGS: e.g. '--n-clips 24 --sample-clips 24' (bench/check_llm.py --help; 72 demo clips took 15.5 min on 2 busy cores)
+# (the corpus sampled: its own demo truth corpus; add --corpus DIR to CHECK_LLM_ARGS for another)
+check-llm: $(LLAMA_SERVER) ## preflight against SmolLM2-135M in llama.cpp's server (one completion verified first)
 	$(PY) bench/check_llm.py --out $(BUILD_ROOT)/check-llm $(if $(QUIET),--quiet,) $(CHECK_LLM_ARGS)

@@ -242,6 +242,19 @@ def cmd_eval(args) -> None:
         print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
 
 
+def cmd_preflight(args) -> None:
+    """The LLM against the demo truth, a sample of CORPUS, and the projection of the whole run (pipeline.preflight)."""
+    from pipeline.preflight import Thresholds, run_preflight
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    run_preflight(args.corpus, Path(args.out), llm=args.llm, model=args.model, n_truth_clips=args.n_clips,
+                  sample_clips=args.sample_clips, accept_weak=args.accept_weak_llm, params_path=args.params,
+                  meta=args.meta, quiet=args.quiet, log=say,
+                  thresholds=Thresholds(args.min_category_agreement, args.min_animal_recall))
+
+
 def cmd_demo(args) -> None:
     """The whole chain on the embedded demo corpus, as `make demo` does."""
     import subprocess
@@ -340,6 +353,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="results.json of `eval` or the results stage")
     p.add_argument("--readme", default=None, help="rewrite the block between its demo-results markers (else print it)")
     p.add_argument("--check", action="store_true", help="with --readme: only compare; exit 1 when the README differs")
+    p = add("preflight", cmd_preflight, "before a real run: the LLM against the demo truth (beside the rules), a sample of "
+            "CORPUS, and the whole run projected; non-zero exit when the model is below the thresholds")
+    p.add_argument("corpus", nargs="?", default=None, help="the corpus folder or glob of tar shards a real run would "
+                   "read (default: the demo corpus of the truth check stands in)")
+    p.add_argument("--llm", default="openai", choices=["openai", "rules"], help="openai: the endpoint of $OPENAI_BASE_URL "
+                   "(else params.yaml, else api.openai.com); rules: the projection without an LLM")
+    p.add_argument("--model", default=None, help="LLM model name (else $AUDITORYBENCH_LLM_MODEL, else params.yaml)")
+    p.add_argument("--meta", default=None, help="the corpus's *_meta.csv (default: found beside it)")
+    p.add_argument("--out", default=str(Path(os.environ.get("AUDITORYBENCH_BUILD", "build")) / "preflight"))
+    p.add_argument("--n-clips", type=int, default=72, help="clips of the demo corpus the LLM is checked on (truth known)")
+    p.add_argument("--sample-clips", type=int, default=300, help="clips sampled from CORPUS for the projection")
+    from pipeline.preflight.truth import Thresholds
+
+    p.add_argument("--min-category-agreement", type=float, default=Thresholds.min_category_agreement,
+                   help="of the demo clips, with the true category")
+    p.add_argument("--min-animal-recall", type=float, default=Thresholds.min_animal_recall,
+                   help="of the demo's true animal clips, with an accepted item naming the true animal")
+    p.add_argument("--accept-weak-llm", action="store_true", help="report a model below the thresholds, exit 0")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)")
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     from pipeline.review.cli import add_parser as add_review_parser  # `review`: the review web app (pipeline/review/)

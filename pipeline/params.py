@@ -60,6 +60,7 @@ class _LLMParams(_Section):
     timeout_s: float = 60
     max_retries: int = 5
     retry_budget: int = 500
+    max_consecutive_failures: int = 48  # failed tries in a row, run-wide, before the endpoint is taken as down
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30
     max_retry_after_s: float = 120

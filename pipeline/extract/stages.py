@@ -2,7 +2,8 @@
 
 Both run a backend ("rules" offline, or "openai" for any OpenAI-compatible server) and send every proposal through
 the same `validate` gate. Rejects are kept with a reason in rejects.parquet; a stage stops with RejectBudgetError when
-they exceed max_reject_frac. LLM answers live in build/<corpus>/llm_cache/, so a rerun replays them with no request.
+they exceed max_reject_frac. A unit the endpoint failed to answer is no reject: the stage ends incomplete
+(pending.stop_if_pending). LLM answers live in build/<corpus>/llm_cache/, so a rerun replays them with no request.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from benchmark.schema import COLUMNS
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import LLMSettings
 from pipeline.extract.lexicon import load_lexicon
+from pipeline.extract.pending import is_pending, stop_if_pending
 from pipeline.extract.records import Failure, make_clip_text, make_pair_text
 from pipeline.extract.rules import RulesBackend
 from pipeline.extract.validate import validate_animal_item, validate_category, validate_sentence
-from pipeline.stage import StageRun, log
+from pipeline.stage import StageRun
 
 __all__ = ["extract_stage", "write_stage", "make_backend", "BACKENDS", "CATEGORY_COLUMNS", "ANIMAL_COLUMNS", "SENTENCE_COLUMNS"]
 
@@ -29,8 +31,6 @@ BACKENDS = ("rules", "openai")
 CATEGORY_COLUMNS = ["clip_id", "category", "source_name", "category_path", "confidence", "backend"]
 ANIMAL_COLUMNS = ["clip_id", "sentence", "answer", "description", "spans", "backend", "model", "prompt_version"]
 SENTENCE_COLUMNS = ["pair_id", "task", "sentence", "span1", "span2", "answer", "llm_guess", "backend", "model", "prompt_version"]
-_TRANSIENT = ("llm_rate_limited", "llm_server_error", "llm_timeout", "llm_connection_error", "llm_http_error",
-              "llm_protocol_error")
 _EXTRACT_PROMPTS = {"categorise": "prompt_categorise", "animal_item": "prompt_animal_item"}
 _WRITE_PROMPTS = {"comparison_sentence": "prompt_comparison_sentence"}
 
@@ -90,8 +90,12 @@ def _check_budget(stage: str, n_units: int, rejects: list[dict], max_frac: float
 
 def _counts(kept: int, rejects: list[dict]) -> dict:
     reasons = Counter(r["reason"] for r in rejects)
-    return {"kept": kept, "rejected": dict(sorted(reasons.items())),
-            "transient": sum(n for r, n in reasons.items() if r in _TRANSIENT)}
+    return {"kept": kept, "rejected": dict(sorted(reasons.items()))}
+
+
+def _llm_run_stats(backend) -> dict | None:
+    """run.json of an LLM run (it varies between runs): latency p50/p95, answers/s, the concurrency settled at."""
+    return {"llm_timing": backend.client.timing()} if backend.name == "openai" else None
 
 
 def _llm_extra(backend) -> dict:
@@ -123,7 +127,7 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
     run = StageRun("extract", build_dir / "extract", _run_params(params, backend, "extract"), inputs={"clips": clips_path},
                    key=key, quiet=quiet)
     prev = run.previous()
-    if prev and not prev.get("counts", {}).get("transient") and run.fresh():
+    if prev and run.fresh():
         return prev
     max_chars = int(params.get("max_caption_chars", 600))
     df = pd.read_parquet(clips_path)
@@ -147,7 +151,8 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
         p = props.get(c.clip_id, Failure("missing_in_reply"))
         results[c.clip_id] = p if isinstance(p, Failure) else validate_category(c, p, lex)
     if backend.batched and batch_size > 1:
-        again = [c for c in clips if isinstance(results[c.clip_id], Failure)]
+        # (not those the endpoint failed: asked alone, their answers would depend on when it failed)
+        again = [c for c in clips if isinstance(results[c.clip_id], Failure) and not is_pending(results[c.clip_id])]
         if again:
             props = backend.propose_categories([[c] for c in again])
             for c in again:
@@ -177,6 +182,7 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
 
     categories = pd.DataFrame(cat_rows, columns=CATEGORY_COLUMNS)
     items = pd.DataFrame(item_rows, columns=ANIMAL_COLUMNS)
+    stop_if_pending("extract", rejects, len(clips), "clips", backend)
     reject_df = pd.DataFrame(rejects, columns=COLUMNS["rejects"])
     run.write_table("rejects.parquet", reject_df)
     _check_budget("extract", len(clips) + len(animal), rejects, float(params.get("max_reject_frac", 0.5)),
@@ -190,9 +196,7 @@ def _extract(build_dir: Path, clips_path: Path, params: dict, backend, quiet: bo
     extra["answer_vocabulary"] = lex.animals if backend.name == "rules" else "open"
     extra["answers_used"] = dict(sorted(Counter(items["answer"]).items()))
     extra["clips_with_instruction_text"] = sum(c.injected for c in clips)
-    if counts["transient"] and not quiet:
-        log(f"[extract] {counts['transient']} units failed on the network; rerun to ask for them again (answers are cached)")
-    return run.finish(counts, extra)
+    return run.finish(counts, extra, _llm_run_stats(backend))
 
 
 def write_stage(build_dir: Path, params: dict, task_specs: dict, quiet: bool = False, offline: bool = False,
@@ -218,7 +222,7 @@ def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, ba
     run_params["task_specs"] = {name: {k: v for k, v in spec.items() if k != "prompt_file"} for name, spec in task_specs.items()}
     run = StageRun("write", build_dir / "write", run_params, inputs={"pairs": pairs_path}, key=key, quiet=quiet)
     prev = run.previous()
-    if prev and not prev.get("counts", {}).get("transient") and run.fresh():
+    if prev and run.fresh():
         return prev
     max_chars = int(params.get("max_caption_chars", 600))
     df = pd.read_parquet(pairs_path).sort_values("pair_id", kind="stable")
@@ -244,6 +248,7 @@ def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, ba
             version = backend.sentence_prompt(p.task).id if backend.name == "openai" else _prompt_id(backend, "rules")
             rows.append({**res, "answer": labels[p.pair_id], "backend": backend.name, "model": backend.model,
                          "prompt_version": version})
+    stop_if_pending("write", rejects, len(pairs), "pairs", backend)
     reject_df = pd.DataFrame(rejects, columns=COLUMNS["rejects"])
     run.write_table("rejects.parquet", reject_df)
     _check_budget("write", len(df), rejects, float(params.get("max_reject_frac", 0.5)), run.path("rejects.parquet"))
@@ -254,4 +259,4 @@ def _write(build_dir: Path, pairs_path: Path, params: dict, task_specs: dict, ba
     extra = _llm_extra(backend)
     extra["guess_rate"] = round(len(guessed) / len(sentences), 4) if len(sentences) else 0.0
     extra["guess_agreement"] = round(float((guessed["llm_guess"] == guessed["answer"]).mean()), 4) if len(guessed) else None
-    return run.finish(counts, extra)
+    return run.finish(counts, extra, _llm_run_stats(backend))
