@@ -42,6 +42,7 @@ from benchmark.errors import ConfigError, InputError
 from models.config import CHECKPOINT_FORMAT, TrainConfig
 from models.data import oracle_span_audio, pad_audio, retrieve_span_audio, task_items
 from models.infer import audio_token, autocast, build_model, reranker
+from models.placement import left_out_summary, placeable_items
 
 __all__ = ["TrainConfig", "train", "drop_names", "MADE_UP_WORDS"]
 
@@ -185,10 +186,11 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     if not items:
         raise InputError(f"{release.path}: no train items for tasks {tasks}")
     spans = [it["spans"] for it in items] if config.train_spans == "gold" else detector.predict([it["sentence"] for it in items])
-    pieces = [answer_pieces(tok, it["answer"]) for it in items]
     # comparison items can be trained the other way round: spans exchanged, answer flipped (choices: [more, less])
     other = {t: dict(zip(release.choices(t), release.choices(t)[::-1])) for t in tasks
              if release.kind(t) == "comparison" and len(release.choices(t)) == 2}  # task -> answer -> the flipped one
+    items, spans, left_out = placeable_items(items, spans, tok, config, other)  # every item placed up front, or left out
+    pieces = [answer_pieces(tok, it["answer"]) for it in items]
     flipped_pieces = [answer_pieces(tok, other[it["task"]][it["answer"]]) if it["answer"] in other.get(it["task"], {}) else None
                       for it in items]
     audio = retrieve_span_audio(index, spans, config.retrieval_k, config.rerank, reranker(config))[0] if index is not None else None
@@ -288,6 +290,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         "history": history,
         "span_detector": det_report,
         "train_items": len(items),
+        "left_out": left_out_summary(left_out),
         "align_loss": None if math.isnan(align_loss) else round(align_loss, 4),
         "train_s": round(time.perf_counter() - t0, 2),
     }

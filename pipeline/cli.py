@@ -198,6 +198,13 @@ def cmd_eval(args) -> None:
         print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
 
 
+def cmd_export(args) -> None:
+    """A release in another harness's format: `export lm-eval RELEASE --out DIR` (lm-evaluation-harness tasks)."""
+    from benchmark.export_lm_eval import export_lm_eval
+
+    print(export_lm_eval(args.release, Path(args.out), split=args.split, tasks=tuple(args.tasks or ())))
+
+
 def cmd_demo(args) -> None:
     """The whole chain on the embedded demo corpus, as `make demo` does."""
     import subprocess
@@ -283,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None, help="audio index AudioBERT checkpoints retrieve from (default: the release's, else their own)")
     p.add_argument("--ablation", nargs="+", default=None, metavar="SPLIT",
                    help="also score AudioBERT with oracle (own clips) and shuffled audio on these splits: the ablation table")
+    p = add("export", cmd_export, "write a release as lm-evaluation-harness tasks (lm_eval --include_path DIR --tasks auditorybench)")
+    p.add_argument("format", choices=["lm-eval"])
+    p.add_argument("release", help="a release folder or name")
+    p.add_argument("--out", required=True, help="folder for the tasks (written to DIR/auditorybench/)")
+    p.add_argument("--split", default="test", help="the split lm-eval scores (default test; every split is exported)")
+    p.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: every task of the release)")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)")
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     from pipeline.review.cli import add_parser as add_review_parser  # `review`: the review web app (pipeline/review/)
