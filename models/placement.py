@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Sequence
+from typing import Callable, Sequence
 
 from benchmark.errors import InputError
 
 __all__ = ["placeable_items", "left_out_summary"]
 
 
-def placeable_items(items: Sequence[dict], spans: Sequence[Sequence[str]], tokenizer, config, flip: dict[str, dict[str, str]]
-                    ) -> tuple[list[dict], list[list[str]], list[dict]]:
+def placeable_items(items: Sequence[dict], spans: Sequence[Sequence[str]], tokenizer, config, flip: dict[str, dict[str, str]],
+                    *, drop: Callable, swap: Callable) -> tuple[list[dict], list[list[str]], list[dict]]:
     """(kept items, their spans, left-out records {id, task, sentence, spans, variant, reason}).
 
     flip: task -> answer -> the answer of the swapped item (comparison tasks with two choices); only those items are
-    checked swapped. The n of [MASK]s is the answer's word pieces, as in training."""
+    checked swapped. drop, swap: the trainer's own transforms (`models.train.drop_names`, `swap_spans`). The n of
+    [MASK]s is the answer's word pieces, as in training."""
     from models.audiobert import answer_pieces, encode_items
     from models.infer import audio_token
-    from models.train import drop_names, swap_spans
 
     marker = audio_token(config, tokenizer)
     kept, kept_spans, left = [], [], []
@@ -36,10 +36,10 @@ def placeable_items(items: Sequence[dict], spans: Sequence[Sequence[str]], token
         sp = list(sp)
         variants = [("as given", it["sentence"], sp, it["answer"])]
         if config.name_dropout and sp:
-            variants.append(("names dropped", *drop_names(it["sentence"], sp, random.Random(0)), it["answer"]))
+            variants.append(("names dropped", *drop(it["sentence"], sp, random.Random(0)), it["answer"]))
         flipped = flip.get(it["task"], {}).get(it["answer"])
         if config.swap_pairs and flipped is not None:
-            turned = swap_spans(it["sentence"], sp)
+            turned = swap(it["sentence"], sp)
             if turned is not None:
                 variants.append(("sources swapped", *turned, flipped))
         reason = None

@@ -189,7 +189,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     # comparison items can be trained the other way round: spans exchanged, answer flipped (choices: [more, less])
     other = {t: dict(zip(release.choices(t), release.choices(t)[::-1])) for t in tasks
              if release.kind(t) == "comparison" and len(release.choices(t)) == 2}  # task -> answer -> the flipped one
-    items, spans, left_out = placeable_items(items, spans, tok, config, other)  # every item placed up front, or left out
+    items, spans, left_out = placeable_items(items, spans, tok, config, other, drop=drop_names, swap=swap_spans)  # every item placed up front, or left out
     pieces = [answer_pieces(tok, it["answer"]) for it in items]
     flipped_pieces = [answer_pieces(tok, other[it["task"]][it["answer"]]) if it["answer"] in other.get(it["task"], {}) else None
                       for it in items]

@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from models.train import TrainConfig, train
+from models.train import TrainConfig, drop_names, swap_spans, train
 
 QUIRKS = [  # (animal, description, sentence): the shapes of the official animal CSVs
     ("white throated sparrow", '"Oh Canada-canada-canada."', 'The sound of a [MASK] is "Oh Canada-canada-canada."'),
@@ -51,7 +51,8 @@ def test_training_on_official_quirks_places_every_item_up_front(tiny_lm_dir, dem
     cfg = TrainConfig.demo(lm=str(tiny_lm_dir), epochs=1, batch_size=4, detector_epochs=1, lora_r=4, lora_alpha=8,
                            max_length=48, index_dir=str(demo_index_dir))
     items = task_items(load_release(release), ["animal_sound_recognition"], "train")
-    kept, spans, left = placeable_items(items, [it["spans"] for it in items], load_tokenizer(str(tiny_lm_dir), min_vocab=1), cfg, {})
+    kept, spans, left = placeable_items(items, [it["spans"] for it in items], load_tokenizer(str(tiny_lm_dir), min_vocab=1), cfg, {},
+                                        drop=drop_names, swap=swap_spans)
     assert len(items) == len(QUIRKS) + 1
     assert [r["sentence"] for r in left] == [LONG[2]] and "[MASK]" in left[0]["reason"] and left[0]["variant"] == "as given"
     assert sorted(it["sentence"] for it in kept) == sorted(q[2] for q in QUIRKS)
