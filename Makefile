@@ -98,7 +98,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 LOCK_LINKS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 lock: ## re-resolve requirements.lock from pyproject.toml with uv (keeps the versions already pinned where it can)
 	test -x $(VENV)/bin/uv || $(MAKE) install
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra pretrained --extra ray --python-version 3.11 $(LOCK_LINKS) -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra pretrained --extra ray --extra lm-eval --python-version 3.11 $(LOCK_LINKS) -o requirements.lock
 
 $(DEMO_ROOT)/manifest.json: $(call force,corpus) ## the embedded demo corpus: tar shards + meta CSV + ground truth
 	$(AB) corpus --out $(DEMO_ROOT) $(Q)

@@ -9,10 +9,11 @@ Modules (import what you use; each names its public API in `__all__`):
     baselines        text-only masked and causal LMs
     config           TrainConfig (the published settings by default), CHECKPOINT_FORMAT
     data             a release's items as dicts, the audio retrieved for their spans
+    placement        check every training item's spans up front; leave out (with a reason) what cannot be placed
     infer            load_checkpoint() -> TrainedModel, which scores items
     train            train() -> a self-describing checkpoint
     eval             evaluate() -> results.json + results.md (95 % intervals, paired tests against the text twin)
     leakage          score_resplit(): text-only / AudioBERT on the official test vs the leak-free resplit test
 """
 
-__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "config", "data", "infer", "train", "eval", "leakage"]
+__all__ = ["loading", "audio_encoders", "retrieval", "span_detector", "audiobert", "baselines", "config", "data", "placement", "infer", "train", "eval", "leakage"]

@@ -35,6 +35,7 @@ from models.audiobert import audio_token, build_model
 from models.config import CHECKPOINT_FORMAT, RunOptions, TrainConfig
 from models.data import SpanHits, fit_rows, oracle_span_audio, own_captions, pad_audio, task_items
 from models.infer import autocast
+from models.placement import left_out_summary, placeable_items
 
 __all__ = ["TrainConfig", "RunOptions", "train", "drop_names", "swap_spans", "augment", "Example", "MADE_UP_WORDS"]
 
@@ -167,9 +168,10 @@ def _train_detector(release, tasks, config: TrainConfig, options: RunOptions, ou
     return det, report
 
 
-def _examples(release, tasks, config: TrainConfig, options: RunOptions, tok, detector, index) -> list[Example]:
-    """The train split's items as examples: spans (gold or the detector's), answer pieces (and, for a two-choice
-    comparison, the flipped answer's), the retrieved audio and, with name dropout, the item's own clips' audio."""
+def _examples(release, tasks, config: TrainConfig, options: RunOptions, tok, detector, index) -> tuple[list[Example], list[dict]]:
+    """The train split's items as examples — spans (gold or the detector's), answer pieces (and, for a two-choice
+    comparison, the flipped answer's), the retrieved audio and, with name dropout, the item's own clips' audio — and
+    the items left out because a span cannot be placed (models.placement), with their reasons."""
     from models.audiobert import answer_pieces
 
     items = task_items(release, tasks, "train")
@@ -179,6 +181,8 @@ def _examples(release, tasks, config: TrainConfig, options: RunOptions, tok, det
     # task -> answer -> the answer with the two spans exchanged (choices [more, less])
     other = {t: dict(zip(release.choices(t), release.choices(t)[::-1])) for t in tasks
              if release.kind(t) == "comparison" and len(release.choices(t)) == 2}
+    # every item placed up front by the code training uses (as given, names dropped, sources swapped), or left out
+    items, spans, left_out = placeable_items(items, spans, tok, config, other, drop=drop_names, swap=swap_spans)
     audio = own = context = own_context = [None] * len(items)
     if index is not None:
         hits = SpanHits.compute(index, [s for sp in spans for s in sp], config.retrieval_k, config.rerank, options.device)
@@ -192,7 +196,7 @@ def _examples(release, tasks, config: TrainConfig, options: RunOptions, tok, det
                 own_context = own_captions(index, [it["clip_ids"] for it in items])
     return [Example(it["sentence"], list(sp), answer_pieces(tok, it["answer"]), a, o,
                     answer_pieces(tok, other[it["task"]][it["answer"]]) if it["answer"] in other.get(it["task"], {}) else None, c, oc)
-            for it, sp, a, o, c, oc in zip(items, spans, audio, own, context, own_context)]
+            for it, sp, a, o, c, oc in zip(items, spans, audio, own, context, own_context)], left_out
 
 
 def _optimiser(model, config: TrainConfig, total_steps: int):
@@ -254,7 +258,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     # 2. span detector; 3. the model and the examples (retrieval once)
     detector, det_report = _train_detector(release, tasks, config, options, out, quiet)
     model, tok, head_is_new = build_model(config, inject_dim, config.seed)
-    examples = _examples(release, tasks, config, options, tok, detector, index)
+    examples, left_out = _examples(release, tasks, config, options, tok, detector, index)
 
     # 4. the alignment warm-up, optimiser, schedule, resume (a resumed run overwrites the warm-up with its saved state)
     dev = torch.device(options.device)
@@ -325,6 +329,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         "history": history,
         "span_detector": det_report,
         "train_items": len(examples),
+        "left_out": left_out_summary(left_out),
         "align_loss": None if math.isnan(align_loss) else round(align_loss, 4),
         "train_s": round(time.perf_counter() - t0, 2),
     }

@@ -255,6 +255,13 @@ def cmd_preflight(args) -> None:
                   thresholds=Thresholds(args.min_category_agreement, args.min_animal_recall))
 
 
+def cmd_export(args) -> None:
+    """A release in another harness's format: `export lm-eval RELEASE --out DIR` (lm-evaluation-harness tasks)."""
+    from benchmark.export_lm_eval import export_lm_eval
+
+    print(export_lm_eval(args.release, Path(args.out), split=args.split, tasks=tuple(args.tasks or ())))
+
+
 def cmd_demo(args) -> None:
     """The whole chain on the embedded demo corpus, as `make demo` does."""
     import subprocess
@@ -371,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-animal-recall", type=float, default=Thresholds.min_animal_recall,
                    help="of the demo's true animal clips, with an accepted item naming the true animal")
     p.add_argument("--accept-weak-llm", action="store_true", help="report a model below the thresholds, exit 0")
+    p = add("export", cmd_export, "write a release as lm-evaluation-harness tasks (lm_eval --include_path DIR --tasks auditorybench)")
+    p.add_argument("format", choices=["lm-eval"])
+    p.add_argument("release", help="a release folder or name")
+    p.add_argument("--out", required=True, help="folder for the tasks (written to DIR/auditorybench/)")
+    p.add_argument("--split", default="test", help="the split lm-eval scores (default test; every split is exported)")
+    p.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: every task of the release)")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)")
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     from pipeline.review.cli import add_parser as add_review_parser  # `review`: the review web app (pipeline/review/)

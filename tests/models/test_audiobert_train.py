@@ -203,7 +203,8 @@ def test_causal_and_masked_baselines(tiny_lm_dir, tmp_path):
     items = [{"sentence": "A [MASK] goes woof woof."}, {"sentence": "A [MASK] goes meow."}]
     s = c.score(items, ["dog", "cat", "eagle owl"])
     assert s.shape == (2, 3) and np.isfinite(s).all()
-    ids = tok("A eagle owl goes meow.", return_tensors="pt")["input_ids"]
+    # every token of the sentence is scored, the first given the prefix token (here [CLS]: no BOS, no end-of-text)
+    ids = torch.tensor([[tok.cls_token_id] + tok("A eagle owl goes meow.", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         lp = torch.log_softmax(llama(ids).logits[0, :-1], -1)
     assert s[1, 2] == pytest.approx(float(lp[torch.arange(ids.shape[1] - 1), ids[0, 1:]].sum()), rel=1e-4)
