@@ -222,7 +222,6 @@ def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.
     """
     if int(voiced.sum()) < 2:
         return tau
-    rows = np.arange(len(tau))
     logt = np.log2(tau.astype(np.float64))
     bins = 48
     hist = np.bincount((np.floor((logt[voiced] % 1.0) * bins).astype(np.int64)) % bins, minlength=bins).astype(np.float64)
