@@ -207,7 +207,8 @@ def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.
     tau int[frames]: each frame's own period (YIN's dip); voiced bool[frames]: frames periodic at it. The voiced frames'
     periods are folded onto one octave: their pitch class is the mode of log2(tau) mod 1 (48 bins, 25 cents each),
     and the frames within yin.fold_cents of that class, whatever their octave, vote. Candidate periods are the class's
-    octaves and those of its twelfth above and below (a strong third harmonic) in the lag range; at each, a frame's lag
+    octaves and those of its twelfth above and below (a strong third harmonic) in the lag range, no further than a
+    twelfth from the frames' median period; at each, a frame's lag
     is its own period times the ratio, re-found as the dip of d within two samples. A candidate counts where most
     frames have a dip of the plain normalised difference there and the median of min(d, tilted difference) is under
     yin.voicing_threshold (short lags of a low tone differ little from it but do not dip; rumble under a fundamental
@@ -221,7 +222,6 @@ def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.
     """
     if int(voiced.sum()) < 2:
         return tau
-    rows = np.arange(len(tau))
     logt = np.log2(tau.astype(np.float64))
     bins = 48
     hist = np.bincount((np.floor((logt[voiced] % 1.0) * bins).astype(np.int64)) % bins, minlength=bins).astype(np.float64)
@@ -241,6 +241,9 @@ def _decide_octave(tau: np.ndarray, voiced: np.ndarray, d: np.ndarray, corr: np.
              for n in range(int(np.floor(np.log2(min_lag / m) - centre)) - 1, int(np.ceil(np.log2(max_lag / m) - centre)) + 2)
              if min_lag <= m * 2.0 ** (centre + n) <= max_lag]
     idx = np.flatnonzero(member)
+    # at most a twelfth from where the frames themselves are (a noisy buzz's long lags repeat as well as any)
+    own = float(np.median(tau[idx]))
+    cands = [(n, m) for n, m in cands if own / 3.01 <= m * 2.0 ** (centre + n) <= own * 3.01]
     lags, plains, both, periods = {}, {}, {}, {}
     for n, m in cands:
         target = m * tau[idx] * 2.0 ** (n - own_octave[idx])

@@ -27,6 +27,8 @@ from pipeline.reader import read_clip_bytes
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
 STAGES = ("read", "measure", "extract", "split", "pairs", "write", "filter", "wiki", "index")
 
 
@@ -157,33 +159,36 @@ def _signed_in(server: dict, name: str) -> tuple[urllib.request.OpenerDirector, 
     return opener, {"Content-Type": "application/json", "X-CSRF-Token": csrf}
 
 
-def test_bad_input_is_a_4xx_with_a_one_line_reason(build, server) -> None:
-    """Three inputs that gave a 500: a Range position of 5,000 digits (past Python's int-parsing limit), a comment with
-    a lone surrogate (SQLite cannot encode it), JSON nested 5,000 deep (RecursionError)."""
+# case → (where it goes, what is sent, the status, a word of the one-line reason); the first four gave a 500 before
+BAD_INPUTS = {
+    "Range end of 5,000 digits": ("range", "bytes=0-" + "9" * 5000, 400, "Range"),  # past Python's int-parsing limit
+    "Range start of 5,000 digits": ("range", "bytes=" + "9" * 5000 + "-", 400, "Range"),
+    "comment with a lone surrogate": ("post", '{"item_id": "%s", "fluency": 2, "comment": "ok \\ud800"}', 422, "surrogate"),
+    "JSON nested 5,000 deep": ("post", "[" * 5000 + "]" * 5000, 422, "nested too deeply"),  # RecursionError
+    "JSON cut short": ("post", '{"item_id": ', 422, "not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_a_4xx_with_a_one_line_reason(build, server, case: str) -> None:
+    from pipeline.review.store import ReviewStore
+
+    kind, sent, want_code, reason = BAD_INPUTS[case]
     base, item = server["base"], load_target_first(build)
-    opener, headers = _signed_in(server, "eve")
-
-    def one_line(body: bytes) -> str:
-        text = body.decode()
-        text = json.loads(text)["error"] if text.startswith("{") else text
-        assert text and "\n" not in text.strip() and "Traceback" not in text
-        return text
-
-    code, _, body = _status(opener, f"{base}/audio/{item['id']}/0", headers={"Range": "bytes=0-" + "9" * 5000})
-    assert code == 400 and "Range" in one_line(body)
-    code, _, body = _status(opener, f"{base}/audio/{item['id']}/0", headers={"Range": "bytes=" + "9" * 5000 + "-"})
-    assert code == 400 and "Range" in one_line(body)
-    surrogate = json.dumps({"item_id": item["id"], "fluency": 2, "comment": "ok \ud800"}).encode()
-    assert b"\\ud800" in surrogate  # JSON's escape: valid JSON that decodes to a lone surrogate
-    code, _, body = _status(opener, base + "/api/decision", surrogate, headers)
-    assert code == 422 and "surrogate" in one_line(body)
-    nested = b"[" * 5000 + b"]" * 5000
-    code, _, body = _status(opener, base + "/api/decision", nested, headers)
-    assert code == 422 and "nested too deeply" in one_line(body)
-    code, _, body = _status(opener, base + "/api/decision", b'{"item_id": ', headers)
-    assert code == 422 and "not JSON" in one_line(body)
-    # nothing of it was stored, and the server still answers
-    assert _status(opener, base + "/api/decision", json.dumps({"item_id": item["id"], "fluency": 2}).encode(), headers)[0] == 200
+    name = f"eve-{list(BAD_INPUTS).index(case)}"
+    opener, headers = _signed_in(server, name)
+    if kind == "range":
+        code, _, body = _status(opener, f"{base}/audio/{item['id']}/0", headers={"Range": sent})
+    else:
+        code, _, body = _status(opener, base + "/api/decision", (sent % item["id"] if "%s" in sent else sent).encode(), headers)
+    text = body.decode()
+    text = json.loads(text)["error"] if text.startswith("{") else text
+    assert code == want_code and reason in text, (code, text[:300])
+    assert "\n" not in text.strip() and "Traceback" not in text  # one line
+    with ReviewStore(server["target"].db_path) as store:
+        assert store.get(item["id"], name) is None  # nothing of it was stored
+    ok = json.dumps({"item_id": item["id"], "fluency": 2}).encode()
+    assert _status(opener, base + "/api/decision", ok, headers)[0] == 200  # the server still answers
 
 
 def test_a_request_is_served_while_another_connection_holds_the_write_lock(build, server) -> None:
@@ -283,7 +288,7 @@ def test_audio_is_read_from_the_shard_by_offset_with_ranges(build, server) -> No
         assert _status(ann, base + path)[0] == 404, path
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+@needs_chromium
 def test_reviewers_in_a_browser_and_back_into_the_release(build, server) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -413,7 +418,7 @@ def test_reviewers_in_a_browser_and_back_into_the_release(build, server) -> None
     assert "Cohen's κ = 0.636" in card
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+@needs_chromium
 def test_every_clip_plays_from_the_keyboard(build, server) -> None:
     """a/b play clips 1/2 and Shift + digit n plays clip n, up to 9; every clip's box shows its key."""
     from playwright.sync_api import sync_playwright
@@ -447,7 +452,7 @@ def test_every_clip_plays_from_the_keyboard(build, server) -> None:
             browser.close()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+@needs_chromium
 def test_two_review_targets_open_at_once_in_one_browser(build, server, release_server) -> None:
     """A build and a release, each served on its own port, in two tabs of one browser: signing in to the second keeps
     the first's session (cookies are per host, not per port, so each server names its cookie after its port)."""
