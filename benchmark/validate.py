@@ -7,6 +7,11 @@ Checks, per release folder (its <task>/<split>.parquet files):
   source pair of comparison items (the two source names, span1/span2, case folded — two clips of "violin" vs "tuba"
   in train and two others in test are one pair). The wiki split is test-only: it is exempt from the clip and
   source-pair checks, not from the id and sentence checks.
+- recognition facts across splits: the (description / sound word, answer) of a recognition task's items — one fact
+  reworded ("A [MASK] goes moo." in train, "Moo! That must be a [MASK]." in test) is one fact (wiki exempt).
+- held-out names: the names the release's split stage held out of train (its manifest's
+  stages.split.counts.held_out_names) are named by no train item (span1, span2, description or a span, case,
+  spacing and a leading article folded) — what the card states, checked.
 - duplicates within a split: item id, sentence.
 - a task's kind (comparison / recognition) comes from its registered spec (or the release manifest), never from
   the shape of its items.
@@ -128,6 +133,46 @@ def _overlap(kind: str, scope: str, sets: dict[str, set], exempt: tuple[str, ...
     return out
 
 
+def _fact(task: str, description, spans, answer) -> str:
+    word = normalise_sentence(description) or " ".join(normalise_sentence(x) for x in (spans if spans is not None else []))
+    return f"{word} -> {normalise_sentence(answer)}"
+
+
+def _check_facts(df: pd.DataFrame, recognition_tasks: set[str]) -> list[str]:
+    out = []
+    for task, sub in df.groupby("_file_task", sort=True):
+        if task not in recognition_tasks:
+            continue
+        facts = {s: {_fact(task, d, sp, a) for d, sp, a in zip(g["description"], g["spans"], g["answer"])}
+                 for s, g in sub.groupby("_file_split")}
+        out += _overlap("recognition fact (description, answer)", task, facts, exempt=("wiki",))
+    return out
+
+
+_ARTICLE = re.compile(r"^(a|an|the) ")
+
+
+def _name(x) -> str:
+    return _ARTICLE.sub("", normalise_sentence(x))
+
+
+def _check_held_out(df: pd.DataFrame, held_out: list[str]) -> list[str]:
+    """No train item names a held-out name (span1, span2, description or a span)."""
+    held = {_name(n) for n in held_out} - {""}
+    if not held:
+        return []
+    out = []
+    for task, sub in df[df["_file_split"] == "train"].groupby("_file_task", sort=True):
+        named = set()
+        for r in sub.itertuples(index=False):
+            spans = list(r.spans) if r.spans is not None else []
+            named |= {_name(x) for x in (r.span1, r.span2, r.description, *spans)} & held
+        if named:
+            out.append(f"held-out name: {task}/train: {len(named)} names the split held out of train are named by train "
+                       f"items, e.g. {_examples(named)}")
+    return out
+
+
 def _check_overlaps(df: pd.DataFrame, comparison_tasks: set[str]) -> list[str]:
     out = []
     ids = {s: set(g["id"]) for s, g in df.groupby("_file_split")}
@@ -192,14 +237,17 @@ def task_kinds(tasks: list[str], declared: dict[str, str] | None = None) -> tupl
     return kinds, problems
 
 
-def validate_items(df: pd.DataFrame, kinds: dict[str, str] | None = None) -> ValidationReport:
+def validate_items(df: pd.DataFrame, kinds: dict[str, str] | None = None, held_out: list[str] | None = None) -> ValidationReport:
     """Validate items that carry `_file_task`/`_file_split` (where they sit) besides the schema.Item columns.
-    kinds: {task: "comparison" | "recognition"} (default: the registered specs')."""
+    kinds: {task: "comparison" | "recognition"} (default: the registered specs'). held_out: names no train item
+    may name (the split stage's held-out names)."""
     if df.empty:
         return ValidationReport(ok=False, violations=["schema: no items"], figures={})
     kinds, problems = task_kinds(sorted(set(df["_file_task"])), kinds)
     comparison = {t for t, k in kinds.items() if k == "comparison"}
+    recognition = {t for t, k in kinds.items() if k == "recognition"}
     violations = problems + _check_schema(df) + _check_duplicates(df) + _check_overlaps(df, comparison)
+    violations += _check_facts(df, recognition) + _check_held_out(df, held_out or [])
     bal_violations, balance = _check_balance(df, comparison)
     violations += bal_violations
     kinds = Counter(v.split(":")[0] for v in violations)
@@ -218,13 +266,18 @@ def validate_release(path: str | Path, kinds: dict[str, str] | None = None) -> V
     df, problems = _read_release_items(path)
     if problems:
         return ValidationReport(ok=False, violations=problems, figures={})
-    if kinds is None and (path / MANIFEST).is_file():
+    held_out: list[str] = []
+    if (path / MANIFEST).is_file():
         try:
-            tasks = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("tasks") or {}
-            kinds = {t: v["kind"] for t, v in tasks.items() if isinstance(v, dict) and "kind" in v}
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             return ValidationReport(ok=False, violations=[f"schema: {path / MANIFEST}: not valid JSON ({e.msg})"], figures={})
-    return validate_items(df, kinds)
+        if kinds is None:
+            tasks = manifest.get("tasks") or {}
+            kinds = {t: v["kind"] for t, v in tasks.items() if isinstance(v, dict) and "kind" in v}
+        split = (manifest.get("stages") or {}).get("split") or {}
+        held_out = list((split.get("counts") or {}).get("held_out_names") or [])
+    return validate_items(df, kinds, held_out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -192,7 +192,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("split", "assign clips to train/dev/test by hashing audio-content groups",
           inputs={"clips": "read/clips.parquet", "measure_rejects": "measure/rejects.parquet",
                   "categories": "extract/categories.parquet", "animal_items": "extract/animal_items.parquet"},
-          outputs=("clip_splits.parquet",), sections=("split",),
+          outputs=("clip_splits.parquet",), sections=("split", "tasks"),  # tasks: which recognition facts group clips
           flags=(flag("--seed", key="seed", section="split", type=int),)),
     Stage("pairs", "make comparison pairs inside each split for every comparison task",
           inputs={"clips": "read/clips.parquet", "categories": "extract/categories.parquet",
