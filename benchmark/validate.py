@@ -12,6 +12,9 @@ Checks, per release folder (its <task>/<split>.parquet files):
 - held-out names: the names the release's split stage held out of train (its manifest's
   stages.split.counts.held_out_names) are named by no train item (span1, span2, description or a span, case,
   spacing and a leading article folded) — what the card states, checked.
+- near-duplicate audio across splits: when the release carries `audio_fingerprints.parquet` (the measure stage's
+  fingerprints of its clips), no two clips of different splits align as one recording re-encoded or trimmed
+  (`benchmark.fingerprint.near_duplicate_pairs`; wiki exempt: its items have no clips).
 - duplicates within a split: item id, sentence.
 - a task's kind (comparison / recognition) comes from its registered spec (or the release manifest), never from
   the shape of its items.
@@ -35,6 +38,7 @@ import pydantic
 from pydantic import BaseModel, Field
 
 from benchmark.errors import UnknownNameError
+from benchmark.fingerprint import FINGERPRINTS_FILE, read_fingerprints
 from benchmark.release_io import MANIFEST, read_items, resolve_release_path
 from benchmark.schema import SPLITS, Item
 from benchmark.tasks import get_task
@@ -173,6 +177,24 @@ def _check_held_out(df: pd.DataFrame, held_out: list[str]) -> list[str]:
     return out
 
 
+def _check_near_duplicates(df: pd.DataFrame, fingerprints: dict) -> list[str]:
+    """No near-duplicate pair of clips (by fingerprint) is used in two different splits."""
+    from benchmark.fingerprint import near_duplicate_pairs
+
+    splits_of: dict[str, set[str]] = {}
+    for split, cids in zip(df["_file_split"], df["clip_ids"]):
+        if split != "wiki":
+            for c in cids:
+                splits_of.setdefault(str(c), set()).add(split)
+    pairs = near_duplicate_pairs({c: v for c, v in fingerprints.items() if c in splits_of})
+    across = [f"{a} ({'/'.join(sorted(splits_of[a]))}) ~ {b} ({'/'.join(sorted(splits_of[b]))})"
+              for a, b in pairs if splits_of[a] != splits_of[b]]
+    if not across:
+        return []
+    return [f"overlap near-duplicate audio: all tasks: {len(across)} pairs of clips that are one recording (re-encoded "
+            f"or trimmed) sit in different splits, e.g. {_examples(across)}"]
+
+
 def _check_overlaps(df: pd.DataFrame, comparison_tasks: set[str]) -> list[str]:
     out = []
     ids = {s: set(g["id"]) for s, g in df.groupby("_file_split")}
@@ -237,10 +259,11 @@ def task_kinds(tasks: list[str], declared: dict[str, str] | None = None) -> tupl
     return kinds, problems
 
 
-def validate_items(df: pd.DataFrame, kinds: dict[str, str] | None = None, held_out: list[str] | None = None) -> ValidationReport:
+def validate_items(df: pd.DataFrame, kinds: dict[str, str] | None = None, held_out: list[str] | None = None,
+                   fingerprints: dict | None = None) -> ValidationReport:
     """Validate items that carry `_file_task`/`_file_split` (where they sit) besides the schema.Item columns.
     kinds: {task: "comparison" | "recognition"} (default: the registered specs'). held_out: names no train item
-    may name (the split stage's held-out names)."""
+    may name (the split stage's held-out names). fingerprints: {clip_id: uint32[frames]} (near-duplicate audio)."""
     if df.empty:
         return ValidationReport(ok=False, violations=["schema: no items"], figures={})
     kinds, problems = task_kinds(sorted(set(df["_file_task"])), kinds)
@@ -248,6 +271,8 @@ def validate_items(df: pd.DataFrame, kinds: dict[str, str] | None = None, held_o
     recognition = {t for t, k in kinds.items() if k == "recognition"}
     violations = problems + _check_schema(df) + _check_duplicates(df) + _check_overlaps(df, comparison)
     violations += _check_facts(df, recognition) + _check_held_out(df, held_out or [])
+    if fingerprints:
+        violations += _check_near_duplicates(df, fingerprints)
     bal_violations, balance = _check_balance(df, comparison)
     violations += bal_violations
     kinds = Counter(v.split(":")[0] for v in violations)
@@ -277,7 +302,8 @@ def validate_release(path: str | Path, kinds: dict[str, str] | None = None) -> V
             kinds = {t: v["kind"] for t, v in tasks.items() if isinstance(v, dict) and "kind" in v}
         split = (manifest.get("stages") or {}).get("split") or {}
         held_out = list((split.get("counts") or {}).get("held_out_names") or [])
-    return validate_items(df, kinds, held_out)
+    fingerprints = read_fingerprints(path / FINGERPRINTS_FILE) if (path / FINGERPRINTS_FILE).is_file() else None
+    return validate_items(df, kinds, held_out, fingerprints)
 
 
 def main(argv: list[str] | None = None) -> int:
