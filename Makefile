@@ -186,3 +186,17 @@ clean: ## remove build outputs (keeps .venv, releases and the demo corpus)
 check-llm: $(INSTALLED) ## the LLM stages with SmolLM2-135M (llama.cpp's server) beside the rules, against the demo truth
 	$(PY) -c "import llama_cpp.server" 2>/dev/null || $(PY) -m pip install -q -e '.[llm-check]'
 	$(PY) bench/check_llm.py --out $(BUILD_ROOT)/check-llm $(if $(QUIET),--quiet,) $(CHECK_LLM_ARGS)
+
+# ---- the demo's comparison over training seeds (issue #23; a block of its own). Each seed retrains every model of
+# the comparison (`train.seed`, in their keys) through the usual targets, then its results.json and predictions.jsonl
+# are kept under $(B)/seeds/seed-<s>/; models.seeds averages them. The default seed (0) comes last, so the build is
+# left as `make demo` makes it. `make demo` itself stays one seed.
+SEEDS ?= 1 2 0
+.PHONY: demo-seeds
+demo-seeds: $(INSTALLED) ## train every model of the demo's comparison with each of SEEDS (3) and print mean ± sd per cell and the seed-averaged differences
+	@set -e; for s in $(SEEDS); do \
+	  echo "[demo-seeds] train.seed=$$s"; \
+	  $(MAKE) --no-print-directory $(B)/results/manifest.json SET="$(SET) train.seed=$$s" QUIET=1; \
+	  mkdir -p $(B)/seeds/seed-$$s; cp $(B)/results/results.json $(B)/results/predictions.jsonl $(B)/seeds/seed-$$s/; \
+	done
+	$(PY) -m models.seeds $(foreach s,$(SEEDS),$(B)/seeds/seed-$(s)) --out $(B)/seeds

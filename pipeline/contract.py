@@ -241,7 +241,7 @@ STAGES: tuple[Stage, ...] = (
           sections=("train",), flags=_TRAIN_FLAGS),
     Stage("results", "evaluate the text-only twin vs AudioBERT on every task and split (`eval` evaluates any model)",
           inputs={"release": "release/release.json", "audiobert": "audiobert/manifest.json", "text": "text_twin/manifest.json"},
-          outputs=("results.json", "results.md"), sections=("eval",),
+          outputs=("results.json", "results.md", "predictions.jsonl"), sections=("eval",),
           flags=(flag("--device", key="device", section="eval", choices=["cpu", "cuda"]),
                  flag("--max-items", key="max_items", section="eval", type=int, help="per task and split (0 = all)"))),
 )

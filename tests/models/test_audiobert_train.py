@@ -154,6 +154,45 @@ def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, offi
     assert "official-0.0.1" in md and "macro_f1" in md and "held-out clips" in md
     assert "Against the text-only twin" in md and "Subsample" not in md and "## Ablation" in md
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["release"]["version"] == "0.0.1"
+    # predictions.jsonl: every model's answer to every scored item, what the accuracies were computed from
+    preds = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    gold = {(t, s): {it.id: str(it.answer) for it in rel.items(t, s).itertuples()} for t in rel.tasks for s in ("train", "dev", "test", "wiki")}
+    for p in preds:
+        row = next(r for r in res["rows"] if (r["model"], r["task"], r["split"]) == (p["model"], p["task"], p["split"]))
+        assert np.mean([gold[(p["task"], p["split"])][i] == a for i, a in zip(p["ids"], p["pred"])]) == pytest.approx(row["accuracy"])
+    assert len(preds) == len(res["rows"])
+
+
+def test_seeds_table_averages_every_pairing_over_training_seeds(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
+    """Two training seeds of the text twin against one AudioBERT: mean ± sd per cell, each seed's difference, and
+    the seed-averaged one with an interval at least as wide as the seeds' spread allows."""
+    from models.eval import evaluate
+    from models.seeds import main, summarise_seeds
+
+    audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1), tmp_path / "audiobert")
+    det = str(audio / "detector")
+    runs = []
+    for seed in (0, 1):
+        text = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1, mode="text", detector_dir=det, seed=seed),
+                     tmp_path / f"text{seed}")
+        evaluate(official_release, [audio, text], tmp_path / f"run{seed}", splits=("test",), n_boot=200)
+        runs.append(tmp_path / f"run{seed}")
+    s = summarise_seeds(runs, tmp_path / "seeds", n_boot=200)
+    assert len(s["cells"]) == 2 * len({c["task"] for c in s["cells"]})  # AudioBERT and the twin on each test split
+    for c in s["cells"]:
+        acc = c["accuracy"]
+        assert len(acc["per_seed"]) == 2 and acc["mean"] == pytest.approx(np.mean(acc["per_seed"]))
+        assert acc["sd"] == pytest.approx(np.std(acc["per_seed"], ddof=1))
+    assert s["differences"]
+    for d in s["differences"]:
+        one = [json.loads((r / "results.json").read_text()) for r in runs]
+        per = [next(c["diff"] for c in o["comparisons"] if (c["model"], c["task"], c["split"], c["metric"])
+                    == (d["model"], d["task"], d["split"], "accuracy")) for o in one]
+        assert [x["diff"] for x in d["per_seed"]] == pytest.approx(per) and d["diff"] == pytest.approx(np.mean(per))
+        assert d["too_few_units"] or d["ci_low"] <= d["diff"] <= d["ci_high"]
+    md = (tmp_path / "seeds" / "seeds.md").read_text()
+    assert "| seed 0 | seed 0/1 |" in md and "**seed-averaged**" in md and " ± " in md
+    assert main([str(r) for r in runs] + ["--out", str(tmp_path / "again")]) == 0
 
 
 def test_oracle_audio_is_the_items_own_clips_and_shuffled_is_seeded(demo_index_dir):
