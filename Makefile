@@ -217,3 +217,17 @@ $(LLAMA_SERVER): $(INSTALLED)
 # (the corpus sampled: its own demo truth corpus; add --corpus DIR to CHECK_LLM_ARGS for another)
 check-llm: $(LLAMA_SERVER) ## preflight against SmolLM2-135M in llama.cpp's server (one completion verified first)
 	$(PY) bench/check_llm.py --out $(BUILD_ROOT)/check-llm $(if $(QUIET),--quiet,) $(CHECK_LLM_ARGS)
+
+# ---- the demo's comparison over training seeds (issue #23; a block of its own). Each seed retrains every model of
+# the comparison (`train.seed`, in their keys) through the usual targets, then its results.json and predictions.jsonl
+# are kept under $(B)/seeds/seed-<s>/; models.seeds averages them. The default seed (0) comes last, so the build is
+# left as `make demo` makes it. `make demo` itself stays one seed.
+SEEDS ?= 1 2 0
+.PHONY: demo-seeds
+demo-seeds: $(INSTALLED) ## train every model of the demo's comparison with each of SEEDS (3) and print mean ± sd per cell and the seed-averaged differences
+	@set -e; for s in $(SEEDS); do \
+	  echo "[demo-seeds] train.seed=$$s"; \
+	  $(MAKE) --no-print-directory $(B)/results/manifest.json SET="$(SET) train.seed=$$s" QUIET=1; \
+	  mkdir -p $(B)/seeds/seed-$$s; cp $(B)/results/results.json $(B)/results/predictions.jsonl $(B)/seeds/seed-$$s/; \
+	done
+	$(PY) -m models.seeds $(foreach s,$(SEEDS),$(B)/seeds/seed-$(s)) --out $(B)/seeds

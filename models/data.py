@@ -1,6 +1,6 @@
 """Data for training and inference: a release's items as dicts, the audio retrieved for their spans, padding.
 
-    task_items(release, tasks, split) -> [{id, task, sentence, answer, spans, group_id, clip_ids, span1, span2}]
+    task_items(release, tasks, split) -> [{id, task, sentence, answer, spans, group_id, clip_ids, span1, span2, description}]
     SpanHits.compute(index, spans, k, rerank)   retrieval + re-ranking, once: span text -> its ranked hits, deep
                                                 enough that k remain after an item's own clips are taken out
     SpanHits.audio(index, spans, exclude) -> float32[n_spans, inject_dim] per item        the system (and, with
@@ -27,14 +27,14 @@ EXCLUSION_DEPTH = 64  # hits kept per span beyond k, so that k remain once an it
 
 def task_items(release, tasks: Sequence[str], split: str) -> list[dict]:
     """Items of the given tasks and split as dicts: id, task, sentence, answer, spans, and what ties items together
-    (group_id, clip_ids, span1, span2: the clusters of `benchmark.metrics.item_clusters`)."""
+    (group_id, clip_ids, span1, span2, description: the units of `benchmark.metrics.item_units`)."""
     rows = []
     for task in tasks:
         df = release.items(task, split)
         for r in df.itertuples(index=False):
             rows.append({"id": r.id, "task": task, "sentence": r.sentence, "answer": str(r.answer), "spans": list(r.spans),
                          "group_id": str(r.group_id), "clip_ids": [str(c) for c in r.clip_ids], "span1": str(r.span1),
-                         "span2": str(r.span2)})
+                         "span2": str(r.span2), "description": str(r.description)})
     return rows
 
 

@@ -20,11 +20,10 @@ __all__ = ["headline", "sync_readme", "BEGIN", "END"]
 BEGIN, END = "<!-- demo-results:begin -->", "<!-- demo-results:end -->"
 
 
-def _cell(c: dict | None) -> str:
-    if not c or c.get("accuracy") is None or (isinstance(c["accuracy"], float) and math.isnan(c["accuracy"])):
-        return "–"
-    lo, hi = c["ci"]
-    return f"{c['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]"
+def _cell(c: dict | None, few: bool = False) -> str:
+    from models.eval import fmt_ci
+
+    return fmt_ci(c["accuracy"], c["ci"], few) if c else "–"
 
 
 def _diff(comps: list[dict], model: str, baseline: str, task: str, split: str) -> dict | None:
@@ -39,6 +38,8 @@ def _pts(c: dict) -> str:
 def _verdict(c: dict | None, other: str) -> str:
     if c is None or math.isnan(c["diff"]):
         return f"no paired comparison with the {other}"
+    if c.get("too_few_units") or math.isnan(c["ci_low"]):
+        return f"{100 * c['diff']:+.1f} points against the {other}, with too few units for an interval"
     if c["ci_low"] > 0:
         return f"AudioBERT beats the {other} by {_pts(c)}"
     if c["ci_high"] < 0:
@@ -58,10 +59,10 @@ def headline(results: dict, split: str = "test") -> str:
     cols = [c for c in CONTROLS if any(a.get(c) for a in rows)]
     rel = results["release"]
     out = [f"Controls on the {split} split of {rel['name']}-{rel['version']} (seed {results['seed']}; accuracy, 95 % "
-           f"interval: {results['uncertainty']['resampling']}):", "",
+           f"interval, {results['uncertainty'].get('resampling', 'bootstrap')}):", "",
            "| task | n | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
     for a in rows:
-        out.append(f"| {a['task']} | {a['n']} | " + " | ".join(_cell(a.get(c)) for c in cols) + " |")
+        out.append(f"| {a['task']} | {a['n']} | " + " | ".join(_cell(a.get(c), bool(a.get("too_few_units"))) for c in cols) + " |")
     out += ["", "Seen / unseen answers (an unseen answer is never a train answer of its task):", "",
             "| task | n seen / unseen | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
     for a in rows:

@@ -27,7 +27,7 @@ from benchmark.tasks.sources import SOURCE_COLUMNS
 from benchmark.validate import source_pair
 from pipeline.stage import StageRun
 
-__all__ = ["recognition_items", "comparison_items", "drop_repeated_sentences", "drop_repeated_source_pairs", "balance_labels",
+__all__ = ["recognition_items", "source_candidates", "comparison_items", "drop_repeated_sentences", "drop_repeated_source_pairs", "balance_labels",
            "drop_rare_answers", "apply_review_decisions", "review_decisions_path", "external_inputs", "filter_stage", "REVIEW_EXPORT"]
 
 _PRIORITY = {"train": 0, "test": 1, "dev": 2}
@@ -278,7 +278,8 @@ _TABLES = {"clips": ("read", "clips.parquet"), "categories": ("extract", "catego
            "animal_items": ("extract", "animal_items.parquet")}
 
 
-def _source_candidates(spec: TaskSpec, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def source_candidates(spec: TaskSpec, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """A recognition task's candidates (SOURCE_COLUMNS) from its item source run on the build's tables."""
     rows = item_source_function(spec)(tables, spec, **spec.item_source_args)
     missing = [c for c in SOURCE_COLUMNS if c not in rows.columns]
     if missing:
@@ -331,7 +332,7 @@ def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: di
     rejects: list[dict] = []
     recognised = []
     for spec in recognition:
-        recognised += recognition_items(spec.name, _source_candidates(spec, tables), splits, licenses,
+        recognised += recognition_items(spec.name, source_candidates(spec, tables), splits, licenses,
                                         float(params["review_confidence"]), rejects)
     comp, agreement = comparison_items(pd.read_parquet(inputs["pairs"]), pd.read_parquet(inputs["sentences"]), splits, licenses,
                                        bool(params["require_agreement"]), float(params["review_gap"]), rejects)

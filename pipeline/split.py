@@ -1,7 +1,11 @@
 """Split clips into train/dev/test by hashing groups, never rows.
 
-A group is one audio content hash: the same upload under two ids is one group, and a group (with every item that
-uses it) lives in one split only. The assignment depends on the group id and the seed alone, so adding shards never
+A group is one audio content hash — the same upload under two ids is one group — joined with every other clip that
+states the same recognition fact: clips whose recognition candidates share (task, description / sound word,
+answer) ("moo" → cow) are one group, so one fact reworded ("A [MASK] goes moo." / "Moo! That must be a [MASK].")
+never straddles splits — and with every near-duplicate of its audio (the same recording re-encoded or trimmed, as
+often uploaded twice to Freesound: the measure stage's fingerprints, `pipeline.measure.fingerprint`). A group (with
+every item that uses it) lives in one split only; its id is the smallest audio hash in it. The assignment depends on the group id and the seed alone, so adding shards never
 moves an existing clip to another split.
 
 Held-out names (`split.holdout_frac` > 0): a fraction of the names items are built on — a clip's source name, or for
@@ -21,9 +25,10 @@ import pandas as pd
 
 from benchmark.errors import ConfigError
 from benchmark.hashing import unit_interval
+from benchmark.fingerprint import near_duplicate_pairs, read_fingerprints
 from pipeline.stage import StageRun
 
-__all__ = ["assign_split", "held_out_names", "split_clips", "split_stage"]
+__all__ = ["assign_split", "held_out_names", "split_clips", "split_stage", "clip_facts", "fact_key"]
 
 _ORDER = ("train", "dev", "test")
 
@@ -61,14 +66,56 @@ def held_out_names(names, seed: int | str, frac: float, answers=None) -> set[str
     return held
 
 
+def fact_key(task: str, description, answer) -> str:
+    """A recognition fact: the task, its description or sound word and its answer, case and spacing folded."""
+    norm = lambda x: " ".join(str(x or "").split()).lower()  # noqa: E731
+    return f"{task}|{norm(description)}|{norm(answer)}"
+
+
+def clip_facts(tables: dict[str, pd.DataFrame], params_all: dict) -> pd.DataFrame:
+    """clip_id, fact for every candidate of every enabled recognition task (its item source run on the build's
+    tables, as the filter stage runs it)."""
+    from benchmark.tasks import recognition_tasks
+    from pipeline.filter import source_candidates
+
+    rows = []
+    for spec in recognition_tasks(params_all):
+        cand = source_candidates(spec, tables)
+        rows += [{"clip_id": c, "fact": fact_key(spec.name, d, a)}
+                 for c, d, a in zip(cand["clip_id"], cand["description"], cand["answer"])]
+    return pd.DataFrame(rows, columns=["clip_id", "fact"])
+
+
+def _groups(df: pd.DataFrame, facts: pd.DataFrame | None, near_pairs: list[tuple[str, str]] = ()) -> list[str]:
+    """Per clip row: its group id — the smallest audio hash among the clips it is joined to by a shared audio hash,
+    a shared recognition fact or a near-duplicate pair."""
+    from benchmark.metrics import connected_components
+
+    fact_of: dict[str, list[str]] = {}
+    if facts is not None:
+        for c, f in zip(facts["clip_id"], facts["fact"]):
+            fact_of.setdefault(c, []).append(f)
+    for a, b in near_pairs:  # a pair is one key both clips hold
+        fact_of.setdefault(a, []).append(f"near:{a}|{b}")
+        fact_of.setdefault(b, []).append(f"near:{a}|{b}")
+    keys = [[("audio", sha)] + [("fact", f) for f in fact_of.get(c, [])] for c, sha in zip(df["clip_id"], df["audio_sha256"])]
+    comp = connected_components(keys)
+    smallest: dict[int, str] = {}
+    for k, sha in zip(comp, df["audio_sha256"]):
+        smallest[k] = min(smallest.get(k, sha), sha)
+    return [smallest[k] for k in comp]
+
+
 def split_clips(clips: pd.DataFrame, quarantined: set[str], seed: int | str, fractions: dict[str, float],
-                names: pd.DataFrame | None = None, holdout_frac: float = 0.0) -> pd.DataFrame:
+                names: pd.DataFrame | None = None, holdout_frac: float = 0.0, facts: pd.DataFrame | None = None,
+                near_pairs: list[tuple[str, str]] = ()) -> pd.DataFrame:
     """clip_id, group_id, split for every clip not quarantined by the measure stage.
 
     names: clip_id, name rows (a clip may have several); with holdout_frac > 0, a group with a clip of a held-out
-    name goes to dev or test (never train)."""
+    name goes to dev or test (never train). facts: clip_id, fact rows (`clip_facts`); clips sharing a fact are
+    one group; near_pairs: (clip, clip) near-duplicate audio (`benchmark.fingerprint.near_duplicate_pairs`), each pair one group."""
     df = clips.loc[~clips["clip_id"].isin(quarantined), ["clip_id", "audio_sha256"]].copy()
-    df["group_id"] = df["audio_sha256"]
+    df["group_id"] = _groups(df, facts, near_pairs)
     df["split"] = [assign_split(g, seed, fractions) for g in df["group_id"]]
     if holdout_frac > 0 and names is not None and len(names):
         held = held_out_names(names["name"], seed, holdout_frac, names["answer"] if "answer" in names.columns else None)
@@ -94,9 +141,11 @@ def clip_names(categories: pd.DataFrame, animal_items: pd.DataFrame) -> pd.DataF
                      ignore_index=True)
 
 
-def split_stage(build_dir: Path, params: dict, quiet: bool = False, key: dict | None = None) -> dict:
+def split_stage(build_dir: Path, params: dict, quiet: bool = False, key: dict | None = None, tasks: dict | None = None) -> dict:
+    """tasks: the `tasks` section (which recognition tasks' facts group clips)."""
     build_dir = Path(build_dir)
     inputs = {"clips": build_dir / "read" / "clips.parquet", "measure_rejects": build_dir / "measure" / "rejects.parquet",
+              "fingerprints": build_dir / "measure" / "fingerprints.parquet",
               "categories": build_dir / "extract" / "categories.parquet",
               "animal_items": build_dir / "extract" / "animal_items.parquet"}
     run = StageRun("split", build_dir / "split", params, inputs=inputs, key=key, quiet=quiet)
@@ -106,7 +155,11 @@ def split_stage(build_dir: Path, params: dict, quiet: bool = False, key: dict | 
     quarantined = set(pd.read_parquet(inputs["measure_rejects"])["key"])
     frac = float(params.get("holdout_frac", 0.0))
     names = clip_names(pd.read_parquet(inputs["categories"]), pd.read_parquet(inputs["animal_items"])) if frac > 0 else None
-    df = split_clips(clips, quarantined, params["seed"], params["fractions"], names, frac)
+    tables = {"clips": clips, "categories": pd.read_parquet(inputs["categories"]),
+              "animal_items": pd.read_parquet(inputs["animal_items"])}
+    facts = clip_facts(tables, {"tasks": tasks or {}})
+    near = near_duplicate_pairs(read_fingerprints(inputs["fingerprints"]))
+    df = split_clips(clips, quarantined, params["seed"], params["fractions"], names, frac, facts, near)
     run.write_table("clip_splits.parquet", df)
     counts = {
         "kept": len(df),
@@ -114,6 +167,8 @@ def split_stage(build_dir: Path, params: dict, quiet: bool = False, key: dict | 
         "clips_per_split": {s: int((df["split"] == s).sum()) for s in _ORDER},
         "groups_per_split": {s: int(df.loc[df["split"] == s, "group_id"].nunique()) for s in _ORDER},
         "groups_with_several_clips": int((df["group_id"].value_counts() > 1).sum()),
+        "recognition_facts": int(facts["fact"].nunique()),
+        "near_duplicate_pairs": len(near),
     }
     if names is not None:
         counts["held_out_names"] = sorted(held_out_names(names["name"], params["seed"], frac, names["answer"]))

@@ -20,6 +20,7 @@ def run(ctx) -> dict:
                  max_items=int(p["max_items"]), ablation=tuple(p["ablation"]), quiet=ctx.quiet)
         run.record_output("results.json")
         run.record_output("results.md")
+        run.record_output("predictions.jsonl")
         run.finish({"kept": 1})
     if not ctx.quiet:
         print((run.out_dir / "results.md").read_text(encoding="utf-8"))

@@ -8,4 +8,4 @@ __all__ = ["run"]
 
 
 def run(ctx) -> dict:
-    return split_stage(ctx.build_dir, ctx.section("split"), quiet=ctx.quiet, key=ctx.key("split"))
+    return split_stage(ctx.build_dir, ctx.section("split"), quiet=ctx.quiet, key=ctx.key("split"), tasks=ctx.section("tasks"))

@@ -139,8 +139,8 @@ def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, offi
     assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_f1"] <= 1.0 for r in res["rows"])
     for r in res["rows"]:  # whole splits, each metric inside its own interval
         assert r["n"] == r["n_total"] == len(rel.items(r["task"], r["split"]))
-        for k in ("accuracy", "macro_f1"):
-            assert r[f"{k}_ci"][0] <= r[k] + 1e-9 and r[k] - 1e-9 <= r[f"{k}_ci"][1]
+        for k in ("accuracy", "macro_f1"):  # too few units: no interval at all, never a point
+            assert (r["too_few_units"] and all(map(math.isnan, r[f"{k}_ci"]))) or r[f"{k}_ci"][0] <= r[k] + 1e-9 <= r[f"{k}_ci"][1] + 2e-9
     # AudioBERT paired against its text twin on every cell; the difference is that of the two rows
     acc = {(r["model"].split("(")[0], r["task"], r["split"]): r["accuracy"] for r in res["rows"] if "·" not in r["model"]}
     comps = [c for c in res["comparisons"] if c["metric"] == "accuracy" and "·" not in c["model"]]
@@ -148,13 +148,54 @@ def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, offi
     assert all(c["model"].startswith("AudioBERT") and c["baseline"].startswith("text-only") for c in comps)
     for c in comps:
         assert c["diff"] == pytest.approx(acc[("AudioBERT", c["task"], c["split"])] - acc[("text-only", c["task"], c["split"])])
-        assert c["ci_low"] <= c["diff"] + 1e-9 <= c["ci_high"] + 2e-9
-        assert 0.0 <= c["p"] <= 1.0 or (math.isnan(c["p"]) and c["ci_low"] == c["ci_high"])  # NaN: one cluster
+        if c["too_few_units"]:
+            assert math.isnan(c["ci_low"]) and math.isnan(c["p"])
+        else:
+            assert c["ci_low"] <= c["diff"] + 1e-9 <= c["ci_high"] + 2e-9 and 0.0 < c["p"] <= 1.0
         assert c["mcnemar_p"] == pytest.approx(mcnemar_exact(c["b"], c["c"]))
     md = (tmp_path / "eval" / "results.md").read_text()
     assert "official-0.0.1" in md and "macro_f1" in md and "held-out clips" in md
     assert "Paired comparisons" in md and "Subsample" not in md and "## Controls" in md and "seen / unseen" in md
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["release"]["version"] == "0.0.1"
+    # predictions.jsonl: every model's answer to every scored item, what the accuracies were computed from
+    preds = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    gold = {(t, s): {it.id: str(it.answer) for it in rel.items(t, s).itertuples()} for t in rel.tasks for s in ("train", "dev", "test", "wiki")}
+    for p in preds:
+        row = next(r for r in res["rows"] if (r["model"], r["task"], r["split"]) == (p["model"], p["task"], p["split"]))
+        assert np.mean([gold[(p["task"], p["split"])][i] == a for i, a in zip(p["ids"], p["pred"])]) == pytest.approx(row["accuracy"])
+    assert len(preds) == len(res["rows"])
+
+
+def test_seeds_table_averages_every_pairing_over_training_seeds(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
+    """Two training seeds of the text twin against one AudioBERT: mean ± sd per cell, each seed's difference, and
+    the seed-averaged one with an interval at least as wide as the seeds' spread allows."""
+    from models.eval import evaluate
+    from models.seeds import main, summarise_seeds
+
+    audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1), tmp_path / "audiobert")
+    det = str(audio / "detector")
+    runs = []
+    for seed in (0, 1):
+        text = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1, mode="text", detector_dir=det, seed=seed),
+                     tmp_path / f"text{seed}")
+        evaluate(official_release, [audio, text], tmp_path / f"run{seed}", splits=("test",), n_boot=200)
+        runs.append(tmp_path / f"run{seed}")
+    s = summarise_seeds(runs, tmp_path / "seeds", n_boot=200)
+    assert len(s["cells"]) == 2 * len({c["task"] for c in s["cells"]})  # AudioBERT and the twin on each test split
+    for c in s["cells"]:
+        acc = c["accuracy"]
+        assert len(acc["per_seed"]) == 2 and acc["mean"] == pytest.approx(np.mean(acc["per_seed"]))
+        assert acc["sd"] == pytest.approx(np.std(acc["per_seed"], ddof=1))
+    assert s["differences"]
+    for d in s["differences"]:
+        one = [json.loads((r / "results.json").read_text()) for r in runs]
+        per = [next(c["diff"] for c in o["comparisons"] if (c["model"], c["task"], c["split"], c["metric"])
+                    == (d["model"], d["task"], d["split"], "accuracy")) for o in one]
+        assert [x["diff"] for x in d["per_seed"]] == pytest.approx(per) and d["diff"] == pytest.approx(np.mean(per))
+        assert d["too_few_units"] or d["ci_low"] <= d["diff"] <= d["ci_high"]
+    md = (tmp_path / "seeds" / "seeds.md").read_text()
+    assert "| seed 0 | seed 0/1 |" in md and "**seed-averaged**" in md and " ± " in md
+    assert main([str(r) for r in runs] + ["--out", str(tmp_path / "again")]) == 0
 
 
 def test_retrieval_is_computed_once_and_excluding_clips_leaves_k_others(demo_index_dir):
@@ -230,15 +271,26 @@ def test_audio_starts_gated_off_and_at_token_scale(tiny_lm_dir):
         assert not torch.allclose(model.full_logits(batch, audio), model.full_logits(batch, None))
 
 
-def test_table_flags_cells_with_too_few_clusters():
-    from models.eval import MIN_CLUSTERS, render_table
+def test_table_says_too_few_units_and_shows_units_in_every_table():
+    from models.eval import render_table
 
-    row = {"model": "m", "task": "t", "split": "test", "n": 17, "n_total": 17, "accuracy": 0.5, "accuracy_ci": [0.5, 0.5]}
-    res = {"release": {"name": "r", "version": "1"}, "seed": 0, "metrics": ["accuracy"], "rows": [dict(row, n_clusters=1)]}
+    row = {"model": "m", "task": "t", "split": "test", "n": 17, "n_total": 17, "accuracy": 0.5, "accuracy_ci": [float("nan")] * 2,
+           "units": {"source": 3, "clip": 30}, "too_few_units": True}
+    comp = {"model": "m", "baseline": "twin", "task": "t", "split": "test", "metric": "accuracy", "n": 17, "diff": 0.25,
+            "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan"), "mcnemar_p": 0.0004,
+            "units": {"source": 3, "clip": 30}, "too_few_units": True}
+    abl = {"model": "m", "task": "t", "split": "test", "n": 17, "units": {"source": 3, "clip": 30}, "too_few_units": True,
+           **{c: {"accuracy": 0.5, "ci": [float("nan")] * 2} for c in ("text twin", "retrieved audio", "oracle audio", "shuffled audio")}}
+    res = {"release": {"name": "r", "version": "1"}, "seed": 0, "metrics": ["accuracy"], "rows": [row],
+           "comparisons": [comp], "ablation": [abl], "uncertainty": {"ci_level": 0.95, "n_boot": 2000, "min_units": 10}}
     md = render_table(res)
-    assert "| 17 (1 cl.) | 0.500 [0.500, 0.500] |" in md and f"fewer than {MIN_CLUSTERS}" in md
-    md = render_table(dict(res, rows=[dict(row, n_clusters=MIN_CLUSTERS)]))
-    assert "cl.)" not in md and "| 17 | 0.500 [0.500, 0.500] |" in md
+    assert "| 17 | 3 sources, 30 clips | 0.500 (too few units) |" in md
+    assert "| 17 | 3 sources, 30 clips | +0.250 | too few units | – | 0.0004 |" in md  # McNemar beside, labelled
+    assert "p (McNemar, items as independent)" in md and "floor is 2 / (2000 + 1)" in md
+    assert md.count("3 sources, 30 clips") == 3 and "[0.500, 0.500]" not in md
+    ok = dict(row, accuracy_ci=[0.4, 0.6], units={"source": 12, "clip": 30}, too_few_units=False)
+    md = render_table(dict(res, rows=[ok], comparisons=[], ablation=[]))
+    assert "| 17 | 12 sources, 30 clips | 0.500 [0.400, 0.600] |" in md and "too few units |" not in md
 
 
 def test_gate_init_opens_the_audio_path_from_the_start_and_insert_has_no_gate(tiny_lm_dir):

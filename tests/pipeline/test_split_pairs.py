@@ -252,3 +252,27 @@ def test_review_decisions_fix_answers_and_settle_flags(tmp_path) -> None:
     pd.DataFrame([{"id": "p2", "decision": "maybe"}]).to_csv(csv, index=False)
     with pytest.raises(InputError, match="item p2: decision 'maybe' is not one of keep, drop, fix, flag"):
         apply_review_decisions(items, csv, [])
+
+
+def test_clips_stating_one_recognition_fact_share_a_group_and_a_split() -> None:
+    """Twenty cow clips saying "moo" (different audio) are one group, in one split; the fact comes from the animal
+    task's own item source run on the extract stage's table, in any wording and case."""
+    from pipeline.split import clip_facts
+
+    n = 200
+    clips = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(n)], "audio_sha256": [f"{i:064x}" for i in range(n)]})
+    animal = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(20)],
+                           "sentence": [f"Moo number {i}: a [MASK]." for i in range(20)],
+                           "answer": ["cow" if i % 2 else "Cow" for i in range(20)],
+                           "description": ["moo" if i % 3 else " Moo " for i in range(20)],
+                           "spans": [["moo"]] * 20})
+    tables = {"clips": clips, "categories": pd.DataFrame(columns=["clip_id", "category", "source_name", "confidence"]),
+              "animal_items": animal}
+    facts = clip_facts(tables, {"tasks": {"enabled": ["animal_sound_recognition"]}})
+    assert set(facts["fact"]) == {"animal_sound_recognition|moo|cow"} and len(facts) == 20
+    df = split_clips(clips, set(), seed=0, fractions=FRACTIONS, facts=facts).set_index("clip_id")
+    cows = df.loc[[f"fs/{i}" for i in range(20)]]
+    assert cows["group_id"].nunique() == 1 and cows["split"].nunique() == 1 and cows["group_id"].iloc[0] == f"{0:064x}"
+    plain = split_clips(clips, set(), seed=0, fractions=FRACTIONS).set_index("clip_id")
+    assert plain.loc[[f"fs/{i}" for i in range(20)], "split"].nunique() > 1  # without the facts the fact straddles
+    assert (df.loc[[f"fs/{i}" for i in range(20, n)]] == plain.loc[[f"fs/{i}" for i in range(20, n)]]).all().all()
