@@ -453,8 +453,6 @@ def status(ctx: Context, names: list[str] | None = None) -> list[StageStatus]:
         gone = [rel for rel in old.get("outputs", {}) if not (ctx.stage_dir(name) / rel).exists()]
         if gone:
             why.append(f"output missing: {gone[0]}")
-        if (old.get("counts") or {}).get("transient"):
-            why.append("units failed on the network last time")
         out[name] = StageStatus(name, "stale" if why else "fresh", why, manifest)
     return [out[n] for n in (names or stage_order())]
 
