@@ -134,9 +134,10 @@ def _layout(sentence: str, n: int, spans: Sequence[str], audio_token: str | None
     and with audio_token, "<audio_token> " put in front of each span (whose range is then the inserted token's)."""
     widened = widen_mask(sentence, n)
     at, extra = sentence.index(MASK), len(widened) - len(sentence)
+    mask = (at, at + len(MASK))  # a span is never placed inside the [MASK] ('k' of a detector's 'cr oa k')
     taken: list[tuple[int, int]] = []
     for sp in spans:
-        taken.append(own_range(sentence, sp, taken))  # first occurrence not taken by an earlier span
+        taken.append(own_range(sentence, sp, [mask, *taken]))  # first occurrence not taken by an earlier span
     widen = lambda p: p + (extra if p >= at + len(MASK) else 0)  # noqa: E731  (a place in the widened text)
     if not audio_token:
         return widened, [(widen(a), b + (extra if b > at else 0)) for a, b in taken]

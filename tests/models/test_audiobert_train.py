@@ -389,6 +389,9 @@ def test_insert_puts_an_audio_token_before_each_span_in_span_order():
         p = int(b.span_pos[0, k])
         assert ids[p] == tok.unk_token_id and tok.convert_ids_to_tokens(ids[p + 1]) == word
     assert [ids[int(p)] for p in b.mask_pos[0]] == [tok.mask_token_id] * 2
+    # a detector's fragment ('k' of 'cr oa k') is never placed inside the [MASK] (the mask would not survive)
+    frag = encode_items(tok, ["A [MASK] makes a croak sound."], [1], [["cr", "oa", "k"]], audio_token=tok.unk_token)
+    assert frag.input_ids[0].tolist().count(tok.mask_token_id) == 1
     plain = encode_items(tok, [s], [2], [["violin", "tuba"]])  # no audio token: the words themselves, as before
     assert tok.unk_token_id not in plain.input_ids[0].tolist()
     assert [tok.convert_ids_to_tokens(int(plain.input_ids[0, int(p)])) for p in plain.span_pos[0]] == ["violin", "tuba"]
