@@ -17,7 +17,7 @@ import torch
 
 from benchmark.errors import InputError
 
-__all__ = ["task_items", "fit_rows", "SpanHits", "rows_text", "own_captions", "oracle_span_audio", "shuffled_span_audio", "pad_audio", "AUDIO_SOURCES", "EXCLUSION_DEPTH"]
+__all__ = ["task_items", "groups_clips", "fit_rows", "SpanHits", "rows_text", "own_captions", "oracle_span_audio", "shuffled_span_audio", "pad_audio", "AUDIO_SOURCES", "EXCLUSION_DEPTH"]
 
 # what an AudioBERT checkpoint injects at eval: the system (retrieved), the system without the item's own clips and
 # every clip of its group (excluded), each span given its item's own clips (oracle), random clips (shuffled)
@@ -38,10 +38,9 @@ def task_items(release, tasks: Sequence[str], split: str) -> list[dict]:
     return rows
 
 
-def fit_rows(release, index) -> np.ndarray:
-    """The index rows a learned part of a model may fit on: clips of no dev, test or wiki item, nor of any group such
-    an item belongs to (train items' clips and clips no item uses). Every clip stays retrievable; this only keeps
-    what dev and test captions say out of learned weights."""
+def groups_clips(release) -> tuple[dict[str, set[str]], set[str]]:
+    """(group id -> every clip of every item of that group over all tasks and splits, the groups with a dev, test or
+    wiki item)."""
     groups: dict[str, set[str]] = {}
     held_groups: set[str] = set()
     for split in ("train", "dev", "test", "wiki"):
@@ -49,6 +48,14 @@ def fit_rows(release, index) -> np.ndarray:
             groups.setdefault(it["group_id"], set()).update(it["clip_ids"])
             if split != "train":
                 held_groups.add(it["group_id"])
+    return groups, held_groups
+
+
+def fit_rows(release, index) -> np.ndarray:
+    """The index rows a learned part of a model may fit on: clips of no dev, test or wiki item, nor of any group such
+    an item belongs to (train items' clips and clips no item uses). Every clip stays retrievable; this only keeps
+    what dev and test captions say out of learned weights."""
+    groups, held_groups = groups_clips(release)
     held = set().union(*(groups[g] for g in held_groups)) if held_groups else set()
     return np.array([r for r, c in enumerate(index.clip_ids) if c not in held], dtype=np.int64)
 

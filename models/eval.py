@@ -20,7 +20,7 @@ from typing import Sequence
 from benchmark.errors import UnknownNameError
 from benchmark.hashing import stable_hash
 from benchmark.metrics import CI_LEVEL, MIN_UNITS, N_BOOT, bootstrap_ci, compute_metrics, count_units, item_units, paired_test
-from models.data import AUDIO_SOURCES
+from models.data import AUDIO_SOURCES, groups_clips
 
 __all__ = ["evaluate", "load_model", "render_table", "text_twin", "twin_of", "compared_pairs", "seen_unseen", "CONTROLS"]
 
@@ -72,7 +72,7 @@ def evaluate(
     torch.manual_seed(seed)
     release = load_release(release_path)
     tasks = list(tasks) or release.tasks
-    group_clips = _group_clips(release) if ablation else {}
+    group_clips = groups_clips(release)[0] if ablation else {}
     # answers a model could have learned: those of the task's train items (an unseen answer is learnable only from
     # what the model is given: audio, captions)
     train_answers = {t: {it["answer"] for it in task_items(release, [t], "train")} for t in tasks}
@@ -164,17 +164,6 @@ def evaluate(
         json.dumps({"model": m, "task": t, "split": s, "ids": [it["id"] for it in cells[(t, s)][0]], "pred": p}) + "\n"
         for (m, t, s), p in preds.items()))
     return results
-
-
-def _group_clips(release) -> dict[str, set[str]]:
-    """group id -> every clip of every item of that group, over all tasks and splits of the release."""
-    from models.data import task_items
-
-    out: dict[str, set[str]] = {}
-    for split in ("train", "dev", "test", "wiki"):
-        for it in task_items(release, release.tasks, split):
-            out.setdefault(it["group_id"], set()).update(it["clip_ids"])
-    return out
 
 
 def variant_name(name: str, src: str) -> str:
