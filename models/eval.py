@@ -332,10 +332,13 @@ def render_table(results: dict) -> str:
             few = bool(a.get("too_few_units"))
             lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {a['n']} | {fmt_units(a.get('units', {}))} | "
                          + " | ".join(fmt_ci(a[c]["accuracy"], a[c]["ci"], few) if a.get(c) else "–" for c in cols) + " |")
-        lines += ["", "Split by the answer: seen (a train answer of the task) / unseen (never a train answer; only what the "
-                  "model is given can name it). Accuracy, with n:", "",
-                  "| model | task | split | n seen / unseen | " + " | ".join(cols) + " |", "|---|---|---|---:|" + "---:|" * len(cols)]
-        for a in abl:
+        # results written before the seen/unseen split carry no n_seen: their table has no such rows
+        by_answer = [a for a in abl if "n_seen" in next(a[c] for c in cols if a.get(c))]
+        if by_answer:
+            lines += ["", "Split by the answer: seen (a train answer of the task) / unseen (never a train answer; only what "
+                      "the model is given can name it). Accuracy, with n:", "",
+                      "| model | task | split | n seen / unseen | " + " | ".join(cols) + " |", "|---|---|---|---:|" + "---:|" * len(cols)]
+        for a in by_answer:
             first = next(a[c] for c in cols if a.get(c))
             lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {first['n_seen']} / {first['n_unseen']} | "
                          + " | ".join(f"{_fmt_acc(a[c]['accuracy_seen'])} / {_fmt_acc(a[c]['accuracy_unseen'])}" if a.get(c) else "–"

@@ -172,12 +172,12 @@ def test_seeds_table_averages_every_pairing_over_training_seeds(tiny_lm_dir, dem
     from models.eval import evaluate
     from models.seeds import main, summarise_seeds
 
-    audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1), tmp_path / "audiobert")
+    audio = train(official_release, _cfg(tiny_lm_dir, epochs=1), tmp_path / "audiobert", _opts(demo_index_dir))
     det = str(audio / "detector")
     runs = []
     for seed in (0, 1):
-        text = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1, mode="text", detector_dir=det, seed=seed),
-                     tmp_path / f"text{seed}")
+        text = train(official_release, _cfg(tiny_lm_dir, epochs=1, mode="text", seed=seed), tmp_path / f"text{seed}",
+                     _opts(demo_index_dir, detector_dir=det))
         evaluate(official_release, [audio, text], tmp_path / f"run{seed}", splits=("test",), n_boot=200)
         runs.append(tmp_path / f"run{seed}")
     s = summarise_seeds(runs, tmp_path / "seeds", n_boot=200)
