@@ -83,7 +83,7 @@ class SpanHits:
         if rerank:
             from models.rerank import CaptionReranker
 
-            found = CaptionReranker(device=device).rerank(index, queries, found, depth)
+            found = CaptionReranker.of(index, device=device).rerank(index, queries, found, depth)
         return cls(dict(zip(uniq, [list(h[:depth]) for h in found])), k)
 
     def ranked(self, span: str, exclude: set[str] = frozenset()) -> list:
@@ -96,10 +96,13 @@ class SpanHits:
 
     def captions(self, index, spans: Sequence[Sequence[str]], exclude: Sequence[set[str]] | None = None) -> list[str]:
         """Per item, the caption lines of the clips its spans retrieve (the same k hits the audio comes from), each
-        line once, in hit order: what retrieval tells a text model (the caption twin's context)."""
+        line once: what retrieval tells a text model (the caption twin's context). Rank by rank across the spans (each
+        span's best hit, then each span's second...), so that truncating the context drops the least relevant hits
+        and never a whole span's (a comparison's second source)."""
         out = []
         for i, sp in enumerate(spans):
-            rows = [h.row for s in sp for h in self.ranked(s, exclude[i] if exclude is not None else frozenset())]
+            per_span = [self.ranked(s, exclude[i] if exclude is not None else frozenset()) for s in sp]
+            rows = [hs[r].row for r in range(max(map(len, per_span), default=0)) for hs in per_span if r < len(hs)]
             out.append(rows_text(index, rows))
         return out
 

@@ -98,6 +98,20 @@ def test_the_caption_twin_reads_captions_after_the_sentence_and_they_are_cut_fir
     assert b.input_ids[0].tolist()[: len(sentence)] == sentence  # the sentence whole, before any context
 
 
+def test_caption_context_goes_rank_by_rank_across_spans_so_a_cut_keeps_every_span():
+    from types import SimpleNamespace
+
+    from models.data import SpanHits
+    from models.retrieval import Hit
+
+    index = SimpleNamespace(captions=["violin sound\nbowed", "viola sound", "tuba sound\nbrass", "violin sound\nhigh"])
+    hits = SpanHits({"violin": [Hit("c0", 0.9, 0), Hit("c1", 0.8, 1), Hit("c3", 0.7, 3)],
+                     "tuba": [Hit("c2", 0.9, 2), Hit("c0", 0.5, 0), Hit("c1", 0.4, 1)]}, k=2)
+    # each span's best hit before either span's second; a line already given is not repeated
+    assert hits.captions(index, [["violin", "tuba"]]) == ["violin sound ; bowed ; tuba sound ; brass ; viola sound"]
+    assert hits.captions(index, [["violin", "tuba"]], exclude=[{"c0"}]) == ["viola sound ; tuba sound ; brass ; violin sound ; high"]
+
+
 def test_seen_unseen_split_and_the_pairs_compared():
     from models.eval import compared_pairs, seen_unseen
 

@@ -33,3 +33,18 @@ def test_equal_captions_keep_the_retrieval_order():
     index = AudioIndex(["a", "b", "c"], caps, a, a, {"retrieval": "toy", "inject": "toy"}, {}, None)
     hits = [Hit("c", 0.9, 2), Hit("a", 0.5, 0), Hit("b", 0.1, 1)]
     assert [h.clip_id for h in CaptionReranker("minilm").rerank(index, ["dog sound"], [hits], k=3)[0]] == ["c", "a", "b"]
+
+
+def test_one_index_shares_its_caption_encodings_across_retrieval_calls_and_another_index_has_its_own():
+    index = _index()
+    hits = [Hit("c/3", 0.9, 3), Hit("c/0", 0.8, 0), Hit("c/1", 0.7, 1), Hit("c/2", 0.1, 2)]
+    shared = CaptionReranker.of(index)
+    first = shared.rerank(index, ["heehaw sound"], [hits], k=1)
+    assert set(shared._lines) == {0, 1, 2, 3}  # every hit's caption lines, encoded once
+    cached = {r: v.copy() for r, v in shared._lines.items()}
+    again = CaptionReranker.of(index).rerank(index, ["chirp sound"], [hits], k=1)  # a later call (the next task)
+    assert CaptionReranker.of(index) is shared and all(np.array_equal(shared._lines[r], cached[r]) for r in cached)
+    assert first[0][0].clip_id == "c/1" and again[0][0].clip_id == "c/2"
+    other = AudioIndex(["x"], ["dog sound"], np.eye(1, dtype=np.float32), np.eye(1, dtype=np.float32),
+                       {"retrieval": "toy", "inject": "toy"}, {}, None)
+    assert CaptionReranker.of(other) is not shared  # rows of another index are other clips
