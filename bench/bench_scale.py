@@ -169,7 +169,8 @@ def llm_requests(build: Path) -> dict:
     import pandas as pd
 
     from benchmark.tasks import writer_specs
-    from pipeline.extract.stages import extract_stage, write_stage
+    from pipeline.stages.extract import extract_stage
+    from pipeline.stages.write import write_stage
     from pipeline.params import load_params
     from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data
 

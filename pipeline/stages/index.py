@@ -24,7 +24,8 @@ import pandas as pd
 from benchmark.errors import InputError
 from benchmark.hashing import atomic_path, stable_hash
 from benchmark.schema import COLUMNS, Reject
-from pipeline.stage import StageRun, log
+from pipeline.contract import open_stage, stage_file
+from pipeline.stage import log
 
 __all__ = ["index_stage", "index_corpus", "clip_texts", "EmbedClips", "run"]
 
@@ -97,17 +98,8 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     from pipeline.engines import map_units
 
     build_dir, corpus_root = Path(build_dir), Path(corpus_root)
-    clips_path = build_dir / "read" / "clips.parquet"
-    if not clips_path.exists():
-        raise InputError(f"{clips_path}: missing; run the read stage first")
-    inputs = {"clips": clips_path}
-    cats_path = build_dir / "extract" / "categories.parquet"
-    rej_path = build_dir / "measure" / "rejects.parquet"
-    if cats_path.exists():
-        inputs["categories"] = cats_path
-    if rej_path.exists():
-        inputs["measure_rejects"] = rej_path
-    run = StageRun("index", build_dir / "index", params, inputs, key=key, quiet=quiet)
+    run = open_stage(build_dir, "index", params, key=key, quiet=quiet, optional=("categories", "measure_rejects"))
+    clips_path, cats_path, rej_path = (run.inputs.get(r) for r in ("clips", "categories", "measure_rejects"))
     if run.fresh():
         return run.previous()
 
@@ -116,11 +108,11 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     sr_hz = _decode_sr_hz(config)
     clips = pd.read_parquet(clips_path, columns=["clip_id", "shard", "member", "offset", "size", "captions", "title"])
     source = {}
-    if cats_path.exists():
+    if cats_path is not None:
         cats = pd.read_parquet(cats_path, columns=["clip_id", "source_name"])
         source = dict(zip(cats["clip_id"], cats["source_name"].fillna("").astype(str)))
     skip = set()
-    if rej_path.exists():
+    if rej_path is not None:
         skip = set(pd.read_parquet(rej_path, columns=["key"])["key"].astype(str))
     rejects: dict[int, dict] = {}
     units = []
@@ -173,7 +165,7 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         for f in [*arrays.values(), *([text_rows] if text_rows is not None else [])]:
             f.discard()
         shutil.rmtree(scratch, ignore_errors=True)
-    read = json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8")) if (build_dir / "read" / "manifest.json").exists() else {}
+    read = json.loads(run.inputs["read_manifest"].read_text(encoding="utf-8"))
     index.models["corpus"] = {"id": build_dir.name, "fingerprint": stable_hash(read.get("inputs") or {}, n=64), "clips": len(index)}
     index.save(out)
     for f in sorted(out.iterdir()):
@@ -211,14 +203,13 @@ def index_corpus(corpus: str | Path, out_dir: str | Path, read_params: dict, ind
     """Build an audio index over any corpus into out_dir (index.json, the embeddings; loadable by
     `models.retrieval.AudioIndex.load`). The read and index stages run under out_dir/build/<corpus id>/."""
     from pipeline.contract import corpus_id as fingerprinted_id
-    from pipeline.reader import read_stage
+    from pipeline.stages.read import read_stage
 
     out = Path(out_dir)
     build_dir = out / "build" / (corpus_id or fingerprinted_id(corpus))
-    read_stage(corpus, build_dir, read_params, meta=meta, quiet=quiet)
-    root = Path(json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8"))["corpus"]["root"])
-    index_stage(build_dir, root, index_params, quiet=quiet)
-    for f in sorted((build_dir / "index" / "audio_index").iterdir()):
+    read = read_stage(corpus, build_dir, read_params, meta=meta, quiet=quiet)
+    index_stage(build_dir, Path(read["corpus"]["root"]), index_params, quiet=quiet)
+    for f in sorted(stage_file(build_dir, "index/audio_index").iterdir()):
         if f.is_file():
             with atomic_path(out / f.name) as tmp:
                 shutil.copyfile(f, tmp)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pipeline.stage import StageRun
-
 __all__ = ["run"]
 
 
@@ -11,14 +9,15 @@ def run(ctx) -> dict:
     from models.eval import evaluate
 
     p = ctx.section("eval")
-    run = StageRun("results", ctx.stage_dir("results"), p, key=ctx.key("results"), quiet=ctx.quiet)
+    run = ctx.open_stage("results", p)
+    checkpoints = ctx.input_paths("results")  # each model's manifest, in its checkpoint folder
     if not run.fresh():
-        evaluate(ctx.release_dir(), [str(ctx.stage_dir("text_twin")), str(ctx.stage_dir("audiobert"))], run.out_dir,
+        evaluate(ctx.release_dir(), [str(checkpoints["text"].parent), str(checkpoints["audiobert"].parent)], run.out_dir,
                  splits=tuple(p["splits"]), device=p["device"], seed=int(p["seed"]),
                  max_items=int(p["max_items"]), ablation=tuple(p["ablation"]), quiet=ctx.quiet)
         run.record_output("results.json")
         run.record_output("results.md")
         run.finish({"kept": 1})
     if not ctx.quiet:
-        print((run.out_dir / "results.md").read_text(encoding="utf-8"))
+        print(run.path("results.md").read_text(encoding="utf-8"))
     return run.previous() or {}

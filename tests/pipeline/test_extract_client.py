@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import ConfigError, StageError
-from pipeline.extract import extract_stage, write_stage
+from pipeline.stages.extract import extract_stage
+from pipeline.stages.write import write_stage
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import ChatRequest, LLMClient, LLMSettings
 from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from pipeline.extract import extract_stage
+from pipeline.stages.extract import extract_stage
 from pipeline.extract.records import make_clip_text
 from pipeline.extract.text import strip_instructions
 from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data

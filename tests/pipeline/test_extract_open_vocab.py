@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from benchmark.tasks import writer_specs
-from pipeline.extract import extract_stage, write_stage
+from pipeline.stages.extract import extract_stage
+from pipeline.stages.write import write_stage
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import ChatReply, ChatRequest, LLMClient, LLMSettings
 from pipeline.extract.lexicon import CATEGORIES, load_lexicon

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import RejectBudgetError, UnknownNameError
-from pipeline.extract import extract_stage, write_stage
+from pipeline.stages.extract import extract_stage
+from pipeline.stages.write import write_stage
 from pipeline.extract.lexicon import load_lexicon
 from pipeline.extract.records import make_clip_text, make_pair_text
 from pipeline.extract.rules import RulesBackend, fill_template
