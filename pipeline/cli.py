@@ -69,6 +69,12 @@ def _dest(f) -> str:
     return f.names[0].lstrip("-").replace("-", "_")
 
 
+def _add_flags(p, flags) -> None:
+    """Add declared flags (pipeline.contract.Flag) to a subcommand's parser."""
+    for f in flags:
+        p.add_argument(*f.names, **({"dest": _dest(f)} if f.names[0].startswith("-") else {}), **f.kwargs)
+
+
 def cmd_stage(args) -> None:
     from pipeline.contract import run_stage
 
@@ -198,8 +204,10 @@ def cmd_params(args) -> None:
 def cmd_train(args) -> None:
     from models.train import TrainConfig, train
 
-    p = _params(args, "train", preset=args.preset, mode=args.mode, epochs=args.epochs, lm=args.lm, device=args.device,
-                seed=args.seed, detector_dir=args.detector_dir, index_dir=args.index)
+    from pipeline.contract import TRAIN_FLAGS
+
+    p = _params(args, "train", preset=args.preset, mode=args.mode, detector_dir=args.detector_dir, index_dir=args.index,
+                **{f.key: getattr(args, _dest(f)) for f in TRAIN_FLAGS})
     print(train(args.release, TrainConfig.from_params(p), Path(args.out), quiet=args.quiet))
 
 
@@ -225,7 +233,7 @@ def cmd_demo(args) -> None:
 # ---- parser ---------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.contract import STAGES
+    from pipeline.contract import STAGES, TRAIN_FLAGS
 
     ap = argparse.ArgumentParser(prog="auditorybench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -252,8 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the stages: one subcommand each, generated from their declarations (pipeline/contract.py)
     for stage in STAGES:
         p = add(stage.name, cmd_stage, stage.help, pipeline=True)
-        for f in stage.flags:
-            p.add_argument(*f.names, **({"dest": _dest(f)} if f.names[0].startswith("-") else {}), **f.kwargs)
+        _add_flags(p, stage.flags)
     p = add("status", cmd_status, "every stage as fresh / stale (and why) / missing, for a corpus", pipeline=True)
     p = add("plan", cmd_plan, "for the Makefile: corpus id, release folder and the stages that must run", pipeline=True)
 
@@ -284,10 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, choices=["published", "demo"], help="published settings (default) or the small demo config")
     p.add_argument("--mode", default=None, choices=["audiobert", "text"], help="text: the same model and gate with no audio")
     p.add_argument("--detector-dir", default=None, help="reuse a trained span detector")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lm", default=None, help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=None)
+    _add_flags(p, TRAIN_FLAGS)  # the training stages' flags (pipeline.contract), declared once
     p.add_argument("--index", default=None, help="audio index folder (`auditorybench index CORPUS --out DIR`); default: the release's audio_index/")
     p = add("eval", cmd_eval, "evaluate checkpoints and text-only LMs on a release; writes results.md and results.json")
     p.add_argument("release")

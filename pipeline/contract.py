@@ -149,22 +149,15 @@ def _measure_identity(ctx: "Context") -> dict:
 
 
 def _index_identity(ctx: "Context") -> dict:
-    """What `auto` resolves to: the published CLAP / AST when the hub cache (or HF_HOME) holds them, else the demo
-    retrieval model and aisfx. Explicit model names are in the params already."""
+    """What `auto` resolves to (models.retrieval.resolve_auto, the resolver the build uses too): the published CLAP /
+    AST when the hub cache (or HF_HOME) holds them, else the demo retrieval model and aisfx. Explicit model names
+    are in the params already."""
     p = ctx.section("index")
-    auto = [k for k in ("retrieval", "inject") if str(p.get(k, "")) == "auto"]
-    if not auto:
+    if "auto" not in (str(p.get("retrieval", "")), str(p.get("inject", ""))):
         return {}
-    from huggingface_hub import try_to_load_from_cache
+    from models.retrieval import resolve_auto
 
-    from models.retrieval import PUBLISHED_AST, PUBLISHED_CLAP
-
-    def cached(repo: str) -> bool:
-        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
-
-    resolved = {"retrieval": f"clap:{PUBLISHED_CLAP}" if cached(PUBLISHED_CLAP) else "demo",
-                "inject": f"ast:{PUBLISHED_AST}" if cached(PUBLISHED_AST) else "aisfx"}
-    return {k: resolved[k] for k in auto}
+    return resolve_auto(str(p.get("retrieval", "")), str(p.get("inject", "")))
 
 
 TRAIN_FLAGS = (  # the training stages' flags; `auditorybench train` takes the same ones (pipeline.cli)

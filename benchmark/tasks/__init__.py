@@ -52,7 +52,10 @@ class Basis(BaseModel):
     enabled_by: Optional[str] = None  # "section.key" of a boolean param that switches this basis on
 
 
-class Measurement(BaseModel):
+class MeasurementSpec(BaseModel):
+    """How a comparison task measures its sides (a task YAML's `measurement:`); benchmark.schema.Measurement is a
+    measured clip."""
+
     model_config = ConfigDict(extra="forbid")
     level: Literal["clip", "source"] = "clip"  # source: mean over a source's clips in the split (needs min_clips)
     min_clips_param: Optional[str] = None
@@ -80,7 +83,7 @@ class TaskSpec(BaseModel):
     dimension: str = ""
     categories: list[str] = Field(default_factory=list)  # comparison: pairs' categories; recognition: the item source's
     pairing: Literal["within_category", "across_categories"] = "within_category"
-    measurement: Optional[Measurement] = None
+    measurement: Optional[MeasurementSpec] = None
     gap_rule: Optional[GapRule] = None
     templates: list[str] = Field(default_factory=list)
     prompt_file: Optional[str] = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from benchmark.card import write_card
 from benchmark.hashing import sha256_file
+from pipeline.contract import released_stages
 
 __all__ = ["run", "cards_dir"]
 
@@ -28,6 +29,6 @@ def run(ctx) -> dict:
     copy = out / f"{target.name}.md"
     if run.fresh() and (target / "README.md").exists() and copy.exists() and sha256_file(copy) == sha256_file(target / "README.md"):
         return run.previous() or {}
-    card = write_card(target, out)
+    card = write_card(target, out, stage_order=released_stages())
     run.write_json("card.json", {"release": target.as_posix(), "copy": copy.as_posix(), "sha256": sha256_file(card)})
     return run.finish({"kept": 1}, extra={"release": target.name})
