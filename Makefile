@@ -184,6 +184,11 @@ clean: ## remove build outputs (keeps .venv, releases, data_cards and the demo c
 distclean: clean ## also remove releases, the demo corpus and .venv (keeps data_cards/, which git tracks)
 	rm -rf $(RELEASES) $(DEMO_ROOT) $(VENV)
 
+# ---- lint: ruff (its settings in pyproject.toml [tool.ruff]; the version pinned in requirements.lock)
+.PHONY: lint
+lint: $(INSTALLED) ## ruff over the whole tree (pyflakes, pycodestyle errors, import order, bugbear, pyupgrade)
+	$(VENV)/bin/ruff check .
+
 # ---- a real small model through the LLM stages (not part of `make test`: it builds llama-cpp-python, ~10 min once)
 .PHONY: check-llm
 # CHECK_LLM_ARGS: e.g. '--n-clips 24' (bench/check_llm.py --help; the default 72 clips took 15.5 min on 2 busy cores)

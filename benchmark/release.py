@@ -30,11 +30,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmark.errors import InputError, ReleaseIntegrityError, UnknownNameError, ValidationError
 from benchmark.figures import write_figures
 from benchmark.jsonable import jsonable
-from benchmark.errors import InputError, ReleaseIntegrityError, UnknownNameError, ValidationError
 from benchmark.release_io import CARD, MANIFEST, file_digests
-from benchmark.schema import BOOL_COLUMNS, COLUMNS, FLOAT_COLUMNS, ITEM_ARROW_SCHEMA, LIST_COLUMNS, SPLITS, csv_field, license_kind, most_restrictive_license
+from benchmark.schema import (
+    BOOL_COLUMNS,
+    COLUMNS,
+    FLOAT_COLUMNS,
+    ITEM_ARROW_SCHEMA,
+    LIST_COLUMNS,
+    SPLITS,
+    csv_field,
+    license_kind,
+    most_restrictive_license,
+)
 from benchmark.tasks import TaskSpec, get_task
 from benchmark.validate import validate_release
 

@@ -203,7 +203,6 @@ def cmd_params(args) -> None:
 
 def cmd_train(args) -> None:
     from models.train import TrainConfig, train
-
     from pipeline.contract import TRAIN_FLAGS
 
     p = _params(args, "train", preset=args.preset, mode=args.mode, detector_dir=args.detector_dir, index_dir=args.index,

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from benchmark.errors import ConfigError, InputError, UnknownNameError
@@ -66,8 +67,8 @@ class Stage:
     inputs: dict[str, str]  # role -> "<upstream stage>/<file>" (read by the stage; hashed into its key)
     outputs: tuple[str, ...]  # files under the stage's folder, besides manifest.json
     sections: tuple[str, ...]  # params.yaml sections in its key ("tasks": the resolved task definitions)
-    external: Callable[["Context"], dict[str, Path]] | None = None  # inputs outside the build (corpus shards, ...)
-    identity: Callable[["Context"], dict] | None = None  # backend identity (model, endpoint host, prompt versions)
+    external: Callable[[Context], dict[str, Path]] | None = None  # inputs outside the build (corpus shards, ...)
+    identity: Callable[[Context], dict] | None = None  # backend identity (model, endpoint host, prompt versions)
     flags: tuple[Flag, ...] = ()
     shared: bool = False  # one build for every corpus (build/<stage>), not build/<corpus id>/<stage>
     after: tuple[str, ...] = ()  # stages that must run first besides those it reads from
@@ -81,34 +82,34 @@ class Stage:
         ups = [v.split("/", 1)[0] for v in self.inputs.values()] + list(self.after)
         return tuple(dict.fromkeys(ups))
 
-    def run(self, ctx: "Context") -> dict:
+    def run(self, ctx: Context) -> dict:
         import importlib
 
         return importlib.import_module(self.module).run(ctx)
 
 
-def _read_inputs(ctx: "Context") -> dict[str, Path]:
+def _read_inputs(ctx: Context) -> dict[str, Path]:
     from pipeline.reader import read_inputs
 
     return read_inputs(ctx.corpus, ctx.meta)
 
 
-def _wiki_inputs(ctx: "Context") -> dict[str, Path]:
+def _wiki_inputs(ctx: Context) -> dict[str, Path]:
     from pipeline.wiki.snapshot import snapshot_paths
 
     ranges, animals = snapshot_paths(ctx.section("wiki"))
     return {"ranges": ranges, "animal_sounds": animals}
 
 
-def _filter_inputs(ctx: "Context") -> dict[str, Path]:
+def _filter_inputs(ctx: Context) -> dict[str, Path]:
     """The review decisions (when given) and the files holding the recognition tasks' item sources."""
     from pipeline.filter import external_inputs
 
     return external_inputs(ctx.build_dir, ctx.all_params())
 
 
-def _llm_identity(section: str) -> Callable[["Context"], dict]:
-    def identity(ctx: "Context") -> dict:
+def _llm_identity(section: str) -> Callable[[Context], dict]:
+    def identity(ctx: Context) -> dict:
         p = ctx.section(section)
         backend = str(p.get("backend", "rules"))
         if backend != "openai":
@@ -134,7 +135,7 @@ def _llm_identity(section: str) -> Callable[["Context"], dict]:
     return identity
 
 
-def _measure_identity(ctx: "Context") -> dict:
+def _measure_identity(ctx: Context) -> dict:
     p = ctx.section("measure")
     used = [str(p.get("estimator", ""))] + ([str(p.get("check_estimator", ""))] if p.get("cross_check") else [])
     out: dict[str, Any] = {"estimators": used}
@@ -148,7 +149,7 @@ def _measure_identity(ctx: "Context") -> dict:
     return out
 
 
-def _index_identity(ctx: "Context") -> dict:
+def _index_identity(ctx: Context) -> dict:
     """What `auto` resolves to (models.retrieval.resolve_auto, the resolver the build uses too): the published CLAP /
     AST when the hub cache (or HF_HOME) holds them, else the demo retrieval model and aisfx. Explicit model names
     are in the params already."""

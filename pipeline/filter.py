@@ -21,8 +21,14 @@ from pydantic import ValidationError as PydanticValidationError
 
 from benchmark.errors import InputError
 from benchmark.hashing import stable_hash
-from benchmark.schema import COLUMNS, Item, item_id
-from benchmark.tasks import TaskSpec, enabled_tasks, get_task, item_source_function, item_source_path, param_value, recognition_tasks
+from benchmark.schema import Item, item_id
+from benchmark.tasks import (
+    TaskSpec,
+    get_task,
+    item_source_function,
+    item_source_path,
+    recognition_tasks,
+)
 from benchmark.tasks.sources import SOURCE_COLUMNS
 from benchmark.validate import source_pair
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from benchmark.hashing import stable_hash
-from benchmark.tasks import TaskSpec, comparison_tasks, param_value
+from benchmark.tasks import TaskSpec, param_value
 
 __all__ = ["make_pairs", "side_table", "PAIR_COLUMNS"]
 

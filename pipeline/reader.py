@@ -17,13 +17,12 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
 from benchmark.errors import InputError
 from benchmark.hashing import sha256_bytes
-from benchmark.schema import COLUMNS, license_kind
+from benchmark.schema import license_kind
 
 __all__ = ["read_clip_bytes", "find_shards", "find_meta_csv", "read_meta", "read_shard", "read_shard_job", "read_loose", "read_inputs", "corpus_name",
            "dedupe_clips", "SHARD_ERRORS"]

@@ -17,7 +17,7 @@ import pandas as pd
 from benchmark.errors import ConfigError
 from benchmark.hashing import unit_interval
 
-__all__ = ["assign_split", "held_out_names", "split_clips", "clip_names", "SPLITSPLIT_ORDER"]
+__all__ = ["assign_split", "held_out_names", "split_clips", "clip_names", "SPLIT_ORDER"]
 
 SPLIT_ORDER = ("train", "dev", "test")
 

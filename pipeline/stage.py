@@ -14,9 +14,10 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -128,7 +129,7 @@ class StageRun:
         """16 hex digits of the code part of the key: what the stage's per-unit result stores are tied to."""
         return stable_hash(self.full_key().get("code"), n=16)
 
-    def result_store(self, rel: str) -> "ResultStore":
+    def result_store(self, rel: str) -> ResultStore:
         """The stage's per-unit result store at rel, tied to its code version: values computed by other code are
         dropped when it opens (a changed estimator never serves the old f0), while other settings' entries stay
         (their keys are content addresses of the settings)."""

@@ -22,9 +22,10 @@ import difflib
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import pandas as pd
 import yaml
@@ -114,7 +115,7 @@ class TaskSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "TaskSpec":
+    def _check(self) -> TaskSpec:
         if self.kind == "comparison":
             missing = [k for k in ("measurement", "gap_rule") if getattr(self, k) is None]
             if missing or not self.categories or not (self.templates or self.prompt_file):

@@ -14,7 +14,6 @@ from dataclasses import fields
 from pathlib import Path
 
 from benchmark.errors import RejectBudgetError, UnknownNameError
-from benchmark.schema import COLUMNS
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import LLMSettings
 from pipeline.extract.lexicon import load_lexicon

@@ -22,9 +22,9 @@ import math
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape

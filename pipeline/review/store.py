@@ -75,7 +75,7 @@ class ReviewStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "ReviewStore":
+    def __enter__(self) -> ReviewStore:
         return self
 
     def __exit__(self, *exc) -> None:

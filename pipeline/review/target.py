@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import InputError, UnknownNameError
+from benchmark.jsonable import jsonable
 from benchmark.release_io import MANIFEST, load_release
 from benchmark.tasks import get_task, task_choices
-from benchmark.jsonable import jsonable
 from pipeline.contract import stage_file
 from pipeline.filter import REVIEW_EXPORT
 

@@ -10,8 +10,18 @@ import pandas as pd
 
 from benchmark.schema import COLUMNS
 from pipeline.contract import open_stage
-from pipeline.extract.backend import (ANIMAL_COLUMNS, CATEGORY_COLUMNS, EXTRACT_PROMPTS, check_budget, llm_extra,
-                                      make_backend, prompt_id, reject_counts, reject_row, run_params)
+from pipeline.extract.backend import (
+    ANIMAL_COLUMNS,
+    CATEGORY_COLUMNS,
+    EXTRACT_PROMPTS,
+    check_budget,
+    llm_extra,
+    make_backend,
+    prompt_id,
+    reject_counts,
+    reject_row,
+    run_params,
+)
 from pipeline.extract.lexicon import load_lexicon
 from pipeline.extract.records import Failure, make_clip_text
 from pipeline.extract.validate import validate_animal_item, validate_category

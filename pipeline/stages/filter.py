@@ -9,9 +9,17 @@ import pandas as pd
 from benchmark.schema import COLUMNS
 from benchmark.tasks import param_value, recognition_tasks
 from pipeline.contract import open_stage
-from pipeline.filter import (apply_review_decisions, balance_labels, comparison_items, drop_rare_answers,
-                             drop_repeated_sentences, drop_repeated_source_pairs, external_inputs, recognition_items,
-                             source_candidates)
+from pipeline.filter import (
+    apply_review_decisions,
+    balance_labels,
+    comparison_items,
+    drop_rare_answers,
+    drop_repeated_sentences,
+    drop_repeated_source_pairs,
+    external_inputs,
+    recognition_items,
+    source_candidates,
+)
 
 __all__ = ["filter_stage", "run"]
 

@@ -28,7 +28,7 @@ from benchmark.tasks import task_choices
 from benchmark.validate import normalise_sentence
 from pipeline.code_hash import code_hash
 from pipeline.contract import open_stage, released_stages
-from pipeline.stage import StageRun, log
+from pipeline.stage import log
 
 __all__ = ["release_stage", "gather_provenance", "explain_release_change", "UPSTREAM_STAGES", "run"]
 

@@ -15,7 +15,13 @@ from benchmark.hashing import sha256_file
 from benchmark.schema import COLUMNS
 from benchmark.tasks import TaskSpec, get_task, list_tasks
 from pipeline.contract import open_stage
-from pipeline.wiki.client import DEFAULT_API_URL, DEFAULT_USER_AGENT, WikiClient, refresh_animal_snapshot, refresh_snapshot
+from pipeline.wiki.client import (
+    DEFAULT_API_URL,
+    DEFAULT_USER_AGENT,
+    WikiClient,
+    refresh_animal_snapshot,
+    refresh_snapshot,
+)
 from pipeline.wiki.items import ANIMAL_TEMPLATES, PITCH_TEMPLATES, build_animal_items, build_pitch_items, label_balance
 from pipeline.wiki.snapshot import load_snapshot, snapshot_paths
 

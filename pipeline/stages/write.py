@@ -10,8 +10,17 @@ import pandas as pd
 from benchmark.schema import COLUMNS
 from benchmark.tasks import writer_specs
 from pipeline.contract import open_stage
-from pipeline.extract.backend import (SENTENCE_COLUMNS, WRITE_PROMPTS, check_budget, llm_extra, make_backend, prompt_id,
-                                      reject_counts, reject_row, run_params)
+from pipeline.extract.backend import (
+    SENTENCE_COLUMNS,
+    WRITE_PROMPTS,
+    check_budget,
+    llm_extra,
+    make_backend,
+    prompt_id,
+    reject_counts,
+    reject_row,
+    run_params,
+)
 from pipeline.extract.records import Failure, make_pair_text
 from pipeline.extract.validate import validate_sentence
 

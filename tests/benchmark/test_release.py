@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.errors import InputError, ReleaseIntegrityError, ValidationError
 from benchmark.card import write_card
+from benchmark.errors import InputError, ReleaseIntegrityError, ValidationError
 from benchmark.release import build_release
 from benchmark.release_io import file_digests, load_release
 from benchmark.schema import COLUMNS, Item, item_id

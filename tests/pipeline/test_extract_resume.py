@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.stages.extract import extract_stage
 from pipeline.extract.cache import LLMCache
+from pipeline.stages.extract import extract_stage
 from tests.openai_server import FakeModel, OpenAIServer
 from tests.pipeline.test_extract_rules import clip_row, write_clips
 

@@ -19,7 +19,16 @@ import pytest
 from benchmark.errors import InputError
 from pipeline.reader import read_clip_bytes
 from pipeline.stages.read import read_stage
-from tests.laion_format import LICENSES, PREFIX, caption_json, clip_members, sine_flac, write_meta, write_shard, write_sizes
+from tests.laion_format import (
+    LICENSES,
+    PREFIX,
+    caption_json,
+    clip_members,
+    sine_flac,
+    write_meta,
+    write_shard,
+    write_sizes,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
