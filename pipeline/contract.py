@@ -228,7 +228,7 @@ STAGES: tuple[Stage, ...] = _ITEM_STAGES + (
           flags=(flag("action", nargs="?", default="build", choices=["build", "refresh"]),)),
     Stage("index", "build the audio index (retrieval + injection embeddings) over the corpus clips",
           inputs={"clips": "read/clips.parquet", "categories": "extract/categories.parquet",
-                  "measure_rejects": "measure/rejects.parquet", "read_manifest": "read/manifest.json"},
+                  "measure_rejects": "measure/rejects.parquet"},
           outputs=("audio_index", "rejects.parquet"), sections=("index",), identity=_index_identity,
           flags=(flag("--device", key="device", section="index", choices=["cpu", "cuda"]),
                  flag("--workers", type=int, help="processes or Ray actors embedding clips (default: all cores)"),

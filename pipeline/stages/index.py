@@ -1,9 +1,9 @@
 """The `index` stage: embed the corpus clips once for text-to-audio retrieval and for AudioBERT's injection.
 
-Inputs under build_dir (= build/<corpus_id>): read/clips.parquet; extract/categories.parquet (optional: the
-clip's sound source becomes an extra caption, "<source> sound"); measure/rejects.parquet (optional: clips rejected
-there are skipped). Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/:
-index.json, retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
+Inputs (declared in pipeline.contract): the clip table; the categories (optional: the clip's sound source becomes an
+extra caption, "<source> sound"); the measure stage's rejects (optional: clips rejected there are skipped); the read
+stage's manifest gives the corpus fingerprint the index records (provenance, not in the key).
+Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/: index.json, retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
 Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
 The index records what built it: its models (retrieval, injection, text side, settings) and the corpus (id,
 fingerprint of the read stage's inputs, clip count), so a checkpoint can refuse an index of other models.
@@ -165,7 +165,10 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         for f in [*arrays.values(), *([text_rows] if text_rows is not None else [])]:
             f.discard()
         shutil.rmtree(scratch, ignore_errors=True)
-    read = json.loads(run.inputs["read_manifest"].read_text(encoding="utf-8"))
+    # provenance, not an input: the read stage's input fingerprints, which change only with clips.parquet's content
+    # (keying the index on read's whole manifest would rerun it, the costly stage, after every edit of reader.py)
+    read_manifest = stage_file(build_dir, "read/manifest.json")
+    read = json.loads(read_manifest.read_text(encoding="utf-8")) if read_manifest.exists() else {}
     index.models["corpus"] = {"id": build_dir.name, "fingerprint": stable_hash(read.get("inputs") or {}, n=64), "clips": len(index)}
     index.save(out)
     for f in sorted(out.iterdir()):
