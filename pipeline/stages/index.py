@@ -3,7 +3,8 @@
 Inputs (declared in pipeline.contract): the clip table; the categories (optional: the clip's sound source becomes an
 extra caption, "<source> sound"); the measure stage's rejects (optional: clips rejected there are skipped); the read
 stage's manifest gives the corpus fingerprint the index records (provenance, not in the key).
-Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/: index.json, retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
+Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/: index.json,
+retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
 Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
 The index records what built it: its models (retrieval, injection, text side, settings) and the corpus (id,
 fingerprint of the read stage's inputs, clip count), so a checkpoint can refuse an index of other models.
