@@ -22,9 +22,8 @@ import torch
 
 
 def bench_step(lm: str, steps: int, batch: int, inject_dim: int = 512, device: str = "cpu") -> dict:
-    from models.audiobert import encode_items
+    from models.audiobert import build_model, encode_items
     from models.config import TrainConfig
-    from models.infer import build_model
 
     sents = [f"The sound of {s} is typically [MASK] in pitch than {t}." for s, t in
              [("a violin", "a tuba"), ("a flute", "a cello"), ("a whistle", "a bass drum"), ("a bird", "a cow")]]
@@ -32,8 +31,7 @@ def bench_step(lm: str, steps: int, batch: int, inject_dim: int = 512, device: s
     idx = [i % len(sents) for i in range(batch)]
     out = {}
     for mode in ("text", "audiobert"):
-        cfg = TrainConfig.demo(lm=lm, mode=mode, device=device)
-        model, tok, _ = build_model(cfg, inject_dim)
+        model, tok, _ = build_model(TrainConfig.demo(lm=lm, mode=mode), inject_dim)
         model.to(device).train()
         b = encode_items(tok, [sents[i] for i in idx], [1] * batch, [spans[i] for i in idx]).to(device)
         target = torch.full(b.mask_pos.shape, tok.convert_tokens_to_ids("higher"), device=device)

@@ -140,7 +140,7 @@ def _splits_section(manifest: dict) -> str:
     if held:
         frac = (split.get("params") or {}).get("holdout_frac")
         table += (f"\n\nHeld-out names (`split.holdout_frac` {frac}): these {len(held)} source names and animal sound "
-                  "words occur in no train item — every clip of them is in dev or test — so test asks about names a "
+                  "words occur in no train item (checked by `validate` on this release) — every clip of them is in dev or test — so test asks about names a "
                   "model never saw in training: " + ", ".join(held) + ".")
     return table
 

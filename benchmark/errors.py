@@ -6,6 +6,7 @@ __all__ = [
     "ConfigError",
     "StageError",
     "RejectBudgetError",
+    "IncompleteStageError",
     "ReleaseIntegrityError",
     "ValidationError",
     "ModelLoadError",
@@ -31,6 +32,11 @@ class StageError(AuditoryBenchError):
 
 class RejectBudgetError(StageError):
     """More items were rejected than the stage's max_reject_frac allows."""
+
+
+class IncompleteStageError(StageError):
+    """A service the stage asks (the LLM endpoint) failed: units are left pending, not rejected, and no manifest is
+    written, so the next run asks exactly those."""
 
 
 class ReleaseIntegrityError(AuditoryBenchError):

@@ -7,6 +7,14 @@ Checks, per release folder (its <task>/<split>.parquet files):
   source pair of comparison items (the two source names, span1/span2, case folded — two clips of "violin" vs "tuba"
   in train and two others in test are one pair). The wiki split is test-only: it is exempt from the clip and
   source-pair checks, not from the id and sentence checks.
+- recognition facts across splits: the (description / sound word, answer) of a recognition task's items — one fact
+  reworded ("A [MASK] goes moo." in train, "Moo! That must be a [MASK]." in test) is one fact (wiki exempt).
+- held-out names: the names the release's split stage held out of train (its manifest's
+  stages.split.counts.held_out_names) are named by no train item (span1, span2, description or a span, case,
+  spacing and a leading article folded) — what the card states, checked.
+- near-duplicate audio across splits: when the release carries `audio_fingerprints.parquet` (the measure stage's
+  fingerprints of its clips), no two clips of different splits align as one recording re-encoded or trimmed
+  (`benchmark.fingerprint.near_duplicate_pairs`; wiki exempt: its items have no clips).
 - duplicates within a split: item id, sentence.
 - a task's kind (comparison / recognition) comes from its registered spec (or the release manifest), never from
   the shape of its items.
@@ -30,6 +38,7 @@ import pydantic
 from pydantic import BaseModel, Field
 
 from benchmark.errors import UnknownNameError
+from benchmark.fingerprint import FINGERPRINTS_FILE, read_fingerprints
 from benchmark.release_io import MANIFEST, read_items, resolve_release_path
 from benchmark.schema import SPLITS, Item
 from benchmark.tasks import get_task
@@ -128,6 +137,64 @@ def _overlap(kind: str, scope: str, sets: dict[str, set], exempt: tuple[str, ...
     return out
 
 
+def _fact(task: str, description, spans, answer) -> str:
+    word = normalise_sentence(description) or " ".join(normalise_sentence(x) for x in (spans if spans is not None else []))
+    return f"{word} -> {normalise_sentence(answer)}"
+
+
+def _check_facts(df: pd.DataFrame, recognition_tasks: set[str]) -> list[str]:
+    out = []
+    for task, sub in df.groupby("_file_task", sort=True):
+        if task not in recognition_tasks:
+            continue
+        facts = {s: {_fact(task, d, sp, a) for d, sp, a in zip(g["description"], g["spans"], g["answer"])}
+                 for s, g in sub.groupby("_file_split")}
+        out += _overlap("recognition fact (description, answer)", task, facts, exempt=("wiki",))
+    return out
+
+
+_ARTICLE = re.compile(r"^(a|an|the) ")
+
+
+def _name(x) -> str:
+    return _ARTICLE.sub("", normalise_sentence(x))
+
+
+def _check_held_out(df: pd.DataFrame, held_out: list[str]) -> list[str]:
+    """No train item names a held-out name (span1, span2, description or a span)."""
+    held = {_name(n) for n in held_out} - {""}
+    if not held:
+        return []
+    out = []
+    for task, sub in df[df["_file_split"] == "train"].groupby("_file_task", sort=True):
+        named = set()
+        for r in sub.itertuples(index=False):
+            spans = list(r.spans) if r.spans is not None else []
+            named |= {_name(x) for x in (r.span1, r.span2, r.description, *spans)} & held
+        if named:
+            out.append(f"held-out name: {task}/train: {len(named)} names the split held out of train are named by train "
+                       f"items, e.g. {_examples(named)}")
+    return out
+
+
+def _check_near_duplicates(df: pd.DataFrame, fingerprints: dict) -> list[str]:
+    """No near-duplicate pair of clips (by fingerprint) is used in two different splits."""
+    from benchmark.fingerprint import near_duplicate_pairs
+
+    splits_of: dict[str, set[str]] = {}
+    for split, cids in zip(df["_file_split"], df["clip_ids"]):
+        if split != "wiki":
+            for c in cids:
+                splits_of.setdefault(str(c), set()).add(split)
+    pairs = near_duplicate_pairs({c: v for c, v in fingerprints.items() if c in splits_of})
+    across = [f"{a} ({'/'.join(sorted(splits_of[a]))}) ~ {b} ({'/'.join(sorted(splits_of[b]))})"
+              for a, b in pairs if splits_of[a] != splits_of[b]]
+    if not across:
+        return []
+    return [f"overlap near-duplicate audio: all tasks: {len(across)} pairs of clips that are one recording (re-encoded "
+            f"or trimmed) sit in different splits, e.g. {_examples(across)}"]
+
+
 def _check_overlaps(df: pd.DataFrame, comparison_tasks: set[str]) -> list[str]:
     out = []
     ids = {s: set(g["id"]) for s, g in df.groupby("_file_split")}
@@ -192,14 +259,20 @@ def task_kinds(tasks: list[str], declared: dict[str, str] | None = None) -> tupl
     return kinds, problems
 
 
-def validate_items(df: pd.DataFrame, kinds: dict[str, str] | None = None) -> ValidationReport:
+def validate_items(df: pd.DataFrame, kinds: dict[str, str] | None = None, held_out: list[str] | None = None,
+                   fingerprints: dict | None = None) -> ValidationReport:
     """Validate items that carry `_file_task`/`_file_split` (where they sit) besides the schema.Item columns.
-    kinds: {task: "comparison" | "recognition"} (default: the registered specs')."""
+    kinds: {task: "comparison" | "recognition"} (default: the registered specs'). held_out: names no train item
+    may name (the split stage's held-out names). fingerprints: {clip_id: uint32[frames]} (near-duplicate audio)."""
     if df.empty:
         return ValidationReport(ok=False, violations=["schema: no items"], figures={})
     kinds, problems = task_kinds(sorted(set(df["_file_task"])), kinds)
     comparison = {t for t, k in kinds.items() if k == "comparison"}
+    recognition = {t for t, k in kinds.items() if k == "recognition"}
     violations = problems + _check_schema(df) + _check_duplicates(df) + _check_overlaps(df, comparison)
+    violations += _check_facts(df, recognition) + _check_held_out(df, held_out or [])
+    if fingerprints:
+        violations += _check_near_duplicates(df, fingerprints)
     bal_violations, balance = _check_balance(df, comparison)
     violations += bal_violations
     kinds = Counter(v.split(":")[0] for v in violations)
@@ -218,13 +291,19 @@ def validate_release(path: str | Path, kinds: dict[str, str] | None = None) -> V
     df, problems = _read_release_items(path)
     if problems:
         return ValidationReport(ok=False, violations=problems, figures={})
-    if kinds is None and (path / MANIFEST).is_file():
+    held_out: list[str] = []
+    if (path / MANIFEST).is_file():
         try:
-            tasks = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("tasks") or {}
-            kinds = {t: v["kind"] for t, v in tasks.items() if isinstance(v, dict) and "kind" in v}
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             return ValidationReport(ok=False, violations=[f"schema: {path / MANIFEST}: not valid JSON ({e.msg})"], figures={})
-    return validate_items(df, kinds)
+        if kinds is None:
+            tasks = manifest.get("tasks") or {}
+            kinds = {t: v["kind"] for t, v in tasks.items() if isinstance(v, dict) and "kind" in v}
+        split = (manifest.get("stages") or {}).get("split") or {}
+        held_out = list((split.get("counts") or {}).get("held_out_names") or [])
+    fingerprints = read_fingerprints(path / FINGERPRINTS_FILE) if (path / FINGERPRINTS_FILE).is_file() else None
+    return validate_items(df, kinds, held_out, fingerprints)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,10 +42,14 @@ def caption_word_embeddings(captions, tokenizer, embeddings: torch.Tensor) -> to
 
 
 def align_projection(model, index, tokenizer, steps: int, lr: float = 1e-2, batch: int = 256, temperature: float = 0.07,
-                     seed: int = 0) -> float:
-    """Train model.proj / model.audio_norm for `steps` InfoNCE steps; return the last step's loss (nan for 0 steps)."""
+                     seed: int = 0, rows=None) -> float:
+    """Train model.proj / model.audio_norm for `steps` InfoNCE steps; return the last step's loss (nan for 0 steps).
+    rows: the index rows whose captions it may learn from (training: `models.data.fit_rows`, no dev or test clip);
+    None: every row."""
     emb = model._mlm.get_input_embeddings().weight.detach()
-    target = caption_word_embeddings(index.captions, tokenizer, emb)
+    allowed = np.arange(len(index)) if rows is None else np.asarray(rows, dtype=np.int64)
+    target = torch.zeros(len(index), emb.shape[1])
+    target[allowed] = caption_word_embeddings([index.captions[r] for r in allowed], tokenizer, emb)
     keep = torch.nonzero(target.norm(dim=-1) > 0).flatten()
     if steps <= 0 or len(keep) < 2:
         return float("nan")

@@ -5,10 +5,10 @@ Read top to bottom:
 1. `encode_items` turns sentences into token ids with the single [MASK] widened to as many [MASK]s as the answer
    has word pieces, and finds the first token of each span.
 2. `AudioBERT.embed` looks up the token embeddings and, at each span's first token, adds
-   tanh(gate) · proj(audio) (`add`, published) or substitutes proj(audio) (`replace`; `insert`: at a token of its own
-   put in front of the span); proj ends in a LayerNorm scaled to the size of a token embedding (with `span_slots`,
-   it also sees the span's place in the sentence), and the learnable gate starts at `gate_init` (0: AudioBERT starts
-   as its text twin). With `audio_copy`, the [MASK]'s logits also get a learned scale times the cosine of each word's
+   tanh(gate) · proj(audio) (`add`, published: the gate starts at `audio_gate_init`, 0 = as the text twin) or, with
+   `insert`, puts proj(audio) at a token of its own in front of the span (no gate: the token is the audio's alone);
+   proj ends in a LayerNorm scaled to the size of a token embedding (with `span_slots`, it also sees the span's place
+   in the sentence). With `audio_copy`, the [MASK]'s logits also get a learned scale times the cosine of each word's
    embedding and the injected audio. The LM then runs with
    its LoRA adapter (peft, on query/key/value) switched on ONLY for rows whose sentence has a span; other rows
    run the unchanged LM (`disable_adapter`). Logits are computed at the [MASK] positions only.
@@ -19,8 +19,8 @@ The MLM head is trained too when the LM came without one (all-MiniLM-L6-v2); it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, fields
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -31,25 +31,45 @@ from benchmark.errors import ConfigError, InputError, ModelLoadError
 from benchmark.schema import MASK
 from models.span_detector import own_range
 
-__all__ = ["AudioBertConfig", "AudioBERT", "EncodedBatch", "encode_items", "widen_mask", "answer_pieces", "score_choices"]
+__all__ = ["ModelSettings", "AudioBertConfig", "build_model", "audio_token", "AudioBERT", "EncodedBatch", "encode_items", "widen_mask", "answer_pieces", "score_choices"]
 
 
 @dataclass
-class AudioBertConfig:
-    """The model half of the training config. Published: LoRA r 64, alpha 128 on query/key/value."""
+class ModelSettings:
+    """The model's settings, as a training config holds them (models.config.TrainConfig extends this class, so they
+    are declared once, here). The published AudioBERT: `add` injection behind a gate that starts shut, LoRA r 64,
+    alpha 128 on query/key/value; the demo recipe: `insert`, span slots and the copy path."""
 
-    lm: str = "bert-base-uncased"
-    inject_audio: bool = True
-    injection: str = "add"  # add | replace | insert: the span's first-token embedding is augmented or replaced, or
-    #                         (insert) the audio is a token of its own in front of the span
-    inject_dim: int = 768
+    lm: str = "bert-base-uncased"  # hub id, local path, or 'minilm' (the packaged MiniLM)
+    # text: the same model and adapter, no audio (the text twin); captions: no audio either, but the captions of the
+    # clips retrieved for its spans are given as text after the sentence (the caption twin: what retrieval alone
+    # would tell a text model)
+    mode: Literal["audiobert", "text", "captions"] = "audiobert"
+    injection: Literal["add", "insert"] = "add"  # add: tanh(gate) x proj(audio) added to the span's first token
+    #                                              (published); insert: the audio is a token of its own before the span
     lora_r: int = 64
     lora_alpha: int = 128
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("query", "key", "value")
-    gate_init: float = 0.0  # audio_gate's start: tanh(gate_init) of the projected audio is let in at first
-    audio_copy: bool = False  # the [MASK]'s logits also get copy_scale x cos(word, injected audio); False = published
-    span_slots: int = 0  # > 0: a learned embedding of the span's place (1st, 2nd, ...) enters the projection; 0 = published
+    audio_gate_init: float = 0.0  # `add` only: tanh of it is the audio's share at the start (0: start as the text twin)
+    span_slots: int = 0  # > 0: a learned embedding of the span's place (1st, 2nd, ...) enters the projection
+    audio_copy: bool = False  # the [MASK]'s logits also get copy_scale x cos(word, injected audio)
+
+
+@dataclass
+class AudioBertConfig(ModelSettings):
+    """What build_model needs: the model's settings and the size of the audio it is given."""
+
+    inject_dim: int = 768
+
+    @classmethod
+    def derive(cls, settings: ModelSettings, inject_dim: int) -> "AudioBertConfig":
+        """The model config of a training config (every ModelSettings field, by name: nothing copied by hand)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(ModelSettings)}, inject_dim=inject_dim)
+
+    @property
+    def inject_audio(self) -> bool:
+        return self.mode == "audiobert"
 
 
 @dataclass
@@ -81,12 +101,14 @@ def answer_pieces(tokenizer, answer: str) -> list[int]:
 
 def encode_items(
     tokenizer, sentences: Sequence[str], n_masks: Sequence[int], spans: Sequence[Sequence[str]], max_length: int = 128,
-    audio_token: str | None = None,
+    audio_token: str | None = None, contexts: Sequence[str] | None = None,
 ) -> EncodedBatch:
     """Tokenise sentences with widened masks; locate [MASK] tokens and each span's first token. With audio_token
-    (`insert` injection), that token is put in front of each span and span_pos points at it instead."""
+    (`insert` injection), that token is put in front of each span and span_pos points at it instead. With contexts
+    (the caption twin), each sentence is followed by its context as a second segment, which alone is truncated."""
     texts, starts = zip(*[_layout(s, n, sp, audio_token) for s, n, sp in zip(sentences, n_masks, spans)]) if sentences else ((), ())
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_offsets_mapping=True, return_tensors="pt")
+    pair = {"text_pair": list(contexts), "truncation": "only_second"} if contexts is not None else {"truncation": True}
+    enc = tokenizer(list(texts), padding=True, max_length=max_length, return_offsets_mapping=True, return_tensors="pt", **pair)
     ids = enc["input_ids"]
     mask_id = tokenizer.mask_token_id
     n_m = max(n_masks) if len(n_masks) else 1
@@ -99,8 +121,9 @@ def encode_items(
             raise InputError(f"sentence {sentences[i]!r}: {len(pos)} of {n_masks[i]} [MASK] tokens survived tokenisation (too long?)")
         mask_pos[i, : len(pos)] = pos
         offs = enc["offset_mapping"][i].tolist()
+        in_sentence = enc.sequence_ids(i) if contexts is not None else [0] * len(offs)
         for k, (a, b) in enumerate(starts[i]):
-            first = next((t for t, (x, y) in enumerate(offs) if y > x and x < b and a < y), None)
+            first = next((t for t, (x, y) in enumerate(offs) if y > x and x < b and a < y and in_sentence[t] == 0), None)
             span_pos[i, k] = -1 if first is None else first
     has_span = torch.tensor([len(s) > 0 for s in spans], dtype=torch.bool)
     return EncodedBatch(ids, enc["attention_mask"], mask_pos, span_pos, has_span)
@@ -111,9 +134,10 @@ def _layout(sentence: str, n: int, spans: Sequence[str], audio_token: str | None
     and with audio_token, "<audio_token> " put in front of each span (whose range is then the inserted token's)."""
     widened = widen_mask(sentence, n)
     at, extra = sentence.index(MASK), len(widened) - len(sentence)
+    mask = (at, at + len(MASK))  # a span is never placed inside the [MASK] ('k' of a detector's 'cr oa k')
     taken: list[tuple[int, int]] = []
     for sp in spans:
-        taken.append(own_range(sentence, sp, taken))  # first occurrence not taken by an earlier span
+        taken.append(own_range(sentence, sp, [mask, *taken]))  # first occurrence not taken by an earlier span
     widen = lambda p: p + (extra if p >= at + len(MASK) else 0)  # noqa: E731  (a place in the widened text)
     if not audio_token:
         return widened, [(widen(a), b + (extra if b > at else 0)) for a, b in taken]
@@ -144,8 +168,7 @@ class AudioBERT(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         super().__init__()
-        if config.injection not in ("add", "replace", "insert"):
-            raise ConfigError(f"injection {config.injection!r}: expected add, replace or insert")
+        check_choices(config)
         self.config = config
         for p in mlm.parameters():
             p.requires_grad_(False)
@@ -159,9 +182,9 @@ class AudioBERT(nn.Module):
         self.audio_norm = nn.LayerNorm(config.inject_dim)
         self.proj = nn.Sequential(nn.Linear(config.inject_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         # proj(audio) is layer-normed and scaled to a token embedding's size, so it can never swamp the span's own
-        # token (unscaled, Adam grew it to ~80x the token's norm within one demo epoch); with `add`, a learnable
-        # gate tanh(audio_gate) in [-1, 1] says how much of it to let in. At gate_init 0 the model starts as the text
-        # twin, but then the projection gets no gradient until the gate has moved: the demo starts it open (0.5).
+        # token (docs/models.md: unscaled, Adam grew it far past the token's norm within one demo epoch); with `add`, a
+        # learnable gate tanh(audio_gate) in [-1, 1] says how much of it to let in (at audio_gate_init 0 the model starts
+        # as its text twin). `insert` has no gate: the audio has a token of its own.
         self.proj_norm = nn.LayerNorm(hidden, elementwise_affine=False)
         # a comparison reads two clips in two roles ("A is [MASK] than B"): with span_slots, the projection knows which
         # span a clip is for, so it can map the two in opposite directions and the [MASK] reads their difference
@@ -173,7 +196,7 @@ class AudioBERT(nn.Module):
             self.register_buffer("copy_words", F.normalize(words - words.mean(0), dim=-1), persistent=False)
         if self.slot_embed is not None:
             nn.init.zeros_(self.slot_embed.weight)
-        self.audio_gate = nn.Parameter(torch.tensor(float(config.gate_init)))
+        self.audio_gate = nn.Parameter(torch.tensor(float(config.audio_gate_init))) if config.injection == "add" else None
         emb_w = mlm.get_input_embeddings().weight.detach().float()
         self.register_buffer("token_rms", emb_w.pow(2).mean().sqrt(), persistent=False)  # per-dim RMS of token embeddings
         self.train_head = train_head
@@ -218,7 +241,7 @@ class AudioBERT(nn.Module):
         b_idx, tok, vec = inj
         vec = vec.to(emb.dtype)
         emb = emb.clone()
-        if self.config.injection in ("replace", "insert"):  # insert: span_pos is the audio token put before the span
+        if self.config.injection == "insert":  # span_pos is the audio token put before the span
             emb[b_idx, tok] = vec
         else:
             emb[b_idx, tok] = emb[b_idx, tok] + torch.tanh(self.audio_gate).to(emb.dtype) * vec
@@ -234,12 +257,17 @@ class AudioBERT(nn.Module):
             h = h + self.slot_embed(slot.clamp(max=self.config.span_slots - 1)).to(h.dtype)
         return self.token_rms.to(audio.dtype) * self.proj_norm(self.proj[2](self.proj[1](h)))
 
-    def audio_share(self) -> float:
-        """tanh(audio_gate): the injected audio's size as a share of a token embedding's (`add`); 1 with `replace` and
-        `insert` (the gate is not used); 0 for the text twin."""
+    def audio_share(self) -> float | None:
+        """tanh(audio_gate): the injected audio's size as a share of a token embedding's (`add`); 0 for the text twin;
+        None with `insert`, which has no gate to read."""
         if not self.config.inject_audio:
             return 0.0
-        return 1.0 if self.config.injection in ("replace", "insert") else float(torch.tanh(self.audio_gate.detach()))
+        return None if self.audio_gate is None else float(torch.tanh(self.audio_gate.detach()))
+
+    def audio_parameters(self) -> list[str]:
+        """Names of the trainable parameters of the audio path (projection, its norms, gate, slots, copy scale): the
+        ones that get their own learning rate. Everything the model adds beside the LM and its head."""
+        return [n for n, p in self.named_parameters() if p.requires_grad and not n.startswith(("lm.", "_mlm."))]
 
     def hidden_states(self, batch: EncodedBatch, audio: torch.Tensor | None = None, injected=None) -> torch.Tensor:
         """float[B, T, H]: adapter on for rows with a span, off (the unchanged LM) for the others."""
@@ -287,6 +315,7 @@ class AudioBERT(nn.Module):
 def score_choices(
     logits_fn, tokenizer, sentences: Sequence[str], spans: Sequence[Sequence[str]], choices: Sequence[str],
     audio_fn=None, batch_size: int = 32, max_length: int = 128, device: str = "cpu", audio_token: str | None = None,
+    contexts: Sequence[str] | None = None,
 ) -> np.ndarray:
     """float[n_items, n_choices]: mean log-probability of each choice's word pieces at its widened [MASK]s.
 
@@ -301,10 +330,39 @@ def score_choices(
         target = torch.tensor([pieces[j] for j in cols], device=device)  # [C_n, n]
         for s in range(0, len(sentences), batch_size):
             idx = list(range(s, min(len(sentences), s + batch_size)))
-            batch = encode_items(tokenizer, [sentences[i] for i in idx], [n] * len(idx), [spans[i] for i in idx], max_length, audio_token).to(device)
+            batch = encode_items(tokenizer, [sentences[i] for i in idx], [n] * len(idx), [spans[i] for i in idx], max_length, audio_token,
+                                 [contexts[i] for i in idx] if contexts is not None else None).to(device)
             audio = audio_fn(idx, batch) if audio_fn is not None else None
             logp = F.log_softmax(logits_fn(batch, audio).float(), dim=-1)[:, :n]  # [B, n, V]
             # gather [B, C_n, n]
             g = torch.stack([logp[:, k, :][:, target[:, k]] for k in range(n)], dim=-1)
             scores[np.ix_(idx, cols)] = g.mean(-1).cpu().numpy()
     return scores
+
+
+def check_choices(config) -> None:
+    """Every Literal-typed field of a (model or training) config holds one of its choices; else ConfigError naming the
+    field, the value and the choices. Run when a config is built or loaded, so a typo never falls back silently."""
+    from typing import get_args, get_origin, get_type_hints
+
+    for name, hint in get_type_hints(type(config)).items():
+        if get_origin(hint) is Literal and getattr(config, name) not in get_args(hint):
+            raise ConfigError(f"{type(config).__name__}.{name} {getattr(config, name)!r}: expected one of {', '.join(map(str, get_args(hint)))}")
+
+
+def audio_token(config: ModelSettings, tokenizer) -> str | None:
+    """The token put in front of each span for `insert` injection (the tokenizer's unknown token, whose embedding the
+    audio replaces); None for `add` and for the text twin."""
+    return tokenizer.unk_token if config.mode == "audiobert" and config.injection == "insert" else None
+
+
+def build_model(settings: ModelSettings, inject_dim: int, seed: int = 0):
+    """(AudioBERT, tokenizer, head_is_new) for a training config's model settings; torch seeded first, so the fresh
+    projection (and a fresh MLM head) start the same in every process."""
+    from models.loading import load_masked_lm, load_tokenizer
+
+    tok = load_tokenizer(settings.lm, need_mask=True)
+    mlm, head_is_new = load_masked_lm(settings.lm, allow_new_head=True)
+    torch.manual_seed(seed)
+    model = AudioBERT(mlm, AudioBertConfig.derive(settings, inject_dim), train_head=head_is_new)
+    return model, tok, head_is_new

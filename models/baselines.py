@@ -2,7 +2,10 @@
 
 - `MaskedLMBaseline`: a masked LM ranks all of a task's answers at [MASK]; an answer of n word pieces gets n
   [MASK]s and is scored by the mean log-probability of its pieces (`models.audiobert.score_choices`).
-- `CausalLMBaseline`: a causal LM scores each filled sentence by its total log-likelihood (sum over tokens).
+- `CausalLMBaseline`: a causal LM scores each filled sentence by its total log-likelihood: every token of the
+  sentence, the first included, given the model's BOS (else its end-of-text token), as lm-evaluation-harness
+  scores a continuation of an empty context. `score` runs the tokens the filled sentences share (before the answer)
+  once per item and reuses their key/value cache for every choice; `loglik` runs each whole sentence (the reference).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from benchmark.errors import ModelLoadError
+
 from benchmark.schema import MASK
 
-__all__ = ["MaskedLMBaseline", "CausalLMBaseline", "fill_sentence"]
+__all__ = ["MaskedLMBaseline", "CausalLMBaseline", "fill_sentence", "prefix_token_id", "shared_prefix_len"]
 
 
 def fill_sentence(sentence: str, answer: str) -> str:
@@ -48,8 +53,28 @@ class MaskedLMBaseline:
         )
 
 
+def prefix_token_id(tokenizer) -> int:
+    """The token a sentence is scored after: BOS, else end-of-text (lm-evaluation-harness's `prefix_token_id`), else
+    [CLS]; so the sentence's first token is scored too (an answer-first sentence's answer included)."""
+    for tid in (tokenizer.bos_token_id, tokenizer.eos_token_id, getattr(tokenizer, "cls_token_id", None)):
+        if tid is not None:
+            return int(tid)
+    raise ModelLoadError(f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: no BOS, end-of-text or [CLS] token to score a sentence's first token after")
+
+
+def shared_prefix_len(ids: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common prefix of token id lists, leaving every list at least one token past it."""
+    n = min(len(x) for x in ids) - 1
+    first = ids[0]
+    for k in range(n):
+        if any(x[k] != first[k] for x in ids[1:]):
+            return k
+    return max(n, 0)
+
+
 class CausalLMBaseline:
-    """A causal LM (a GGUF file is dequantised by transformers): log-likelihood of each filled sentence."""
+    """A causal LM (a GGUF file is dequantised by transformers): log-likelihood of each filled sentence, its first
+    token given BOS."""
 
     def __init__(self, name: str, device: str = "cpu", model=None, tokenizer=None):
         from models.loading import load_causal_lm, load_tokenizer
@@ -58,22 +83,70 @@ class CausalLMBaseline:
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.prefix_id = prefix_token_id(self.tokenizer)
         self.model = (model if model is not None else load_causal_lm(name)).to(device).eval()
         self.device = device
 
-    @torch.no_grad()
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, after the prefix token (the tokenizer's own special tokens left out)."""
+        enc = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [[self.prefix_id, *ids] for ids in enc]
+
+    @torch.inference_mode()
     def loglik(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """float[n]: sum of log p(token_t | tokens_<t) over each text (the first token is given)."""
-        out = np.zeros(len(texts))
-        self.tokenizer.padding_side = "right"
-        for s in range(0, len(texts), batch_size):
-            enc = self.tokenizer(list(texts[s : s + batch_size]), padding=True, return_tensors="pt").to(self.device)
-            logp = F.log_softmax(self.model(**enc).logits[:, :-1].float(), dim=-1)
-            tgt = enc["input_ids"][:, 1:]
-            ll = torch.gather(logp, 2, tgt.unsqueeze(-1)).squeeze(-1) * enc["attention_mask"][:, 1:]
-            out[s : s + len(tgt)] = ll.sum(1).cpu().numpy()
+        """float[n]: sum of log p(token_t | tokens_<t) over every token of each text (the first given the prefix
+        token), each whole text run through the model: the reference path."""
+        ids = self.encode(texts)
+        out = np.zeros(len(ids))
+        pad = self.tokenizer.pad_token_id
+        for s in range(0, len(ids), batch_size):
+            chunk = ids[s : s + batch_size]
+            width = max(len(x) for x in chunk)
+            inp = torch.tensor([x + [pad] * (width - len(x)) for x in chunk], device=self.device)
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in chunk], device=self.device)
+            logits = self.model(input_ids=inp, attention_mask=mask).logits[:, :-1].float()
+            tgt = inp[:, 1:]
+            ll = (_token_logp(logits, tgt) * mask[:, 1:]).sum(1)
+            out[s : s + len(chunk)] = ll.cpu().numpy()
         return out
 
     def score(self, items: Sequence[dict], choices: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        texts = [fill_sentence(it["sentence"], c) for it in items for c in choices]
-        return self.loglik(texts, batch_size).reshape(len(items), len(choices))
+        """float[n_items, n_choices]: each choice's filled sentence's log-likelihood (`loglik`'s quantity), the
+        tokens the filled sentences share run once per item and their key/value cache reused for every choice."""
+        return np.stack([self.score_item(it["sentence"], choices, batch_size) for it in items]) if items else np.zeros((0, len(choices)))
+
+    @torch.inference_mode()
+    def score_item(self, sentence: str, choices: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """float[n_choices] for one sentence. The shared prefix is taken from the filled sentences' own token ids (BPE
+        may merge the answer with the word before it); the rest of each sentence is run on the prefix's cache, in
+        batches of equal length (no padding)."""
+        import copy
+
+        ids = self.encode([fill_sentence(sentence, c) for c in choices])
+        p = shared_prefix_len(ids)
+        out = self.model(input_ids=torch.tensor([ids[0][:p]], device=self.device), use_cache=True)
+        logits = out.logits[0].float()
+        prefix_ll = float(_token_logp(logits[:-1], torch.tensor(ids[0][1:p], device=self.device)).sum()) if p > 1 else 0.0
+        first = F.log_softmax(logits[-1], dim=-1)  # the first token after the prefix, for every choice
+        cache = out.cache
+        scores = np.zeros(len(ids))
+        by_len: dict[int, list[int]] = {}
+        for j, x in enumerate(ids):
+            by_len.setdefault(len(x) - p, []).append(j)
+        for members in by_len.values():
+            for s in range(0, len(members), batch_size):
+                rows = members[s : s + batch_size]
+                cont = torch.tensor([ids[j][p:] for j in rows], device=self.device)
+                ll = first[cont[:, 0]]
+                if cont.shape[1] > 1:
+                    past = copy.deepcopy(cache)
+                    past.batch_repeat_interleave(len(rows))
+                    lg = self.model(input_ids=cont[:, :-1], cache=past, use_cache=True).logits.float()
+                    ll = ll + _token_logp(lg, cont[:, 1:]).sum(1)
+                scores[rows] = prefix_ll + ll.cpu().numpy()
+        return scores
+
+
+def _token_logp(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) at each position: logits float[..., vocab], targets int[...] -> float[...]."""
+    return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)

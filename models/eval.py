@@ -4,9 +4,10 @@
 
 A model is a checkpoint folder written by `models.train.train`, `mlm:<hub id or path>` (a text-only masked LM
 with its own head) or `causal:<hub id or path>` (a causal LM; 'smollm2' is the shipped GGUF). Writes
-results.json and results.md (model, release version, seed, per task/split n, accuracy and macro-F1 each with a
-95 % cluster-bootstrap interval; each model against the text-only twin: difference, interval, p-values; plus each
-checkpoint's span P/R/F1 and retrieval recall@k).
+results.json, results.md (model, release version, seed, per task/split n, its independent units, accuracy and
+macro-F1 each with a 95 % multiway-bootstrap interval over those units; each model against the text-only twin:
+difference, interval, p-values; plus each checkpoint's span P/R/F1 and retrieval recall@k) and predictions.jsonl
+(every model's answer to every item: what `models.seeds` reads to average runs over training seeds).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Sequence
 
 from benchmark.errors import UnknownNameError
 from benchmark.hashing import stable_hash
-from benchmark.metrics import CI_LEVEL, N_BOOT, bootstrap_ci, compute_metrics, item_clusters, paired_test
-from models.data import AUDIO_SOURCES
+from benchmark.metrics import CI_LEVEL, MIN_UNITS, N_BOOT, bootstrap_ci, compute_metrics, count_units, item_units, paired_test
+from models.data import AUDIO_SOURCES, groups_clips
 
-__all__ = ["evaluate", "load_model", "render_table", "text_twin"]
+__all__ = ["evaluate", "load_model", "render_table", "text_twin", "twin_of", "compared_pairs", "seen_unseen", "CONTROLS"]
 
 
 def load_model(spec: str | Path, device: str = "cpu", release=None, index_dir: str | Path | None = None):
@@ -49,14 +50,16 @@ def evaluate(
     """Score every model on every task and split; write out_dir/results.json and results.md; return the results.
 
     metrics: None scores each task by the metrics its YAML declares (the release manifest's `metrics`).
-    Each metric comes with a 95 % cluster-bootstrap interval (items that share a clip or source pair are resampled
-    together; seeded by `seed`), and every model is paired against the text-only twin (`text_twin`) on the same
-    items: difference, its paired-bootstrap interval, p-value, and exact McNemar p for accuracy.
+    Each metric comes with a 95 % interval from the multiway bootstrap over the items' units (sources, sound
+    words, clips: `benchmark.metrics.item_units`; seeded by `seed`; none when a kind has fewer than MIN_UNITS), and
+    every model is paired against the text-only twin (`text_twin`) on the same items and resamples: difference, its
+    interval, bootstrap p, and the item-level exact McNemar p for accuracy.
 
     index_dir: the audio index AudioBERT checkpoints retrieve from (default: the release's, else their own).
-    ablation: splits on which each AudioBERT checkpoint is also scored with its items' own clips injected ("oracle
-    audio") and with random clips ("shuffled audio"); results["ablation"] then holds one row per task and split:
-    text twin · retrieved audio · oracle audio · shuffled audio.
+    ablation: splits on which each AudioBERT checkpoint is also scored with retrieval that may not return the item's
+    own clips nor any clip of its group ("excluded audio"), with its items' own clips injected ("oracle audio") and
+    with random clips ("shuffled audio"); results["ablation"] then holds one row per task and split:
+    text twin · retrieved · excluded · oracle · shuffled audio.
 
     Whole splits by default. max_items > 0 scores a fixed subset of each larger split (the items with the smallest
     hash of their id, so every model and every run sees the same ones); the table then says so and shows n of n_total."""
@@ -69,8 +72,12 @@ def evaluate(
     torch.manual_seed(seed)
     release = load_release(release_path)
     tasks = list(tasks) or release.tasks
+    group_clips = groups_clips(release)[0] if ablation else {}
+    # answers a model could have learned: those of the task's train items (an unseen answer is learnable only from
+    # what the model is given: audio, captions)
+    train_answers = {t: {it["answer"] for it in task_items(release, [t], "train")} for t in tasks}
     rows, extras, span_cache, preds, modes = [], {}, {}, {}, {}
-    cells = {}  # (task, split) -> (items, clusters, n_total)
+    cells = {}  # (task, split) -> (items, units, n_total)
     for task in tasks:
         for split in splits:
             items = task_items(release, [task], split)
@@ -79,7 +86,8 @@ def evaluate(
             n_total = len(items)
             if max_items and n_total > max_items:
                 items = sorted(items, key=lambda it: stable_hash([seed, it["id"]]))[:max_items]
-            cells[(task, split)] = (items, item_clusters(items), n_total)
+            kind = release.kind(task)
+            cells[(task, split)] = (items, [item_units(it, kind) for it in items], n_total)
     for spec in models:
         model = load_model(spec, device=device, release=release, index_dir=index_dir)
         meta = getattr(model, "meta", {})
@@ -95,16 +103,16 @@ def evaluate(
                 "seed": meta.get("config", {}).get("seed"),
             }
         variants = [("retrieved", name)]
-        if ablation and modes[name]["mode"] == "audiobert" and modes[name]["checkpoint"]:
-            for src in AUDIO_SOURCES[1:]:
-                variants.append((src, f"{name} · {src} audio"))
-                modes[f"{name} · {src} audio"] = dict(modes[name], variant_of=name, audio=src)
+        if ablation and modes[name]["checkpoint"]:
+            for src in model.variants()[1:]:
+                variants.append((src, variant_name(name, src)))
+                modes[variant_name(name, src)] = dict(modes[name], variant_of=name, audio=src)
         for task in tasks:
             choices = release.choices(task)
             for split in splits:
                 if (task, split) not in cells:
                     continue
-                items, clusters, n_total = cells[(task, split)]
+                items, units, n_total = cells[(task, split)]
                 gold = [it["answer"] for it in items]
                 task_metrics = list(metrics or release.metrics(task))
                 for src, vname in variants:
@@ -113,33 +121,35 @@ def evaluate(
                     if hasattr(model, "span_cache"):
                         model.span_cache = span_cache  # models sharing a detector detect each item's spans once
                     kw = {"audio_source": src} if src != "retrieved" else {}
+                    if src == "excluded":
+                        kw["exclude"] = [set(it["clip_ids"]) | group_clips.get(it["group_id"], set()) for it in items]
                     scores = model.score(items, choices, batch_size=batch_size, **kw)
                     pred = [choices[j] for j in scores.argmax(1)]
                     preds[(vname, task, split)] = pred
                     m = compute_metrics(gold, pred, task_metrics)
-                    ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, clusters, n_boot=n_boot, seed=seed)) for k in task_metrics}
+                    ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, units, n_boot=n_boot, seed=seed)) for k in task_metrics}
+                    counts = count_units(units)
                     rows.append({"model": vname, "spec": str(spec), "task": task, "split": split, "n": len(items),
-                                 "n_total": n_total, "n_clusters": len(set(clusters)), **m, **ci})
+                                 "n_total": n_total, "units": counts, "too_few_units": min(counts.values()) < MIN_UNITS,
+                                 **m, **ci, **seen_unseen(gold, pred, train_answers.get(task, set()))})
                     if not quiet:
                         print(f"[eval] {vname} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
         del model
     comparisons = []
-    for name in modes:
-        twin = text_twin(name, modes)
-        if twin is None:
-            continue
-        for (task, split), (items, clusters, _) in cells.items():
-            if (name, task, split) not in preds:
+    for name, baseline in compared_pairs(modes):
+        for (task, split), (items, units, _) in cells.items():
+            if (name, task, split) not in preds or (baseline, task, split) not in preds:
                 continue
             gold = [it["answer"] for it in items]
             for k in metrics or release.metrics(task):
-                r = paired_test(gold, preds[(name, task, split)], preds[(twin, task, split)], k, clusters, n_boot=n_boot, seed=seed)
-                comparisons.append({"model": name, "baseline": twin, "task": task, "split": split, "metric": k, **r})
+                r = paired_test(gold, preds[(name, task, split)], preds[(baseline, task, split)], k, units, n_boot=n_boot, seed=seed)
+                comparisons.append({"model": name, "baseline": baseline, "task": task, "split": split, "metric": k, **r})
     results = {
         "release": {"name": release.name, "version": release.version, "path": str(release.path)},
         "seed": seed,
         "metrics": list(metrics) if metrics else list(dict.fromkeys(m for t in tasks for m in release.metrics(t))),
-        "uncertainty": {"ci_level": CI_LEVEL, "n_boot": n_boot, "resampling": "clusters of items sharing a group, clip or source pair"},
+        "uncertainty": {"ci_level": CI_LEVEL, "n_boot": n_boot, "min_units": MIN_UNITS,
+                        "resampling": "multiway bootstrap over the items' sources, sound words and clips"},
         "max_items": max_items,
         "rows": rows,
         "comparisons": comparisons,
@@ -150,104 +160,189 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True, default=_nan) + "\n")
     atomic_write_text(out / "results.md", render_table(results))
+    atomic_write_text(out / "predictions.jsonl", "".join(
+        json.dumps({"model": m, "task": t, "split": s, "ids": [it["id"] for it in cells[(t, s)][0]], "pred": p}) + "\n"
+        for (m, t, s), p in preds.items()))
     return results
 
 
+def variant_name(name: str, src: str) -> str:
+    """The row name of a checkpoint scored with another audio source ("AudioBERT(minilm) · excluded audio"); the
+    caption twin's variants read captions ("caption twin(minilm) · excluded captions")."""
+    return f"{name} · {src} {'captions' if name.startswith('caption twin') else 'audio'}"
+
+
+def seen_unseen(gold: Sequence[str], pred: Sequence[str], seen: set[str]) -> dict:
+    """Accuracy over the items whose answer is a train answer of the task (seen) and over the others (unseen)."""
+    out = {}
+    for part, keep in (("seen", [g in seen for g in gold]), ("unseen", [g not in seen for g in gold])):
+        n = sum(keep)
+        out[f"n_{part}"] = n
+        out[f"accuracy_{part}"] = sum(g == p for g, p, k in zip(gold, pred, keep) if k) / n if n else float("nan")
+    return out
+
+
+CONTROLS = ("text twin", "caption twin", "caption twin · excluded", "retrieved audio", "excluded audio", "oracle audio",
+            "shuffled audio")  # the control table's columns, in the order a reader weighs them
+
+
 def _ablation_rows(rows: list[dict], modes: dict[str, dict], splits: Sequence[str]) -> list[dict]:
-    """Per AudioBERT checkpoint, task and ablation split: accuracy [CI] of the text twin and of the checkpoint with
-    retrieved, oracle and shuffled audio."""
+    """Per AudioBERT checkpoint, task and ablation split: accuracy [CI] (and seen / unseen accuracy) of each control:
+    the text twin, the caption twin (retrieved and item-clips-excluded captions) and the checkpoint with retrieved,
+    excluded, oracle and shuffled audio."""
     by = {(r["model"], r["task"], r["split"]): r for r in rows}
     out = []
     for name, m in modes.items():
         if m.get("variant_of") or m["mode"] != "audiobert" or not m["checkpoint"]:
             continue
-        twin = text_twin(name, modes)
+        twin, captions = text_twin(name, modes), twin_of(name, modes, "captions")
         for (model, task, split), r in by.items():
             if model != name or split not in splits:
                 continue
-            cols = {"text twin": twin, **{f"{src} audio": (name if src == "retrieved" else f"{name} · {src} audio") for src in AUDIO_SOURCES}}
-            cell = {k: ({"accuracy": by[(v, task, split)]["accuracy"], "ci": by[(v, task, split)]["accuracy_ci"]}
-                        if (v, task, split) in by else None) for k, v in cols.items()}
-            out.append({"model": name, "task": task, "split": split, "n": r["n"], **cell})
+            cols = {"text twin": twin, "caption twin": captions,
+                    "caption twin · excluded": variant_name(captions, "excluded") if captions else None,
+                    **{f"{src} audio": (name if src == "retrieved" else variant_name(name, src)) for src in AUDIO_SOURCES}}
+            cell = {k: ({f: by[(v, task, split)][f] for f in ("accuracy", "accuracy_seen", "accuracy_unseen", "n_seen", "n_unseen")}
+                        | {"ci": by[(v, task, split)]["accuracy_ci"]} if (v, task, split) in by else None) for k, v in cols.items()}
+            out.append({"model": name, "task": task, "split": split, "n": r["n"], "units": r.get("units", {}),
+                        "too_few_units": bool(r.get("too_few_units")), **cell})
     return out
 
 
+def compared_pairs(modes: dict[str, dict]) -> list[tuple[str, str]]:
+    """(model, baseline) pairs tested on the same items: every checkpoint and baseline against the text twin, and
+    each AudioBERT run against the caption twin given the same hits (retrieved with retrieved, excluded with excluded)."""
+    out = []
+    for name, m in modes.items():
+        twin = text_twin(name, modes)
+        if twin is not None and not m.get("variant_of"):
+            out.append((name, twin))
+        base = m.get("variant_of", name)
+        captions = twin_of(base, modes, "captions") if m["mode"] == "audiobert" and m["checkpoint"] else None
+        src = m.get("audio", "retrieved")
+        if captions and src in ("retrieved", "excluded"):
+            other = captions if src == "retrieved" else variant_name(captions, "excluded")
+            if other in modes:
+                out.append((name, other))
+    return out
+
+
+def twin_of(name: str, modes: dict[str, dict], mode: str) -> str | None:
+    """The checkpoint of `mode` (text, captions) a model is paired against: one of the same LM when there is one,
+    else the first; None for such a checkpoint itself (and when there is none)."""
+    if modes[name]["checkpoint"] and modes[name]["mode"] == mode:
+        return None
+    found = [n for n, m in modes.items() if m["checkpoint"] and m["mode"] == mode and not m.get("variant_of")]
+    same = [n for n in found if modes[n]["lm"] == modes[name]["lm"]]
+    return (same or found or [None])[0]
+
+
 def text_twin(name: str, modes: dict[str, dict]) -> str | None:
-    """The text-only checkpoint a model is paired against: one of the same LM when there is one, else the first
-    text-only checkpoint; None for text-only checkpoints themselves (and when there is none)."""
+    """The text-only checkpoint a model is paired against (twin_of with mode text); None for text-only checkpoints."""
     if modes[name]["checkpoint"] and modes[name]["mode"] == "text":
         return None
-    texts = [n for n, m in modes.items() if m["checkpoint"] and m["mode"] == "text"]
-    if not texts:
-        return None
-    same = [n for n in texts if modes[n]["lm"] == modes[name]["lm"]]
-    return (same or texts)[0]
-
-
-MIN_CLUSTERS = 5  # below this many independent clusters the table flags a cell's interval as uninformative
+    return twin_of(name, modes, "text")
 
 
 def _nan(x):
     return None if isinstance(x, float) and math.isnan(x) else str(x)
 
 
-def _fmt_ci(v, ci) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.3f}"
+def _isnan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _fmt_p(p) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
+def _fmt_acc(v) -> str:
+    return "–" if _isnan(v) else f"{v:.3f}"
+
+
+def fmt_units(counts: dict) -> str:
+    """"12 sources, 40 words, 180 clips": the distinct units of each kind (`benchmark.metrics.count_units`)."""
+    order = {"source": 0, "word": 1, "clip": 2, "group": 3}
+    return ", ".join(f"{v} {k}s" for k, v in sorted(counts.items(), key=lambda kv: (order.get(kv[0], 9), kv[0])))
+
+
+def fmt_ci(v, ci, few: bool = False) -> str:
+    """"0.717 [0.650, 0.790]"; "0.460 (too few units)" when the interval was not computed for that reason."""
+    if _isnan(v):
         return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+    if few:
+        return f"{v:.3f} (too few units)"
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and not _isnan(ci[0]) else f"{v:.3f}"
+
+
+def fmt_p(p) -> str:
+    """A p-value to 2 significant digits; a bootstrap p is never 0 (its floor is 2 / (B + 1))."""
+    if _isnan(p):
+        return "–"
+    return f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
+
+
+def uncertainty_legend(unc: dict) -> list[str]:
+    """What the brackets, units and p-values of every table mean (one paragraph)."""
+    if not unc:
+        return []
+    b = unc["n_boot"]
+    return [f"Brackets: {unc['ci_level']:.0%} interval of a multiway bootstrap ({b} resamples): sources, sound words "
+            "and clips are each resampled with replacement, and an item counts with the product of its units' "
+            "multiplicities, so items that share a source or a clip rise and fall together. *units*: the distinct "
+            f"units of each kind; where a kind has fewer than {unc.get('min_units', MIN_UNITS)}, the bootstrap cannot "
+            "show the uncertainty and the table says *too few units* instead of an interval. A bootstrap p is never 0: "
+            f"its floor is 2 / ({b} + 1) = {2 / (b + 1):.2g}. McNemar's exact p treats items as independent and is "
+            "shown beside it, not instead of it.", ""]
 
 
 def render_table(results: dict) -> str:
-    """Markdown: one row per model, task and split, each metric with its 95 % interval; then each model against
-    its text-only twin."""
+    """Markdown: one row per model, task and split, each metric with its 95 % interval and the row's units; then
+    each model against its text-only twin; then the ablation."""
     rel = results["release"]
     ms = results["metrics"]
-    unc = results.get("uncertainty", {})
     lines = [f"# Results on {rel['name']}-{rel['version']} (seed {results['seed']})", ""]
-    if unc:
-        lines += [f"Brackets: {unc['ci_level']:.0%} bootstrap interval ({unc['n_boot']} resamples of {unc['resampling']}).", ""]
+    lines += uncertainty_legend(results.get("uncertainty", {}))
     if results.get("max_items"):
         lines += [f"**Subsample**: at most {results['max_items']} items per task and split (a fixed hash-chosen subset); "
                   "`n of N` below. Whole-split figures need `--max-items 0`.", ""]
-    lines.append("| model | task | split | n | " + " | ".join(ms) + " |")
-    lines.append("|---|---|---|---:|" + "---:|" * len(ms))
-    few = []
+    lines.append("| model | task | split | n | units | " + " | ".join(ms) + " |")
+    lines.append("|---|---|---|---:|---|" + "---:|" * len(ms))
     for r in results["rows"]:
         n = f"{r['n']} of {r['n_total']}" if r.get("n_total", r["n"]) != r["n"] else str(r["n"])
-        if r.get("n_clusters", MIN_CLUSTERS) < MIN_CLUSTERS:  # too few independent clusters: no interval worth the name
-            n += f" ({r['n_clusters']} cl.)"
-            few.append(f"{r['task']}/{r['split']}")
-        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | "
-                     + " | ".join(_fmt_ci(r.get(m), r.get(f"{m}_ci")) for m in ms) + " |")
-    if few:
-        lines += ["", f"`(k cl.)`: the items form only k clusters (they share clips or source pairs), fewer than {MIN_CLUSTERS}; "
-                  "their intervals cannot show the real uncertainty (one cluster gives a point)."]
+        few = bool(r.get("too_few_units"))
+        lines.append(f"| {r['model']} | {r['task']} | {r['split']} | {n} | {fmt_units(r.get('units', {}))} | "
+                     + " | ".join(fmt_ci(r.get(m), r.get(f"{m}_ci"), few) for m in ms) + " |")
     comps = results.get("comparisons") or []
     if comps:
-        lines += ["", "## Against the text-only twin (same items, paired)", "",
-                  "| model | vs | task | split | metric | n | difference | 95 % CI | p (bootstrap) | p (McNemar exact) |",
-                  "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+        lines += ["", "## Paired comparisons (same items, same resamples): against the text twin, and AudioBERT against the caption twin", "",
+                  "| model | vs | task | split | metric | n | units | difference | 95 % CI | p (bootstrap over units) "
+                  "| p (McNemar, items as independent) |",
+                  "|---|---|---|---|---|---:|---|---:|---:|---:|---:|"]
         for c in comps:
-            ci = "–" if math.isnan(c["ci_low"]) else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
-            diff = "–" if math.isnan(c["diff"]) else f"{c['diff']:+.3f}"
-            lines.append(f"| {c['model']} | {c['baseline']} | {c['task']} | {c['split']} | {c['metric']} | {c['n']} | {diff} | {ci} | "
-                         f"{_fmt_p(c['p'])} | {_fmt_p(c.get('mcnemar_p'))} |")
+            if c.get("too_few_units"):
+                ci = "too few units"
+            else:
+                ci = "–" if _isnan(c["ci_low"]) else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+            diff = "–" if _isnan(c["diff"]) else f"{c['diff']:+.3f}"
+            lines.append(f"| {c['model']} | {c['baseline']} | {c['task']} | {c['split']} | {c['metric']} | {c['n']} | "
+                         f"{fmt_units(c.get('units', {}))} | {diff} | {ci} | {fmt_p(c['p'])} | {fmt_p(c.get('mcnemar_p'))} |")
     abl = results.get("ablation") or []
     if abl:
-        cols = ["text twin"] + [f"{s} audio" for s in AUDIO_SOURCES]
-        lines += ["", "## Ablation: what the audio carries (accuracy, 95 % CI)", "",
-                  "| model | task | split | n | " + " | ".join(cols) + " |", "|---|---|---|---:|" + "---:|" * len(cols)]
+        cols = [c for c in CONTROLS if any(a.get(c) for a in abl)]
+        lines += ["", "## Controls: what the audio carries beyond the captions that found it (accuracy, 95 % CI)", "",
+                  "| model | task | split | n | units | " + " | ".join(cols) + " |", "|---|---|---|---:|---|" + "---:|" * len(cols)]
         for a in abl:
-            lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {a['n']} | "
-                         + " | ".join(_fmt_ci(a[c]["accuracy"], a[c]["ci"]) if a.get(c) else "–" for c in cols) + " |")
-        lines += ["", "Oracle ≫ retrieved: retrieval is the bottleneck. Oracle ≈ text twin: the injection or its training is. "
-                  "Shuffled ≈ retrieved: the model does not use what the audio says."]
+            few = bool(a.get("too_few_units"))
+            lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {a['n']} | {fmt_units(a.get('units', {}))} | "
+                         + " | ".join(fmt_ci(a[c]["accuracy"], a[c]["ci"], few) if a.get(c) else "–" for c in cols) + " |")
+        lines += ["", "Split by the answer: seen (a train answer of the task) / unseen (never a train answer; only what the "
+                  "model is given can name it). Accuracy, with n:", "",
+                  "| model | task | split | n seen / unseen | " + " | ".join(cols) + " |", "|---|---|---|---:|" + "---:|" * len(cols)]
+        for a in abl:
+            first = next(a[c] for c in cols if a.get(c))
+            lines.append(f"| {a['model']} | {a['task']} | {a['split']} | {first['n_seen']} / {first['n_unseen']} | "
+                         + " | ".join(f"{_fmt_acc(a[c]['accuracy_seen'])} / {_fmt_acc(a[c]['accuracy_unseen'])}" if a.get(c) else "–"
+                                      for c in cols) + " |")
+        lines += ["", "Caption twin ≈ retrieved audio: the gain is what retrieval's captions say, not what the audio says. "
+                  "Excluded ≪ retrieved: the gain came from finding the item's own clips (or its group's). Oracle ≫ "
+                  "retrieved: retrieval is the bottleneck. Shuffled ≈ retrieved: the model does not use what the audio says."]
     for name, ex in results.get("models", {}).items():
         im = ex.get("index_models") or {}
         lines += ["", f"**{name}**" + (f" — retrieval: {im['retrieval']}, injected audio: {im.get('inject', '–')}" if im else " — text only")]

@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from models.config import TrainConfig
+from models.config import RunOptions, TrainConfig
 
 __all__ = ["score_resplit"]
 
 
-def score_resplit(src_dir: str | Path, version: str, config: TrainConfig, work_dir: str | Path, quiet: bool = True) -> dict:
+def score_resplit(src_dir: str | Path, version: str, config: TrainConfig, work_dir: str | Path,
+                  options: RunOptions | None = None, quiet: bool = True) -> dict:
     """Import the official CSVs (original + resplit) under work_dir, train text-only (and AudioBERT when
-    config.index_dir is set) on each release's train split, evaluate on its test split; accuracy, 95 % interval, n."""
+    options.index_dir is set) on each release's train split, evaluate on its test split; accuracy, 95 % interval, n."""
     from benchmark.official import OFFICIAL_NAME, RESPLIT_NAME, import_official
     from models.eval import evaluate
     from models.train import train
@@ -29,11 +30,12 @@ def score_resplit(src_dir: str | Path, version: str, config: TrainConfig, work_d
     for where, name in (("original test", OFFICIAL_NAME), ("resplit test", RESPLIT_NAME)):
         release = work / "releases" / f"{name}-{version}"
         ckpts = []
-        if config.index_dir:
-            ckpts.append(train(release, replace(config, mode="audiobert"), work / name / "audiobert", quiet=quiet))
+        options = options or RunOptions()
+        if options.index_dir:
+            ckpts.append(train(release, replace(config, mode="audiobert"), work / name / "audiobert", options, quiet=quiet))
         # the twin reuses AudioBERT's span detector, as in `make demo`
-        det = str(ckpts[0] / "detector") if ckpts else config.detector_dir
-        ckpts.append(train(release, replace(config, mode="text", detector_dir=det), work / name / "text", quiet=quiet))
+        det = str(ckpts[0] / "detector") if ckpts else options.detector_dir
+        ckpts.append(train(release, replace(config, mode="text"), work / name / "text", replace(options, detector_dir=det), quiet=quiet))
         res = evaluate(release, ckpts, work / name / "eval", splits=("test",), seed=config.seed, quiet=quiet)
         for r in res["rows"]:
             model = "AudioBERT" if r["model"].startswith("AudioBERT") else "text-only"

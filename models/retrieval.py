@@ -462,13 +462,16 @@ def build_index(
 
 
 def finish_index(ids: list[str], captions: list[str], raw: dict, plan: IndexPlan, config: IndexConfig, text_raw=None,
-                 out_dir: str | Path | None = None) -> AudioIndex:
+                 out_dir: str | Path | None = None, fit_ids: set[str] | None = None) -> AudioIndex:
     """The index from per-clip raw embeddings ({spec: float32[n, d]}, rows in ids order; arrays, RowFiles or
     RowSubsets): trains the demo retrieval model (or measures CLAP's recall) and picks the injection embeddings.
     text_raw (demo model): the frozen text side's rows of every clip's caption_texts, clip after clip
     (`ClipEmbedder.embed_texts`). With out_dir, the index's embeddings are written there a block of rows at a time
     (retrieval_embeddings.npy, inject_embeddings.npy; the index holds them memory-mapped, read-only), so no [n, d]
-    array is ever whole in memory; `AudioIndex.save(out_dir)` then adds the rest."""
+    array is ever whole in memory; `AudioIndex.save(out_dir)` then adds the rest.
+    fit_ids: the clips the demo model may learn from (a build: its train split's clips, so no dev or test caption
+    reaches a learned weight); None: a hash-chosen 1 - holdout_frac of the clips (an index of a foreign corpus).
+    Every clip is retrievable either way; recall@k is measured on the clips it did not learn from."""
     if not ids:
         raise InputError("build_index: no clips")
     text_head, project = None, None
@@ -480,7 +483,7 @@ def finish_index(ids: list[str], captions: list[str], raw: dict, plan: IndexPlan
     else:
         if text_raw is None:
             raise InputError("build_index: the demo retrieval model needs the text side's embeddings (text_raw)")
-        text_head, a_head, metrics = _train_demo(ids, captions, raw[plan.retrieval_spec], text_raw, config)
+        text_head, a_head, metrics = _train_demo(ids, captions, raw[plan.retrieval_spec], text_raw, config, fit_ids)
         metrics["model"] = r_desc
         text_side = {"kind": "demo", "encoder": config.text_encoder,
                      "audio_encoder": "aisfx-x-sequential-ce" if config.demo_audio == "aisfx" else config.demo_audio}
@@ -525,11 +528,14 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=list))
 
 
-def _heldout_mask(ids: Sequence[str], config: IndexConfig) -> np.ndarray:
+def _heldout_mask(ids: Sequence[str], config: IndexConfig, fit_ids: set[str] | None = None) -> np.ndarray:
+    """True for the clips the demo model does not learn from: those not in fit_ids, else a hash-chosen holdout_frac."""
+    if fit_ids is not None:
+        return np.array([i not in fit_ids for i in ids])
     return np.array([unit_interval(i, f"retrieval-holdout-{config.seed}") < config.holdout_frac for i in ids])
 
 
-def _train_demo(ids, captions, audio_raw, t_raw, config: IndexConfig):
+def _train_demo(ids, captions, audio_raw, t_raw, config: IndexConfig, fit_ids: set[str] | None = None):
     """Train the demo projections on the non-held-out clips; return (text head, audio head, recall metrics).
     t_raw: the text side's rows of every clip's caption_texts, clip after clip (arrays or RowFiles: read by rows)."""
     from models._io import RowSubset
@@ -537,7 +543,7 @@ def _train_demo(ids, captions, audio_raw, t_raw, config: IndexConfig):
     owner = np.array([j for j, cap in enumerate(captions) for _ in caption_texts(cap)], dtype=np.int64)
     if len(owner) != len(t_raw):
         raise InputError(f"build_index: {len(t_raw)} text embeddings for {len(owner)} caption texts")
-    held = _heldout_mask(ids, config)
+    held = _heldout_mask(ids, config, fit_ids)
     if held.all() or (~held).sum() < 2:
         raise InputError(f"build_index: {int((~held).sum())} clips left for the demo retrieval training; need at least 2")
     train_clips = np.flatnonzero(~held)

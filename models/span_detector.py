@@ -50,9 +50,13 @@ class SpanConfig:
 
 def own_range(sentence: str, span: str, taken: Sequence[tuple[int, int]]) -> tuple[int, int]:
     """Character range of the span's first occurrence in the sentence (case-insensitive) that overlaps no `taken`
-    range: a whole-word occurrence first ("pig" is not the start of "pigeon"), else any. InputError if none."""
+    range: a whole-word occurrence first ("pig" is not the start of "pigeon"), else any. InputError if none. Only an
+    edge of the span that is a word character must meet a word boundary: a span of punctuation ('"') or one that ends
+    in it ('Canada."') is whole wherever it occurs."""
     low, s = sentence.lower(), span.strip().lower()
-    whole = (m.span() for m in re.finditer(r"(?<!\w)" + re.escape(s) + r"(?!\w)", low))
+    left = r"(?<!\w)" if s[:1].isalnum() or s[:1] == "_" else ""
+    right = r"(?!\w)" if s[-1:].isalnum() or s[-1:] == "_" else ""
+    whole = (m.span() for m in re.finditer(left + re.escape(s) + right, low))
     anywhere = ((i, i + len(s)) for i in range(len(low)) if low.startswith(s, i))
     for candidates in (whole, anywhere):
         for a, b in candidates:

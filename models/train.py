@@ -1,30 +1,20 @@
 """Train AudioBERT (or its text-only twin) on a release, readable top to bottom.
 
-    train(release_path, TrainConfig(), out_dir) -> out_dir
+    train(release_path, TrainConfig(), out_dir, RunOptions()) -> out_dir
 
 1. Load the release (`benchmark.release_io.load_release`) and its audio index (`<release>/audio_index/`, or a path).
 2. Train the span detector on every task's train split; report span P/R/F1 on dev (test when no dev).
-3. Retrieve, once, the clip of each span ("<span> sound", top-k by similarity) and keep its injection embedding,
-   so a training step costs about what a text-only step costs.
-4. Train: AdamW, cosine schedule with warmup, answers of several word pieces as several [MASK]s. With
-   `name_dropout` p, each epoch a share p of the items has its span words replaced by made-up words (the audio,
-   retrieved for the real words, stays): the model has to learn to read the audio, which is all it has on a name it
-   never saw in training; without it, names seen in training answer everything and the audio path stays shut.
-   A checkpoint of
-   the trainable weights, optimiser and schedule is written after every epoch; a rerun with the same config
-   resumes from it.
-5. Write the final checkpoint: config.json (this config, release name/version, index models, metrics),
-   model.pt (trained weights: LoRA, projection, MLM head when new), tokenizer/, detector/.
+3. The training examples, once: each item's spans, answer pieces, and the audio retrieved for its spans
+   (`models.data.SpanHits`: retrieval and re-ranking computed once) — plus its own clips' audio for name dropout.
+4. Each epoch, the augmentations are item transforms applied to those examples outside the loop (`augment`):
+   name dropout (span words replaced by made-up words; the item's own clips' audio is then all it has) and swapped
+   pairs (a comparison's two spans, their audio and the answer exchanged). The loop is AdamW with a cosine schedule
+   and warmup, answers of several word pieces as several [MASK]s. After every epoch the trainable weights, optimiser
+   and schedule are saved; a rerun with the same config resumes from them.
+5. The checkpoint: config.json (format, this config, release, index models, metrics), model.pt (the trained weights:
+   LoRA, the audio path, the MLM head when new), tokenizer/, detector/.
 
-The demo preset adds what made the model read the audio on the demo corpus (each off in the published setting):
-`injection: insert` (the audio is a token of its own in front of the span, so the span's words stay readable),
-`span_slots` (the projection knows a clip's place in a comparison), `swap_pairs` (comparison items also trained with
-their two sources exchanged and the answer flipped), `align_steps` (the projection first aligned to the words of each
-index clip's caption, `models.align`), `audio_copy` (the [MASK] is offered the words the audio looks like) and
-`rerank` (retrieval hits re-ordered by their captions, `models.rerank`).
-
-Published setting (the TrainConfig defaults): 20 epochs, batch 32, lr 3e-4, cosine, 10 % warmup; LoRA r 64,
-alpha 128 on query/key/value; detector 5 epochs, batch 16, lr 1e-5. `TrainConfig.demo()` is the small demo setting.
+What each setting does and which recipe sets it: `models.config` (the published AudioBERT and the demo recipe).
 """
 
 from __future__ import annotations
@@ -32,18 +22,22 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmark.errors import ConfigError, InputError
-from models.config import CHECKPOINT_FORMAT, TrainConfig
-from models.data import oracle_span_audio, pad_audio, retrieve_span_audio, task_items
-from models.infer import audio_token, autocast, build_model, reranker
+from models.audiobert import audio_token, build_model
+from models.config import CHECKPOINT_FORMAT, RunOptions, TrainConfig
+from models.data import SpanHits, fit_rows, oracle_span_audio, own_captions, pad_audio, task_items
+from models.infer import autocast
+from models.placement import left_out_summary, placeable_items
 
-__all__ = ["TrainConfig", "train", "drop_names", "MADE_UP_WORDS"]
+__all__ = ["TrainConfig", "RunOptions", "train", "drop_names", "swap_spans", "augment", "Example", "MADE_UP_WORDS"]
 
 # words no tokenizer knows as a name of anything (and no sentence of a task contains)
 MADE_UP_WORDS = ("blicket", "wugsy", "daxen", "zorbo", "fepple", "tomble", "kikiri", "boubon", "gorpin", "snibbet",
@@ -54,17 +48,13 @@ MADE_UP_WORDS = ("blicket", "wugsy", "daxen", "zorbo", "fepple", "tomble", "kiki
 
 
 def _lr_lambda(config: TrainConfig, total: int):
+    """Linear warmup over warmup_frac of the steps, then cosine decay to 0."""
     warm = int(round(config.warmup_frac * total))
 
     def f(step: int) -> float:
         if step < warm:
             return (step + 1) / max(1, warm)
-        if config.schedule == "constant":
-            return 1.0
-        frac = (step - warm) / max(1, total - warm)
-        if config.schedule == "linear":
-            return max(0.0, 1.0 - frac)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
     return f
 
@@ -73,8 +63,6 @@ def drop_names(sentence: str, spans: list[str], rng: random.Random) -> tuple[str
     """The sentence with each span (a whole-word occurrence, not overlapping another span or the [MASK]) replaced by a
     different made-up word, capitalised like the span, and the made-up words as its spans. When a span has no such
     occurrence the item is left as it was."""
-    import re
-
     from benchmark.schema import MASK
 
     words = rng.sample(MADE_UP_WORDS, len(spans))
@@ -112,7 +100,43 @@ def swap_spans(sentence: str, spans: list[str]) -> tuple[str, list[str]] | None:
     return sentence[:x0] + second + sentence[x1:y0] + first + sentence[y1:], list(reversed(spans))
 
 
-def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: bool):
+@dataclass
+class Example:
+    """One training row of one epoch: the text the model reads, its spans, the answer's word pieces, the audio of its
+    spans (float32[n_spans, inject_dim], None for the text twin)."""
+
+    sentence: str
+    spans: list[str]
+    answer: list[int]
+    audio: np.ndarray | None
+    own: np.ndarray | None = None  # the item's own clips' audio (what name dropout leaves it)
+    flipped: list[int] | None = None  # the answer's pieces with the spans exchanged (two-choice comparisons)
+    context: str | None = None  # the caption twin's: the retrieved clips' captions, read after the sentence
+    own_context: str | None = None  # the item's own clips' captions (what name dropout leaves the caption twin)
+
+
+def augment(examples: list[Example], epoch: int, config: TrainConfig) -> list[Example]:
+    """The examples of one epoch: name dropout, then swapped pairs, each drawn anew per epoch from the seed."""
+    drop = random.Random(config.seed * 7919 + epoch)
+    dropped = [bool(ex.spans) and drop.random() < config.name_dropout for ex in examples]  # decisions first, then words
+    out = []
+    for ex, d in zip(examples, dropped):
+        if d:
+            sentence, spans = drop_names(ex.sentence, ex.spans, drop)
+            ex = replace(ex, sentence=sentence, spans=spans, audio=ex.own if ex.own is not None else ex.audio,
+                         context=ex.own_context if ex.own_context is not None else ex.context)
+        out.append(ex)
+    swap = random.Random(config.seed * 104729 + epoch)
+    for i, ex in enumerate(out):
+        if ex.flipped is not None and config.swap_pairs and swap.random() < config.swap_pairs:
+            turned = swap_spans(ex.sentence, ex.spans)
+            if turned is not None:
+                out[i] = replace(ex, sentence=turned[0], spans=turned[1], answer=ex.flipped, flipped=ex.answer,
+                                 audio=None if ex.audio is None else ex.audio[::-1].copy())
+    return out
+
+
+def _train_detector(release, tasks, config: TrainConfig, options: RunOptions, out_dir: Path, quiet: bool):
     from models._io import atomic_write_text
     from models.span_detector import SpanConfig, SpanDetector, span_scores, train_span_detector
 
@@ -123,15 +147,13 @@ def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: b
     if report_path.exists():  # a resumed run keeps the detector it trained before
         report = json.loads(report_path.read_text(encoding="utf-8"))
         if report.get("config_key") == config.key():
-            return SpanDetector.load(out_dir / "detector", device=config.device), report["report"]
-    if config.detector_dir:
-        det = SpanDetector.load(config.detector_dir, device=config.device)
+            return SpanDetector.load(out_dir / "detector", device=options.device), report["report"]
+    if options.detector_dir:
+        det = SpanDetector.load(options.detector_dir, device=options.device)
         det.save(out_dir / "detector")
-        return det, {"reused": config.detector_dir}
-    scfg = SpanConfig(
-        encoder=config.detector_encoder or config.lm, epochs=config.detector_epochs, batch_size=config.detector_batch_size,
-        lr=config.detector_lr, max_length=config.max_length, seed=config.seed, device=config.device,
-    )
+        return det, {"reused": options.detector_dir}
+    scfg = SpanConfig(encoder=config.lm, epochs=config.detector_epochs, batch_size=config.detector_batch_size,
+                      lr=config.detector_lr, max_length=config.max_length, seed=config.seed, device=options.device)
     det = SpanDetector.from_pretrained_encoder(scfg)
     train = task_items(release, tasks, "train")
     losses = train_span_detector(det, [it["sentence"] for it in train], [it["spans"] for it in train], quiet=quiet)
@@ -146,19 +168,76 @@ def _train_detector(release, tasks, config: TrainConfig, out_dir: Path, quiet: b
     return det, report
 
 
-def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: str | Path = "runs/audiobert", quiet: bool = True) -> Path:
+def _examples(release, tasks, config: TrainConfig, options: RunOptions, tok, detector, index) -> tuple[list[Example], list[dict]]:
+    """The train split's items as examples — spans (gold or the detector's), answer pieces (and, for a two-choice
+    comparison, the flipped answer's), the retrieved audio and, with name dropout, the item's own clips' audio — and
+    the items left out because a span cannot be placed (models.placement), with their reasons."""
+    from models.audiobert import answer_pieces
+
+    items = task_items(release, tasks, "train")
+    if not items:
+        raise InputError(f"{release.path}: no train items for tasks {tasks}")
+    spans = [it["spans"] for it in items] if config.train_spans == "gold" else detector.predict([it["sentence"] for it in items])
+    # task -> answer -> the answer with the two spans exchanged (choices [more, less])
+    other = {t: dict(zip(release.choices(t), release.choices(t)[::-1])) for t in tasks
+             if release.kind(t) == "comparison" and len(release.choices(t)) == 2}
+    # every item placed up front by the code training uses (as given, names dropped, sources swapped), or left out
+    items, spans, left_out = placeable_items(items, spans, tok, config, other, drop=drop_names, swap=swap_spans)
+    audio = own = context = own_context = [None] * len(items)
+    if index is not None:
+        hits = SpanHits.compute(index, [s for sp in spans for s in sp], config.retrieval_k, config.rerank, options.device)
+        if config.mode == "audiobert":
+            audio = hits.audio(index, spans)[0]
+            if config.name_dropout:
+                own = oracle_span_audio(index, spans, [it["clip_ids"] for it in items])
+        else:  # the caption twin: the same hits, read as text
+            context = hits.captions(index, spans)
+            if config.name_dropout:
+                own_context = own_captions(index, [it["clip_ids"] for it in items])
+    return [Example(it["sentence"], list(sp), answer_pieces(tok, it["answer"]), a, o,
+                    answer_pieces(tok, other[it["task"]][it["answer"]]) if it["answer"] in other.get(it["task"], {}) else None, c, oc)
+            for it, sp, a, o, c, oc in zip(items, spans, audio, own, context, own_context)], left_out
+
+
+def _optimiser(model, config: TrainConfig, total_steps: int):
+    """AdamW over three groups — the adapter (lr), a fresh MLM head (head_lr), the audio path (audio_lr) — and the
+    warmup + cosine schedule. The audio path is whatever the model names as such (AudioBERT.audio_parameters)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    audio = set(model.audio_parameters())
+    is_head = lambda n: "cls." in n or "lm_head" in n  # noqa: E731
+    groups = [{"params": [p for n, p in named if not is_head(n) and n not in audio], "lr": config.lr}]
+    for params, lr in (([p for n, p in named if is_head(n)], config.head_lr), ([p for n, p in named if n in audio], config.audio_lr)):
+        if params:
+            groups.append({"params": params, "lr": lr or config.lr})
+    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, total_steps))
+
+
+def _step(model, tok, batch: list[Example], config: TrainConfig, inject_dim: int, dev, marker) -> torch.Tensor:
+    """The loss of one batch of examples."""
+    from models.audiobert import encode_items
+
+    contexts = [ex.context or "" for ex in batch] if config.mode == "captions" else None
+    enc = encode_items(tok, [ex.sentence for ex in batch], [len(ex.answer) for ex in batch], [ex.spans for ex in batch],
+                       config.encoded_length(), marker, contexts).to(dev)
+    targets = torch.full(enc.mask_pos.shape, -100, dtype=torch.long)
+    for r, ex in enumerate(batch):
+        targets[r, : len(ex.answer)] = torch.tensor(ex.answer)
+    audio = pad_audio([ex.audio for ex in batch], inject_dim).to(dev) if batch[0].audio is not None else None
+    return model.loss(enc, targets.to(dev), audio)
+
+
+def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: str | Path = "runs/audiobert",
+          options: RunOptions | None = None, quiet: bool = True) -> Path:
     """Train on a release and write a self-describing checkpoint to out_dir; resumes an interrupted run."""
     from tqdm import tqdm
 
     from benchmark.release_io import load_release
     from models._io import atomic_write_text, save_torch
-    from models.audiobert import answer_pieces, encode_items
     from models.retrieval import AudioIndex
 
-    config = config or TrainConfig()
-    if config.mode not in ("audiobert", "text"):
-        raise ConfigError(f"train.mode {config.mode!r}: expected audiobert or text")
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
+    config, options = config or TrainConfig(), options or RunOptions()
+    if options.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device cuda: no CUDA device is available")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,54 +245,33 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     tasks = list(config.tasks) or release.tasks
     t0 = time.perf_counter()
 
-    # 1. audio index
+    # 1. audio index (AudioBERT injects its audio; the caption twin reads its captions)
     index = None
-    idx_dir = Path(config.index_dir) if config.index_dir else release.audio_index_dir
-    if config.mode == "audiobert":
+    idx_dir = Path(options.index_dir) if options.index_dir else release.audio_index_dir
+    if config.mode != "text":
         if idx_dir is None or not Path(idx_dir).is_dir():
-            raise InputError(f"{release.path}: no audio_index/ in the release and no --index DIR given; AudioBERT needs one "
+            raise InputError(f"{release.path}: no audio_index/ in the release and no --index DIR given; {config.mode} needs one "
                              "(`auditorybench index CORPUS --out DIR` builds one from any corpus)")
         index = AudioIndex.load(idx_dir)
-    inject_dim = index.inject_dim if index is not None else 1
+    inject_dim = index.inject_dim if index is not None and config.mode == "audiobert" else 1
 
-    # 2. span detector
-    detector, det_report = _train_detector(release, tasks, config, out, quiet)
+    # 2. span detector; 3. the model and the examples (retrieval once)
+    detector, det_report = _train_detector(release, tasks, config, options, out, quiet)
+    model, tok, head_is_new = build_model(config, inject_dim, config.seed)
+    examples, left_out = _examples(release, tasks, config, options, tok, detector, index)
 
-    # 3. data: widened masks, answer pieces, retrieved audio (once)
-    model, tok, head_is_new = build_model(config, inject_dim)
-    items = task_items(release, tasks, "train")
-    if not items:
-        raise InputError(f"{release.path}: no train items for tasks {tasks}")
-    spans = [it["spans"] for it in items] if config.train_spans == "gold" else detector.predict([it["sentence"] for it in items])
-    pieces = [answer_pieces(tok, it["answer"]) for it in items]
-    # comparison items can be trained the other way round: spans exchanged, answer flipped (choices: [more, less])
-    other = {t: dict(zip(release.choices(t), release.choices(t)[::-1])) for t in tasks
-             if release.kind(t) == "comparison" and len(release.choices(t)) == 2}  # task -> answer -> the flipped one
-    flipped_pieces = [answer_pieces(tok, other[it["task"]][it["answer"]]) if it["answer"] in other.get(it["task"], {}) else None
-                      for it in items]
-    audio = retrieve_span_audio(index, spans, config.retrieval_k, config.rerank, reranker(config))[0] if index is not None else None
-    # an item whose names are dropped stands on its own clips' audio (what its answer was measured from)
-    own = oracle_span_audio(index, spans, [it["clip_ids"] for it in items]) if index is not None and config.name_dropout else None
-
-    # 4. optimiser, schedule, resume (the alignment warm-up first: a resumed run overwrites it with its saved state)
-    dev = torch.device(config.device)
+    # 4. the alignment warm-up, optimiser, schedule, resume (a resumed run overwrites the warm-up with its saved state)
+    dev = torch.device(options.device)
     model.to(dev)
     align_loss = float("nan")
-    if index is not None and config.align_steps:
+    if index is not None and config.mode == "audiobert" and config.align_steps:
         from models.align import align_projection
 
         torch.manual_seed(config.seed)
-        align_loss = align_projection(model, index, tok, config.align_steps, lr=config.audio_lr or config.lr, seed=config.seed)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    is_head = lambda n: "cls." in n or "lm_head" in n  # noqa: E731
-    is_audio = lambda n: n.split(".")[0] in ("proj", "audio_norm", "audio_gate", "slot_embed", "copy_scale")  # noqa: E731
-    groups = [{"params": [p for n, p in named if not is_head(n) and not is_audio(n)], "lr": config.lr}]
-    for params, lr in (([p for n, p in named if is_head(n)], config.head_lr), ([p for n, p in named if is_audio(n)], config.audio_lr)):
-        if params:
-            groups.append({"params": params, "lr": lr or config.lr})
-    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    steps_per_epoch = (len(items) + config.batch_size - 1) // config.batch_size
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, steps_per_epoch * config.epochs))
+        align_loss = align_projection(model, index, tok, config.align_steps, lr=config.audio_lr or config.lr, seed=config.seed,
+                                      rows=fit_rows(release, index))
+    steps_per_epoch = (len(examples) + config.batch_size - 1) // config.batch_size
+    opt, sched = _optimiser(model, config, steps_per_epoch * config.epochs)
     start_epoch, history = 0, []
     last = out / "last" / "state.pt"
     if last.exists():
@@ -229,46 +287,29 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
 
     # 5. the loop
     marker = audio_token(config, tok)
+    params = [p for g in opt.param_groups for p in g["params"]]
     for epoch in range(start_epoch, config.epochs):
         model.train()
-        order = list(range(len(items)))
+        epoch_examples = augment(examples, epoch, config)
+        order = list(range(len(epoch_examples)))
         random.Random(config.seed * 1000 + epoch).shuffle(order)
         total, n = 0.0, 0
-        drop = random.Random(config.seed * 7919 + epoch)
-        dropped = [bool(spans[i]) and drop.random() < config.name_dropout for i in range(len(items))]
-        texts = [drop_names(items[i]["sentence"], spans[i], drop) if dropped[i] else (items[i]["sentence"], spans[i])
-                 for i in range(len(items))]
-        swap = random.Random(config.seed * 104729 + epoch)
-        swapped = [False] * len(items)
-        for i in range(len(items)):
-            if flipped_pieces[i] is not None and config.swap_pairs and swap.random() < config.swap_pairs:
-                turned = swap_spans(*texts[i])
-                if turned is not None:
-                    texts[i], swapped[i] = turned, True
-        answer = [flipped_pieces[i] if swapped[i] else pieces[i] for i in range(len(items))]
         for s in tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}", disable=quiet):
-            idx = order[s : s + config.batch_size]
-            n_masks = [len(answer[i]) for i in idx]
-            batch = encode_items(tok, [texts[i][0] for i in idx], n_masks, [texts[i][1] for i in idx], config.max_length, marker).to(dev)
-            targets = torch.full(batch.mask_pos.shape, -100, dtype=torch.long)
-            for r, i in enumerate(idx):
-                targets[r, : len(answer[i])] = torch.tensor(answer[i])
-            clips = [own[i] if own is not None and dropped[i] else audio[i] for i in idx] if audio is not None else None
-            a = pad_audio([c[::-1].copy() if swapped[i] else c for c, i in zip(clips, idx)], inject_dim).to(dev) if clips else None
-            with autocast(config):
-                loss = model.loss(batch, targets.to(dev), a)
+            with autocast(options.device, options.amp):
+                loss = _step(model, tok, [epoch_examples[i] for i in order[s: s + config.batch_size]], config, inject_dim, dev, marker)
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             total, n = total + loss.item(), n + 1
-        history.append({"epoch": epoch + 1, "loss": total / max(1, n), "audio_share": round(model.audio_share(), 4)})
+        share = model.audio_share()
+        history.append({"epoch": epoch + 1, "loss": total / max(1, n), **({"audio_share": round(share, 4)} if share is not None else {})})
         save_torch(last, {
             "config_key": config.key(), "epoch": epoch + 1, "history": history, "model": model.trainable_state(),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
         })
-        if config.stop_after_epoch and epoch + 1 >= config.stop_after_epoch and epoch + 1 < config.epochs:
+        if options.stop_after_epoch and epoch + 1 >= options.stop_after_epoch and epoch + 1 < config.epochs:
             return out
 
     # 6. the checkpoint
@@ -276,7 +317,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     tok.save_pretrained(str(out / "tokenizer"))
     meta = {
         "format": CHECKPOINT_FORMAT,
-        "name": f"{'AudioBERT' if config.mode == 'audiobert' else 'text-only'}({_short(config.lm)})",
+        "name": f"{MODEL_NAMES[config.mode]}({_short(config.lm)})",
         "config": asdict(config),
         "release": {"name": release.name, "version": release.version, "path": str(release.path)},
         "tasks": tasks,
@@ -287,12 +328,16 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         "head_is_new": head_is_new,
         "history": history,
         "span_detector": det_report,
-        "train_items": len(items),
+        "train_items": len(examples),
+        "left_out": left_out_summary(left_out),
         "align_loss": None if math.isnan(align_loss) else round(align_loss, 4),
         "train_s": round(time.perf_counter() - t0, 2),
     }
     atomic_write_text(out / "config.json", json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     return out
+
+
+MODEL_NAMES = {"audiobert": "AudioBERT", "text": "text-only", "captions": "caption twin"}
 
 
 def _short(name: str) -> str:

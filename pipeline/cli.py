@@ -148,14 +148,15 @@ def cmd_import_official(args) -> None:
     if args.score:  # train and score on the original and the resplit release, for the resplit card
         import tempfile
 
-        from models.config import TrainConfig
+        from models.config import RunOptions, TrainConfig
         from models.leakage import score_resplit
 
         if not args.resplit:
             raise AuditoryBenchError("--score needs --resplit (it compares the official test with the resplit test)")
         p = _params(args, "train", preset=args.preset, lm=args.lm, device=args.device, index_dir=args.index)
         with tempfile.TemporaryDirectory(prefix="resplit-score-") as work:
-            scores = score_resplit(Path(args.src), version, TrainConfig.from_params(p), Path(work), quiet=args.quiet)
+            scores = score_resplit(Path(args.src), version, TrainConfig.from_params(p), Path(work), RunOptions.from_params(p),
+                                   quiet=args.quiet)
     path = import_official(Path(args.src), Path(args.releases), version, resplit=args.resplit, resplit_scores=scores)
     print(path)
     print(_defects_line(json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("defects") or {}))
@@ -202,12 +203,40 @@ def cmd_params(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from models.train import TrainConfig, train
+    from models.config import RunOptions, TrainConfig
+    from models.train import train
     from pipeline.contract import TRAIN_FLAGS
 
     p = _params(args, "train", preset=args.preset, mode=args.mode, detector_dir=args.detector_dir, index_dir=args.index,
                 **{f.key: getattr(args, _dest(f)) for f in TRAIN_FLAGS})
-    print(train(args.release, TrainConfig.from_params(p), Path(args.out), quiet=args.quiet))
+    print(train(args.release, TrainConfig.from_params(p), Path(args.out), RunOptions.from_params(p), quiet=args.quiet))
+
+
+def cmd_sweep(args) -> None:
+    """Train the demo recipe and its variants on a release and choose by dev accuracy (models.sweep)."""
+    from models.config import RunOptions, TrainConfig
+    from models.sweep import VARIANTS, sweep
+    from pipeline.contract import TRAIN_FLAGS
+
+    p = _params(args, "train", preset=args.preset, **{f.key: getattr(args, _dest(f)) for f in TRAIN_FLAGS})
+    chosen = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants}
+    res = sweep(args.release, TrainConfig.from_params(p), chosen, Path(args.out), RunOptions.from_params(p), quiet=args.quiet)
+    print((Path(args.out) / "sweep.md").read_text(encoding="utf-8"), end="")
+    print(f"chosen on dev: {res['chosen']}")
+
+
+def cmd_report(args) -> None:
+    """The README's demo results block from a results.json (models.report); --check: exit 1 when it differs."""
+    from models.report import headline, sync_readme
+
+    if not args.readme:
+        print(headline(json.loads(Path(args.results).read_text(encoding="utf-8"))), end="")
+        return
+    if sync_readme(args.results, args.readme, check=args.check):
+        print(f"{args.readme}: demo results match {args.results}")
+    else:
+        raise SystemExit(f"{args.readme}: its demo results differ from {args.results}; "
+                         f"`auditorybench report {args.results} --readme {args.readme}` rewrites them")
 
 
 def cmd_eval(args) -> None:
@@ -219,6 +248,26 @@ def cmd_eval(args) -> None:
              ablation=tuple(args.ablation or ()), quiet=args.quiet)
     if not args.quiet:
         print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
+
+
+def cmd_preflight(args) -> None:
+    """The LLM against the demo truth, a sample of CORPUS, and the projection of the whole run (pipeline.preflight)."""
+    from pipeline.preflight import Thresholds, run_preflight
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    run_preflight(args.corpus, Path(args.out), llm=args.llm, model=args.model, n_truth_clips=args.n_clips,
+                  sample_clips=args.sample_clips, accept_weak=args.accept_weak_llm, params_path=args.params,
+                  meta=args.meta, quiet=args.quiet, log=say,
+                  thresholds=Thresholds(args.min_category_agreement, args.min_animal_recall))
+
+
+def cmd_export(args) -> None:
+    """A release in another harness's format: `export lm-eval RELEASE --out DIR` (lm-evaluation-harness tasks)."""
+    from benchmark.export_lm_eval import export_lm_eval
+
+    print(export_lm_eval(args.release, Path(args.out), split=args.split, tasks=tuple(args.tasks or ())))
 
 
 def cmd_demo(args) -> None:
@@ -288,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("release", help="a release folder or name (e.g. demo, official)")
     p.add_argument("--out", required=True, help="checkpoint folder (training resumes from its last state)")
     p.add_argument("--preset", default=None, choices=["published", "demo"], help="published settings (default) or the small demo config")
-    p.add_argument("--mode", default=None, choices=["audiobert", "text"], help="text: the same model and gate with no audio")
+    p.add_argument("--mode", default=None, choices=["audiobert", "text", "captions"], help="text: the same model and gate with no audio; captions: no audio, the retrieved clips' captions as text")
     p.add_argument("--detector-dir", default=None, help="reuse a trained span detector")
     _add_flags(p, TRAIN_FLAGS)  # the training stages' flags (pipeline.contract), declared once
     p.add_argument("--index", default=None, help="audio index folder (`auditorybench index CORPUS --out DIR`); default: the release's audio_index/")
@@ -301,7 +350,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-items", type=int, default=None, help="per task and split, a fixed hash-chosen subset (0 = all)")
     p.add_argument("--index", default=None, help="audio index AudioBERT checkpoints retrieve from (default: the release's, else their own)")
     p.add_argument("--ablation", nargs="+", default=None, metavar="SPLIT",
-                   help="also score AudioBERT with oracle (own clips) and shuffled audio on these splits: the ablation table")
+                   help="also score the controls on these splits: item clips excluded, oracle (own clips) and shuffled audio")
+    p = add("sweep", cmd_sweep, "train a recipe and its variants on a release, score them on dev only, choose by dev accuracy")
+    p.add_argument("release")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", default="demo", choices=["published", "demo"])
+    p.add_argument("--variants", nargs="+", default=None, help="names from models.sweep.VARIANTS (default: all)")
+    _add_flags(p, TRAIN_FLAGS)
+    p = add("report", cmd_report, "the README's demo results block (control table, what the controls support) from a results.json")
+    p.add_argument("results", help="results.json of `eval` or the results stage")
+    p.add_argument("--readme", default=None, help="rewrite the block between its demo-results markers (else print it)")
+    p.add_argument("--check", action="store_true", help="with --readme: only compare; exit 1 when the README differs")
+    p = add("preflight", cmd_preflight, "before a real run: the LLM against the demo truth (beside the rules), a sample of "
+            "CORPUS, and the whole run projected; non-zero exit when the model is below the thresholds")
+    p.add_argument("corpus", nargs="?", default=None, help="the corpus folder or glob of tar shards a real run would "
+                   "read (default: the demo corpus of the truth check stands in)")
+    p.add_argument("--llm", default="openai", choices=["openai", "rules"], help="openai: the endpoint of $OPENAI_BASE_URL "
+                   "(else params.yaml, else api.openai.com); rules: the projection without an LLM")
+    p.add_argument("--model", default=None, help="LLM model name (else $AUDITORYBENCH_LLM_MODEL, else params.yaml)")
+    p.add_argument("--meta", default=None, help="the corpus's *_meta.csv (default: found beside it)")
+    p.add_argument("--out", default=str(Path(os.environ.get("AUDITORYBENCH_BUILD", "build")) / "preflight"))
+    p.add_argument("--n-clips", type=int, default=72, help="clips of the demo corpus the LLM is checked on (truth known)")
+    p.add_argument("--sample-clips", type=int, default=300, help="clips sampled from CORPUS for the projection")
+    from pipeline.preflight.truth import Thresholds
+
+    p.add_argument("--min-category-agreement", type=float, default=Thresholds.min_category_agreement,
+                   help="of the demo clips, with the true category")
+    p.add_argument("--min-animal-recall", type=float, default=Thresholds.min_animal_recall,
+                   help="of the demo's true animal clips, with an accepted item naming the true animal")
+    p.add_argument("--accept-weak-llm", action="store_true", help="report a model below the thresholds, exit 0")
+    p = add("export", cmd_export, "write a release as lm-evaluation-harness tasks (lm_eval --include_path DIR --tasks auditorybench)")
+    p.add_argument("format", choices=["lm-eval"])
+    p.add_argument("release", help="a release folder or name")
+    p.add_argument("--out", required=True, help="folder for the tasks (written to DIR/auditorybench/)")
+    p.add_argument("--split", default="test", help="the split lm-eval scores (default test; every split is exported)")
+    p.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: every task of the release)")
     p = add("demo", cmd_demo, "run the whole pipeline on the embedded demo corpus (same as `make demo`)")
     p.add_argument("--llm", default="rules", choices=["rules", "openai"])
     from pipeline.review.cli import add_parser as add_review_parser  # `review`: the review web app (pipeline/review/)

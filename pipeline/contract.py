@@ -178,7 +178,8 @@ _ITEM_STAGES: tuple[Stage, ...] = (  # the stages that make a corpus's items, up
           flags=(flag("--model", key="model_override", section="extract", help="LLM model name (else $AUDITORYBENCH_LLM_MODEL, else params.yaml)"),
                  flag("--offline", action="store_true", help="use the LLM cache only; fail naming the first missing entry"))),
     Stage("measure", "measure f0, brightness, loudness and duration of every clip",
-          inputs={"clips": "read/clips.parquet"}, outputs=("measurements.parquet", "pitch_notes.parquet", "rejects.parquet"),
+          inputs={"clips": "read/clips.parquet"},
+          outputs=("measurements.parquet", "pitch_notes.parquet", "fingerprints.parquet", "rejects.parquet"),
           sections=("measure",), identity=_measure_identity,
           flags=(flag("--estimator", key="estimator", section="measure", help="yin | pyin | crepe-tiny | crepe-full (see params.yaml)"),
                  flag("--cross-check", key="cross_check", section="measure", action="store_true", default=None,
@@ -187,8 +188,9 @@ _ITEM_STAGES: tuple[Stage, ...] = (  # the stages that make a corpus's items, up
                  flag("--workers", type=int, help="processes or Ray actors (default: all cores)"))),
     Stage("split", "assign clips to train/dev/test by hashing audio-content groups",
           inputs={"clips": "read/clips.parquet", "measure_rejects": "measure/rejects.parquet",
+                  "fingerprints": "measure/fingerprints.parquet",
                   "categories": "extract/categories.parquet", "animal_items": "extract/animal_items.parquet"},
-          outputs=("clip_splits.parquet",), sections=("split",),
+          outputs=("clip_splits.parquet",), sections=("split", "tasks"),  # tasks: which recognition facts group clips
           flags=(flag("--seed", key="seed", section="split", type=int),)),
     Stage("pairs", "make comparison pairs inside each split for every comparison task",
           inputs={"clips": "read/clips.parquet", "categories": "extract/categories.parquet",
@@ -228,7 +230,7 @@ STAGES: tuple[Stage, ...] = _ITEM_STAGES + (
           flags=(flag("action", nargs="?", default="build", choices=["build", "refresh"]),)),
     Stage("index", "build the audio index (retrieval + injection embeddings) over the corpus clips",
           inputs={"clips": "read/clips.parquet", "categories": "extract/categories.parquet",
-                  "measure_rejects": "measure/rejects.parquet"},
+                  "measure_rejects": "measure/rejects.parquet", "clip_splits": "split/clip_splits.parquet"},
           outputs=("audio_index", "rejects.parquet"), sections=("index",), identity=_index_identity,
           flags=(flag("--device", key="device", section="index", choices=["cpu", "cuda"]),
                  flag("--workers", type=int, help="processes or Ray actors embedding clips (default: all cores)"),
@@ -238,6 +240,7 @@ STAGES: tuple[Stage, ...] = _ITEM_STAGES + (
           inputs={"items": "filter/items.parquet", "clips": "read/clips.parquet", "wiki_items": "wiki/items.parquet",
                   "pairs": "pairs/pairs.parquet", "sentences": "write/sentences.parquet",
                   "categories": "extract/categories.parquet", "audio_index": "index/audio_index",
+                  "fingerprints": "measure/fingerprints.parquet",
                   **{f"manifest:{s}": f"{s}/manifest.json" for s in _RELEASED_MANIFESTS}},
           outputs=("release.json",), sections=("release", "tasks"),
           flags=(flag("--name", help="release name (default: the corpus id)"),
@@ -253,9 +256,13 @@ STAGES: tuple[Stage, ...] = _ITEM_STAGES + (
     Stage("text_twin", "train AudioBERT's text-only twin (same LM and LoRA gate, no audio), reusing its span detector",
           inputs={"release": "release/release.json", "detector": "audiobert/manifest.json"}, outputs=("config.json",),
           sections=("train",), flags=TRAIN_FLAGS),
-    Stage("results", "evaluate the text-only twin vs AudioBERT on every task and split (`eval` evaluates any model)",
-          inputs={"release": "release/release.json", "audiobert": "audiobert/manifest.json", "text": "text_twin/manifest.json"},
-          outputs=("results.json", "results.md"), sections=("eval",),
+    Stage("caption_twin", "train the caption twin: the text twin given the retrieved clips' captions as text (same retrieval, no audio)",
+          inputs={"release": "release/release.json", "detector": "audiobert/manifest.json"}, outputs=("config.json",),
+          sections=("train",), flags=TRAIN_FLAGS),
+    Stage("results", "evaluate AudioBERT against its controls (text twin, caption twin, excluded / oracle / shuffled audio) on every task and split",
+          inputs={"release": "release/release.json", "audiobert": "audiobert/manifest.json", "text": "text_twin/manifest.json",
+                  "captions": "caption_twin/manifest.json"},
+          outputs=("results.json", "results.md", "predictions.jsonl"), sections=("eval",),
           flags=(flag("--device", key="device", section="eval", choices=["cpu", "cuda"]),
                  flag("--max-items", key="max_items", section="eval", type=int, help="per task and split (0 = all)"))),
 )
@@ -514,8 +521,6 @@ def status(ctx: Context, names: list[str] | None = None) -> list[StageStatus]:
         gone = [rel for rel in old.get("outputs", {}) if not (ctx.stage_dir(name) / rel).exists()]
         if gone:
             why.append(f"output missing: {gone[0]}")
-        if (old.get("counts") or {}).get("transient"):
-            why.append("units failed on the network last time")
         out[name] = StageStatus(name, "stale" if why else "fresh", why, manifest)
     return [out[n] for n in (names or stage_order())]
 

@@ -281,6 +281,7 @@ def _fixed(item: dict, answer: str, path: Path) -> dict:
 
 
 def source_candidates(spec: TaskSpec, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """A recognition task's candidates (SOURCE_COLUMNS) from its item source run on the build's tables."""
     rows = item_source_function(spec)(tables, spec, **spec.item_source_args)
     missing = [c for c in SOURCE_COLUMNS if c not in rows.columns]
     if missing:

@@ -98,5 +98,5 @@ def test_stage_paths_come_from_the_declarations(tmp_path: Path) -> None:
         open_stage(build, "split", {})
     (build / "read").mkdir(parents=True)
     (build / "read" / "clips.parquet").write_bytes(b"x")
-    run = open_stage(build, "index", {}, optional=("categories", "measure_rejects", "read_manifest"))
+    run = open_stage(build, "index", {}, optional=("categories", "measure_rejects", "clip_splits"))
     assert run.out_dir == build / "index" and run.inputs == {"clips": build / "read" / "clips.parquet"}

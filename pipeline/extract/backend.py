@@ -4,7 +4,8 @@ rejects are counted.
 
 Both run a backend ("rules" offline, or "openai" for any OpenAI-compatible server) and send every proposal through
 the same `validate` gate. Rejects are kept with a reason in rejects.parquet; a stage stops with RejectBudgetError when
-they exceed max_reject_frac. LLM answers live in build/<corpus>/llm_cache/, so a rerun replays them with no request.
+they exceed max_reject_frac. A unit the endpoint failed to answer is no reject: the stage ends incomplete
+(pending.stop_if_pending). LLM answers live in build/<corpus>/llm_cache/, so a rerun replays them with no request.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ from pipeline.extract.lexicon import load_lexicon
 from pipeline.extract.records import Failure
 from pipeline.extract.rules import RulesBackend
 
-__all__ = ["make_backend", "run_params", "prompt_id", "reject_row", "check_budget", "reject_counts", "llm_extra", "BACKENDS",
-           "CATEGORY_COLUMNS", "ANIMAL_COLUMNS", "SENTENCE_COLUMNS", "EXTRACT_PROMPTS", "WRITE_PROMPTS"]
+__all__ = ["make_backend", "run_params", "prompt_id", "reject_row", "check_budget", "reject_counts", "llm_extra",
+           "llm_run_stats", "BACKENDS", "CATEGORY_COLUMNS", "ANIMAL_COLUMNS", "SENTENCE_COLUMNS", "EXTRACT_PROMPTS", "WRITE_PROMPTS"]
 
 BACKENDS = ("rules", "openai")
 CATEGORY_COLUMNS = ["clip_id", "category", "source_name", "category_path", "confidence", "backend"]
 ANIMAL_COLUMNS = ["clip_id", "sentence", "answer", "description", "spans", "backend", "model", "prompt_version"]
 SENTENCE_COLUMNS = ["pair_id", "task", "sentence", "span1", "span2", "answer", "llm_guess", "backend", "model", "prompt_version"]
-_TRANSIENT = ("llm_rate_limited", "llm_server_error", "llm_timeout", "llm_connection_error", "llm_http_error",
-              "llm_protocol_error")
 EXTRACT_PROMPTS = {"categorise": "prompt_categorise", "animal_item": "prompt_animal_item"}
 WRITE_PROMPTS = {"comparison_sentence": "prompt_comparison_sentence"}
 
@@ -88,8 +87,12 @@ def check_budget(stage: str, n_units: int, rejects: list[dict], max_frac: float,
 
 def reject_counts(kept: int, rejects: list[dict]) -> dict:
     reasons = Counter(r["reason"] for r in rejects)
-    return {"kept": kept, "rejected": dict(sorted(reasons.items())),
-            "transient": sum(n for r, n in reasons.items() if r in _TRANSIENT)}
+    return {"kept": kept, "rejected": dict(sorted(reasons.items()))}
+
+
+def llm_run_stats(backend) -> dict | None:
+    """run.json of an LLM run (it varies between runs): latency p50/p95, answers/s, the concurrency settled at."""
+    return {"llm_timing": backend.client.timing()} if backend.name == "openai" else None
 
 
 def llm_extra(backend) -> dict:

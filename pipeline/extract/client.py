@@ -4,7 +4,12 @@ Endpoint from OPENAI_BASE_URL / OPENAI_API_KEY, model from a flag > AUDITORYBENC
 Concurrency that adapts to the endpoint (`AdaptiveLimit`: starts at one request, grows while answers come back well
 within the timeout, halves on timeouts, 429s and 503s, up to `concurrency`), a per-request timeout, retries with
 exponential backoff and jitter on 429 / 5xx / timeouts / dropped connections (honouring Retry-After), a retry budget
-shared by the run, and the content-addressed cache in front of everything. Structured output: json_schema (the
+shared by the run, and the content-addressed cache in front of everything. A failure of the endpoint (connection
+refused or dropped, timeout, 429 / 5xx / 408 / 409 after the retries, a 200 that is no chat completion: `INFRA_ERRORS`)
+says nothing about the clip: the stage leaves that unit pending instead of rejecting it (stages.stop_if_pending). After
+`max_consecutive_failures` failed tries in a row, run-wide, with no answer between them, the client takes the endpoint
+as down and sends nothing more: every request still to ask returns `llm_endpoint_down` at once, so a dead endpoint
+stops a stage in seconds, not after six tries of every clip. Structured output: json_schema (the
 schema generated from the reply's pydantic model), falling back to json_object and then to JSON asked for in the
 prompt alone when the server refuses a mode (400/422); every reply is parsed into pydantic either way. One request's failure is returned as data, never raised, so it
 cannot lose another's result. The API key is read from the environment at call time and never stored or printed.
@@ -34,12 +39,15 @@ from benchmark.errors import ConfigError, StageError
 from pipeline.extract.cache import LLMCache, cache_key
 
 __all__ = ["LLMSettings", "ChatRequest", "ChatReply", "LLMClient", "AskOnWorker", "AdaptiveLimit", "redact_url",
-           "STRUCTURED_MODES"]
+           "STRUCTURED_MODES", "INFRA_ERRORS", "endpoint_name"]
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
 _FALLBACK = {"json_schema": "json_object", "json_object": "text"}  # what `auto` tries when a server refuses a mode
 _MODE_ORDER = ("json_schema", "json_object", "text")
 _RETRY_STATUS = {408, 409, 429}
+# failures of the endpoint, not of the unit asked: never a reject; the unit stays pending and a rerun asks it again
+INFRA_ERRORS = frozenset({"llm_rate_limited", "llm_server_error", "llm_timeout", "llm_connection_error", "llm_http_error",
+                          "llm_protocol_error", "llm_endpoint_down"})
 
 
 def redact_url(url: str) -> str:
@@ -53,6 +61,11 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def endpoint_name(base_url: str) -> str:
+    """The endpoint as errors name it: the redacted base URL, or the openai package's default."""
+    return redact_url(base_url) or "https://api.openai.com/v1"
+
+
 @dataclass(frozen=True)
 class LLMSettings:
     model: str
@@ -61,6 +74,10 @@ class LLMSettings:
     timeout_s: float = 60.0
     max_retries: int = 5  # per request
     retry_budget: int = 500  # retries across the whole run
+    # failed tries in a row (no answer between them) after which the endpoint is taken as down: 48 = the default 8
+    # requests in flight, each through its own 1 + 5 tries (about 15 s of backoff), so a blip shorter than one
+    # request's retries never trips it, and a dead endpoint stops the stage after about 50 tries, not 6 per clip
+    max_consecutive_failures: int = 48
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0
@@ -88,8 +105,9 @@ class LLMSettings:
         s = cls(model=str(model), base_url=str(base_url), **kw)
         if s.structured_output not in STRUCTURED_MODES:
             raise ConfigError(f"{section}.structured_output: {s.structured_output!r} is not one of {', '.join(STRUCTURED_MODES)}")
-        if s.concurrency < 1 or s.timeout_s <= 0 or s.max_retries < 0:
-            raise ConfigError(f"{section}: concurrency must be >= 1, timeout_s > 0, max_retries >= 0")
+        if s.concurrency < 1 or s.timeout_s <= 0 or s.max_retries < 0 or s.max_consecutive_failures < 1:
+            raise ConfigError(f"{section}: concurrency must be >= 1, timeout_s > 0, max_retries >= 0, "
+                              "max_consecutive_failures >= 1")
         return s
 
     def sampling(self) -> dict:
@@ -117,7 +135,8 @@ class ChatRequest:
 class ChatReply:
     text: str = ""
     finish_reason: str = ""
-    error: str = ""  # "" when the server answered; else llm_rate_limited | llm_server_error | llm_timeout | ...
+    error: str = ""  # "" when the server answered; else llm_rate_limited | llm_server_error | llm_timeout | ... (INFRA_ERRORS)
+    # or llm_bad_request (a 4xx about this request)
     detail: str = ""
     cached: bool = False
 
@@ -186,9 +205,29 @@ class LLMClient:
         self.mode = "json_schema" if settings.structured_output == "auto" else settings.structured_output
         self.stats = {"requests_sent": 0, "answered": 0, "cache_hits": 0, "retries": 0, "failed": 0, "timeouts": 0,
                       "rate_limited": 0, "schema_fallbacks": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                      "peak_concurrency": 0}
+                      "peak_concurrency": 0, "not_sent": 0, "endpoint_down": 0}
         self._retry_budget_left = settings.retry_budget
         self._window = (1.0, float(max(1, settings.concurrency)))  # AdaptiveLimit's (limit, threshold) between runs
+        self.failures_in_a_row = 0  # failed tries since the last answer, run-wide
+        self.down = ""  # why the endpoint was taken as down ("" while it is up): nothing more is sent
+        self.latencies_s: list[float] = []  # of every answered try
+        self._asking_s = 0.0  # wall time with requests to ask (for the rate)
+
+    @property
+    def endpoint(self) -> str:
+        return endpoint_name(self.settings.base_url)
+
+    def timing(self) -> dict:
+        """Latency p50 / p95 of the answered tries, answers per second while there were requests to ask, and the
+        concurrency the adaptive limit settled at (its window at the end of the last run)."""
+        lat = sorted(self.latencies_s)
+
+        def pct(q: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 3) if lat else None
+
+        rate = self.stats["answered"] / self._asking_s if self._asking_s > 0 else None
+        return {"latency_p50_s": pct(0.5), "latency_p95_s": pct(0.95), "answers_per_s": round(rate, 3) if rate else rate,
+                "concurrency_settled": int(self._window[0]), "answered": self.stats["answered"]}
 
     def key(self, req: ChatRequest) -> str:
         """The answer's cache key: model, prompt, messages, sampling, and the schemas the reply was constrained to (a
@@ -225,6 +264,7 @@ class LLMClient:
 
         replies: list[ChatReply] = [ChatReply(error="llm_missing")] * len(requests)
         bar = tqdm(total=len(requests), desc=f"{desc} ({self.engine})", disable=self.quiet, unit="req")
+        t0 = time.monotonic()
         try:
             for j, (reply, stats, mode) in map_units(AskOnWorker(self.settings, self.mode), requests, engine=self.engine,
                                                      workers=self.workers, batch_size=2 * self.settings.concurrency):
@@ -238,6 +278,7 @@ class LLMClient:
                     self.mode = mode  # a worker found that the server refuses a mode: later requests start lower
                 bar.update(1)
         finally:
+            self._asking_s += time.monotonic() - t0
             bar.close()
         return replies
 
@@ -254,6 +295,7 @@ class LLMClient:
         limit.limit, limit.threshold = self._window  # the endpoint is the same as in the last run: start where it ended
         budget = _Budget(self._retry_budget_left)
         bar = tqdm(total=len(requests), desc=desc, disable=self.quiet, unit="req")
+        t0 = time.monotonic()
 
         def show() -> None:
             bar.set_postfix_str(f"in flight {limit.in_flight}/{int(limit.limit)}, timeouts {self.stats['timeouts']}, "
@@ -269,6 +311,7 @@ class LLMClient:
         finally:
             self.stats["peak_concurrency"] = max(self.stats["peak_concurrency"], limit.peak)
             self._window = (limit.limit, limit.threshold)
+            self._asking_s += time.monotonic() - t0
             bar.close()
             self._retry_budget_left = budget.left
             await client.close()
@@ -278,7 +321,12 @@ class LLMClient:
         s = self.settings
         attempt = 0
         while True:
+            if self.down:  # taken as down while this request waited (in line or in its backoff): nothing is sent
+                return self._endpoint_down(req)
             await limit.acquire()
+            if self.down:
+                await limit.release(False, 0.0)
+                return self._endpoint_down(req)
             mode = self.mode  # read once through the gate: a fallback found while this request waited applies to it
             show()
             started, overloaded = time.monotonic(), False
@@ -294,6 +342,8 @@ class LLMClient:
                 if code == 404:
                     raise ConfigError(f"{redact_url(s.base_url) or 'api.openai.com'}: model {s.model!r} or route not found "
                                       "(HTTP 404)") from None
+                if code not in _RETRY_STATUS and code < 500:
+                    self.failures_in_a_row = 0  # the server answered (about this request)
                 if s.structured_output == "auto" and mode in _FALLBACK and _refuses_mode(e, mode):
                     if self.mode == mode:  # this server does not take the mode: the next one down, for every request
                         self.mode = _FALLBACK[mode]
@@ -314,15 +364,21 @@ class LLMClient:
                 kind, retry_after, detail = "llm_connection_error", None, type(e.__cause__ or e).__name__
             except (openai.APIError, _EmptyReply, ValueError) as e:  # a 200 whose body is not a chat completion
                 self.stats["failed"] += 1
+                self._failed_try("llm_protocol_error", type(e).__name__)
                 return ChatReply(error="llm_protocol_error", detail=f"{req.unit}: {type(e).__name__}")
             else:
                 reply = ChatReply(text=text, finish_reason=finish)
                 self._put(req, reply)
                 self.stats["answered"] += 1
+                self.failures_in_a_row = 0
+                self.latencies_s.append(time.monotonic() - started)
                 return reply
             finally:
                 await limit.release(overloaded, time.monotonic() - started)
                 show()
+            if self._failed_try(kind, detail):
+                self.stats["failed"] += 1
+                return ChatReply(error=kind, detail=f"{req.unit}: {detail}; {self.down}")
             if attempt >= s.max_retries or not await budget.take():
                 self.stats["failed"] += 1
                 why = "retry budget spent" if attempt < s.max_retries else f"gave up after {attempt + 1} tries"
@@ -331,6 +387,20 @@ class LLMClient:
             self.stats["retries"] += 1
             show()
             await asyncio.sleep(self._delay_s(attempt, retry_after))
+
+    def _failed_try(self, kind: str, detail: str) -> bool:
+        """Count a failed try of the endpoint; True when it is (now) taken as down."""
+        self.failures_in_a_row += 1
+        if not self.down and self.failures_in_a_row >= self.settings.max_consecutive_failures:
+            self.down = (f"taken as down after {self.failures_in_a_row} failed tries in a row (max_consecutive_failures; "
+                         f"the last: {kind}, {detail})")
+            self.stats["endpoint_down"] = 1
+        return bool(self.down)
+
+    def _endpoint_down(self, req: ChatRequest) -> ChatReply:
+        self.stats["failed"] += 1
+        self.stats["not_sent"] += 1
+        return ChatReply(error="llm_endpoint_down", detail=f"{req.unit}: not sent; the endpoint was {self.down}")
 
     def _delay_s(self, attempt: int, retry_after_s: float | None) -> float:
         """Exponential backoff with jitter (half fixed, half random), never shorter than the server's Retry-After."""

@@ -1,7 +1,7 @@
 """The pure core of the measure stage: audio in, one measurement record out.
 
 `measure_audio(audio, sr, params)` returns the fields of `benchmark.schema.Measurement` except clip_id and
-audio_sha256, plus the two NOTE_FIELDS (why the pitch came out as it did). `measure_audio_bytes` adds decoding
+audio_sha256, plus the NOTE_FIELDS (why the pitch came out as it did). `measure_audio_bytes` adds decoding
 (for the stage's worker and the benchmark).
 """
 
@@ -49,7 +49,7 @@ MEASUREMENT_FIELDS = (
     "channels",
 )
 # Why a clip's pitch came out as it did; not schema fields (the stage writes them to pitch_notes.parquet).
-NOTE_FIELDS = ("f0_pass", "unpitched_reason")
+NOTE_FIELDS = ("f0_pass", "unpitched_reason", "f0_vibrato")
 
 
 def _frame_activity(active: np.ndarray, frame_s: float, offset_s: float, hop_s: float, n: int, centred: bool) -> np.ndarray:
@@ -66,9 +66,12 @@ def _steady(section: dict) -> tuple[float, float]:
 
 def _pitch(audio: np.ndarray, sr: int, name: str, active: np.ndarray, frame_s: float, offset_s: float, params: dict,
            high_memo: dict) -> dict:
-    """The clip's pitch by estimator `name`, then the high-range check (see _check_high)."""
+    """The clip's pitch by estimator `name`, then the high-range check (see _check_high). The tracks and their
+    voting frames go to high_memo["tracks"][(name, pass)] when that key exists."""
     track = get_estimator(name)(audio, sr, params)
     act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
+    if "tracks" in high_memo:
+        high_memo["tracks"][(name, "base")] = (track, act)
     section = params.get(name.split("-")[0], {})  # yin | pyin | crepe
     out = summarise_track(track, act, params, float(section.get("min_confidence", 0.0)), _steady(section))
     out["f0_pass"] = "base"
@@ -103,6 +106,8 @@ def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, fram
         track = estimate_pitch_high(audio, sr, params)
         act = _frame_activity(active, frame_s, offset_s, track.hop_s, len(track.f0_hz), centred=True)
         yin = params.get("yin", {})  # the high pass is a YIN pass
+        if "tracks" in memo:
+            memo["tracks"][("yin", "high")] = (track, act)
         memo["high"] = {**summarise_track(track, act, params, float(yin.get("min_confidence", 0.0)), _steady(yin)), "f0_pass": "high"}
     high = memo["high"]
     if high["pitched"] and base["pitched"] and base["f0_hz"] < float(hi["fmin_hz"]):
@@ -115,7 +120,7 @@ def _check_high(base: dict, audio: np.ndarray, sr: int, active: np.ndarray, fram
     return base
 
 
-def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
+def measure_audio(audio: np.ndarray, sr: int, params: dict, tracks: dict | None = None) -> dict:
     """Measure one clip: audio float32[samples] (or [channels, samples], mixed to mono) at sr Hz.
 
     params: the `measure` section of params.yaml. Pitch and brightness are measured over the analysis window
@@ -125,7 +130,9 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
     f0_check_hz and estimator_disagree (cross-check mode; NaN / False otherwise), centroid_hz, loudness_lufs,
     rms_dbfs (over active frames), peak_dbfs, duration_s, active_duration_s, analysed_s, channels (the schema's
     Measurement fields but clip_id and audio_sha256), and the NOTE_FIELDS: f0_pass (base | high: which pass gave
-    the pitch figures) and unpitched_reason ("" when pitched, else why not; see pitch.summarise_track).
+    the pitch figures), unpitched_reason ("" when pitched, else why not; see pitch.summarise_track) and f0_vibrato
+    (the vibrato the pitch is the centre of, "" when none). tracks: when a dict, it receives each pitch pass's frame
+    track and voting frames, {(estimator, "base" | "high"): (PitchTrack, bool[frames])} (for the benchmark).
     """
     audio = np.asarray(audio, dtype=np.float32)
     channels = 1 if audio.ndim == 1 else int(audio.shape[0])
@@ -150,7 +157,7 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
     # hiss 35 dB under a bleat is part of the clip, not of the sound whose pitch we report).
     loud = active & (level_db > float(level_db.max()) - float(params["pitched"]["active_rel_db"]))
     primary = str(params["estimator"])
-    memo: dict = {}
+    memo: dict = {} if tracks is None else {"tracks": tracks}
     out = _pitch(win, sr, primary, loud, frame_s, offset_s, params, memo)
     out["estimator"] = primary
     out["f0_check_hz"] = math.nan
@@ -177,16 +184,16 @@ def measure_audio(audio: np.ndarray, sr: int, params: dict) -> dict:
     return {k: _plain(out[k]) for k in MEASUREMENT_FIELDS + NOTE_FIELDS}
 
 
-def measure_audio_bytes(data: bytes, params: dict) -> dict:
-    """Decode an audio file's bytes (load_audio_bytes at params analysis_sr) and measure it; channels are the
-    file's. Raises AudioRejected for audio that cannot be measured."""
+def measure_audio_bytes(data: bytes, params: dict, tracks: dict | None = None) -> dict:
+    """Decode an audio file's bytes (load_audio_bytes at params analysis_sr) and measure it (tracks: see
+    measure_audio); channels are the file's. Raises AudioRejected for audio that cannot be measured."""
     audio, _sr, info = load_audio_bytes(
         data,
         int(params["analysis_sr"]),
         max_duration_s=params.get("max_duration_s"),
         min_sample_rate_hz=int(params["min_sample_rate_hz"]),
     )
-    out = measure_audio(audio, int(params["analysis_sr"]), params)
+    out = measure_audio(audio, int(params["analysis_sr"]), params, tracks)
     out["channels"] = int(info["channels"])
     return out
 

@@ -2,12 +2,12 @@
 agreement figures, and the export the filter stage reads. `auditorybench review --help` tells how to run it."""
 
 from pipeline.review.agreement import agreement_summary, cohen_kappa, fleiss_kappa, krippendorff_alpha, majority
-from pipeline.review.export import decisions_table, write_decisions
+from pipeline.review.export import comments_table, decisions_table, write_comments, write_decisions
 from pipeline.review.store import Decision, ReviewStore
 from pipeline.review.target import ReviewTarget, load_target
 
-__all__ = ["agreement_summary", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "majority", "decisions_table",
-           "write_decisions", "Decision", "ReviewStore", "ReviewTarget", "load_target", "create_app"]
+__all__ = ["agreement_summary", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "majority", "comments_table",
+           "decisions_table", "write_comments", "write_decisions", "Decision", "ReviewStore", "ReviewTarget", "load_target", "create_app"]
 
 
 def __getattr__(name: str):

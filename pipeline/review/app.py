@@ -1,7 +1,7 @@
 """The review web app (Starlette, ASGI): one module of routes over a ReviewTarget and its ReviewStore.
 
-Routes (every one needs a reviewer's session; a personal link `/?token=…` opens one and sets an HttpOnly,
-SameSite=Lax cookie, then redirects to a URL without the token):
+Routes (every one but /static needs a reviewer's session; a personal link `/?token=…` opens one and sets an HttpOnly,
+SameSite=Lax cookie named after the server's port, then redirects to a URL without the token):
 
     GET  /                    → the reviewer's next undecided item
     GET  /item/{item_id}      the item page: sentence, answer, spans, measured values, captions, a player per clip
@@ -9,10 +9,13 @@ SameSite=Lax cookie, then redirects to a URL without the token):
     GET  /audio/{item_id}/{n} clip n of the item, read from its tar shard at its recorded offset; Range → 206
     POST /api/decision        JSON {item_id, decision, answer, fluency, comment}; written to SQLite at once
     GET  /stats               counts per reviewer, agreement (Cohen's κ, Fleiss' κ, Krippendorff's α), fluency means
-    GET  /static/{name}       the page's script and style sheet (a fixed set, held in memory)
+    GET  /static/{name}       the page's script and style sheet (a fixed set, held in memory; no session needed, so
+                              the "ask for your link" page is styled too)
 
 POSTs also need the session's CSRF token in an X-CSRF-Token header, a JSON body, and (where the browser sends them)
-Origin equal to the page's own and Sec-Fetch-Site `same-origin`. No request value is ever used as a path.
+Origin equal to the page's own and Sec-Fetch-Site `same-origin`. No request value is ever used as a path. Every store
+call runs on the thread pool, never on the event loop: a write waiting for SQLite's lock delays no other request.
+Bad input is a 4xx with a one-line reason, never a 500.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import math
 import re
 import secrets
+import sqlite3
 import threading
 from collections.abc import Callable
 from functools import wraps
@@ -29,6 +33,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -37,13 +42,13 @@ from starlette.routing import Route
 
 from pipeline.filter import REVIEW_DECISIONS
 from pipeline.review.agreement import agreement_summary
-from pipeline.review.export import decisions_table, ratings_of
+from pipeline.review.export import comments_table, decisions_table, ratings_of
 from pipeline.review.store import DECISIONS, Decision, ReviewStore
 from pipeline.review.target import ReviewTarget
 
-__all__ = ["create_app", "COOKIE", "LOOPBACK_HOSTS"]
+__all__ = ["create_app", "cookie_name", "parse_range", "COOKIE", "LOOPBACK_HOSTS"]
 
-COOKIE = "ab_review_session"
+COOKIE = "ab_review_session"  # + "_<port>": see cookie_name
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 _HERE = Path(__file__).resolve().parent
 _STATIC = {name: ((_HERE / "static" / name).read_bytes(), media) for name, media in
@@ -53,6 +58,7 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; media-src 'sel
 _HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
             "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_MAX_RANGE_DIGITS = 18  # 10^18 bytes: past any clip, and far below Python's int-parsing limit (4,300 digits)
 _MAX_BODY = 16 << 10
 _MAX_COMMENT = 2000
 
@@ -69,14 +75,23 @@ def _num(v, fmt: str = "{:.1f}") -> str:
     return fmt.format(v)
 
 
+def cookie_name(request: Request) -> str:
+    """The session cookie's name for this server: ab_review_session_<port>. Browsers share a host's cookies across its
+    ports, so with one name two review targets open in one browser (two servers on 127.0.0.1) would sign each other out."""
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    return f"{COOKIE}_{port}"
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     """(start, end inclusive) of a single `bytes=` range, None for no (or an ignorable) header, "unsatisfiable" for
-    a range that lies outside the file."""
+    a range that lies outside the file. A position of more than 18 digits raises ValueError (a 400)."""
     if not header:
         return None
     m = _RANGE.match(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None  # multiple or malformed ranges: RFC 9110 lets a server answer with the whole file
+    if max(len(m.group(1)), len(m.group(2))) > _MAX_RANGE_DIGITS:
+        raise ValueError(f"Range header: a byte position of more than {_MAX_RANGE_DIGITS} digits")
     if not m.group(1):  # suffix: the last n bytes
         n = int(m.group(2))
         return (max(0, size - n), size - 1) if n > 0 and size > 0 else "unsatisfiable"
@@ -100,6 +115,11 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
             s = local.store = ReviewStore(target.db_path)
         return s
 
+    def session_of(request: Request) -> tuple[str, str] | None:
+        """(reviewer, csrf) of the request's session cookie, or None."""
+        sid = request.cookies.get(cookie_name(request))
+        return store().session(sid) if sid else None
+
     def page(name: str, status: int = 200, **ctx) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**ctx), status_code=status, headers=_HEADERS)
 
@@ -120,9 +140,10 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
                 resp = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), status_code=303, headers=_HEADERS)
                 # Lax, not Strict: a link clicked in a web mail must arrive signed in after this redirect; cross-site
                 # POSTs are stopped by the CSRF token and the Origin check, not by the cookie
-                resp.set_cookie(COOKIE, sid, httponly=True, samesite="lax", path="/", secure=request.url.scheme == "https")
+                resp.set_cookie(cookie_name(request), sid, httponly=True, samesite="lax", path="/",
+                                secure=request.url.scheme == "https")
                 return resp
-            session = store().session(request.cookies.get(COOKIE, "")) if request.cookies.get(COOKIE) else None
+            session = session_of(request)
             if session is None:
                 return refuse(401, "This page needs your personal review link: ask for one "
                                    "(`auditorybench review add-reviewer NAME` prints it).")
@@ -165,7 +186,7 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
         pos = target.position[item_id]
         ids = target.items["id"]
         sides = target.sides(item)
-        clips = [{"n": n, "clip_id": c, **(target.clips.get(c) or {}), "side": sides[n] if sides else "",
+        clips = [{"n": n, "clip_id": c, **(target.clips.get(c) or {}), "side": sides[n] if sides else "", "key": _clip_key(n),
                   "playable": target.audio_source(item_id, n) is not None} for n, c in enumerate(item["clip_ids"])]
         current = store().get(item_id, reviewer)
         fix_choices = [a for a in target.choices.get(item["task"], []) if a != item["answer"]]
@@ -180,7 +201,10 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
         if src is None:
             return Response("no such clip", status_code=404, headers=_HEADERS)
         headers = {**_HEADERS, "Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
-        rng = parse_range(request.headers.get("range"), src.size)
+        try:
+            rng = parse_range(request.headers.get("range"), src.size)
+        except ValueError as e:
+            return Response(str(e), status_code=400, headers=_HEADERS)
         if rng == "unsatisfiable":
             return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{src.size}"})
         start, end = rng if rng else (0, src.size - 1)
@@ -195,9 +219,9 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
         return Response(data, media_type=src.media_type, headers=headers)
 
     async def decision(request: Request):
-        # auth by hand here: the body must be read asynchronously
-        sid = request.cookies.get(COOKIE)
-        session = store().session(sid) if sid else None
+        # async only to read the body; the store's calls (which can wait up to 30 s for SQLite's write lock) run on
+        # the thread pool, so a locked write stalls this request and no other
+        session = await run_in_threadpool(session_of, request)
         if session is None:
             return JSONResponse({"error": "not signed in: open your personal review link"}, status_code=401, headers=_HEADERS)
         reviewer, csrf = session
@@ -208,12 +232,19 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
         if len(body) > _MAX_BODY:
             return JSONResponse({"error": "request body too large"}, status_code=413, headers=_HEADERS)
         try:
-            d = _decision_from(json.loads(body), reviewer, target)
+            d = _decision_from(_json_body(body), reviewer, target)
         except (ValueError, TypeError, KeyError) as e:
             return JSONResponse({"error": str(e)}, status_code=422, headers=_HEADERS)
+        try:
+            saved = await run_in_threadpool(save, d)
+        except sqlite3.OperationalError as e:  # the write lock stayed taken past the store's timeout
+            return JSONResponse({"error": f"not saved, try again: {e}"}, status_code=503, headers=_HEADERS)
+        return JSONResponse(saved, headers=_HEADERS)
+
+    def save(d: Decision) -> dict:
         store().put(d)
-        return JSONResponse({"saved": True, "item_id": d.item_id, "decision": d.decision, "answer": d.answer,
-                             "fluency": d.fluency, "progress": progress(reviewer)}, headers=_HEADERS)
+        return {"saved": True, "item_id": d.item_id, "decision": d.decision, "answer": d.answer, "fluency": d.fluency,
+                "progress": progress(d.reviewer)}
 
     @authed
     def stats(request: Request, reviewer: str, csrf: str):
@@ -229,11 +260,10 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
         verdicts = {k: int((table["decision"] == k).sum()) for k in REVIEW_DECISIONS}
         all_flu = [d.fluency for d in decisions if d.fluency]
         return page("stats.html", reviewer=reviewer, csrf=csrf, per=per, total=total, verdicts=verdicts,
-                    agreement=agreement_summary(ratings_of(decisions)),
+                    agreement=agreement_summary(ratings_of(decisions)), comments=comments_table(decisions),
                     fluency_mean=round(sum(all_flu) / len(all_flu), 2) if all_flu else None, kind=target.kind)
 
-    @authed
-    def static(request: Request, reviewer: str, csrf: str):
+    def static(request: Request):  # no session: the same two files for everyone, and the 401 page needs its style
         name = request.path_params["name"]
         if name not in _STATIC:
             return Response("not found", status_code=404, headers=_HEADERS)
@@ -264,6 +294,16 @@ def _cross_site_problem(request: Request, csrf: str) -> str | None:
     return None
 
 
+def _json_body(body: bytes):
+    """The parsed JSON body; ValueError (a 422) for one that is not JSON, not UTF-8, or nested too deep to parse."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("the JSON body is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"the body is not JSON: {str(e).splitlines()[0]}") from None
+
+
 def _decision_from(data: dict, reviewer: str, target: ReviewTarget) -> Decision:
     """Validate a posted decision against the item it names: decision keep|drop|fix|null, a fix's answer one of the
     task's other answers, fluency 1-3 or null, a comment of at most 2,000 characters."""
@@ -286,7 +326,17 @@ def _decision_from(data: dict, reviewer: str, target: ReviewTarget) -> Decision:
     comment = str(data.get("comment") or "")
     if len(comment) > _MAX_COMMENT:
         raise ValueError(f"the comment is longer than {_MAX_COMMENT} characters")
+    try:
+        comment.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"the comment is not valid Unicode (a lone surrogate at character {e.start})") from None
     return Decision(item["id"], reviewer, decision, answer, fluency, comment)
+
+
+def _clip_key(n: int) -> str:
+    """The key that plays clip n (0-based), as the page shows it: a, b, then ⇧3 … ⇧9 (Shift + digit, which plays
+    clips 1–9 alike; review.js reads the key's position, so it works on every keyboard layout); "" past the ninth."""
+    return "ab"[n] if n < 2 else f"⇧{n + 1}" if n < 9 else ""
 
 
 def _sentence_parts(sentence: str, spans: list[str]) -> list[tuple[str, str]]:

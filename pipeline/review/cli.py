@@ -2,7 +2,7 @@
 
     auditorybench review [serve] [BUILD_OR_RELEASE] [--host H] [--port N]
     auditorybench review add-reviewer NAME [BUILD_OR_RELEASE] [--host H] [--port N]   (prints the personal URL)
-    auditorybench review export [BUILD_OR_RELEASE] [--out CSV]
+    auditorybench review export [BUILD_OR_RELEASE] [--out CSV]   (and the reviewers' comments to comments.csv beside it)
 
 BUILD_OR_RELEASE defaults to build/<corpus id> (build/demo for the demo corpus).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 from pathlib import Path
 
 from benchmark.errors import InputError
@@ -31,7 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"action: {', '.join(ACTIONS)} (default serve); add-reviewer takes a NAME first")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
-    p.add_argument("--out", default=None, help="export: the decisions CSV (default: <build>/review/decisions.csv, which the filter reads)")
+    p.add_argument("--out", default=None, help="export: the decisions CSV (default: <build>/review/decisions.csv, which the filter reads); "
+                                               "comments go to comments.csv in the same folder (the filter does not read it)")
     p.add_argument("--build-root", default=os.environ.get("AUDITORYBENCH_BUILD", "build"), help="where builds live (default: build)")
     p.add_argument("--corpus-id", default=None, help="the build to review when no path is given (default: demo, or $CORPUS's folder name)")
     p.add_argument("--quiet", action="store_true", help="only warnings from the server")
@@ -39,7 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def reviewer_url(host: str, port: int, token: str) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    """The personal URL for the server `serve` starts with the same --host and --port: that host, or this machine's
+    name when the server listens on every address (0.0.0.0, ::), which is no address a browser can open."""
+    shown = socket.gethostname() if host in ("0.0.0.0", "", "::", "[::]") else host
     shown = f"[{shown}]" if ":" in shown and not shown.startswith("[") else shown
     return f"http://{shown}:{port}/?token={token}"
 
@@ -78,11 +82,15 @@ def cmd_review(args) -> None:
         print(reviewer_url(args.host, args.port, token))
         return
     if action == "export":
-        from pipeline.review.export import write_decisions
+        from pipeline.review.export import COMMENTS_FILE, write_comments, write_decisions
 
         out = Path(args.out) if args.out else target.export_path
+        if out.name == COMMENTS_FILE:
+            raise InputError(f"review export --out {out}: {COMMENTS_FILE} is the comments file's name; choose another")
         with ReviewStore(target.db_path) as store:
-            figures = write_decisions(store.decisions(), out)
+            decisions = store.decisions()
+        figures = write_decisions(decisions, out)
+        figures["comments"] = write_comments(decisions, out.with_name(COMMENTS_FILE))
         print(json.dumps(figures, indent=2, sort_keys=True))
         hint = ("the filter reads it: `make release` applies it (bump release.version in params.yaml if this version "
                 "was released already: a release's name-version never changes content)"

@@ -3,6 +3,9 @@
 Columns: id, decision (keep | drop | fix | flag), answer (the corrected answer of a fix), reviewers (how many gave a
 verdict), fluency_mean, votes (JSON {reviewer: {"label", "fluency"}}: what the filter's agreement figures come from).
 A tie for the top verdict is written as `flag`: the item stays in, flagged for a person to settle.
+
+Comments go to their own file, `comments.csv` beside it (columns id, reviewer, comment; one row per non-empty comment),
+which the filter does not read: editing a comment changes no byte of the decisions file and so reruns nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from pipeline.filter import REVIEW_DECISIONS
 from pipeline.review.agreement import agreement_summary, majority
 from pipeline.review.store import Decision
 
-__all__ = ["EXPORT_COLUMNS", "decisions_table", "ratings_of", "write_decisions"]
+__all__ = ["EXPORT_COLUMNS", "COMMENT_COLUMNS", "COMMENTS_FILE", "comments_table", "decisions_table", "ratings_of",
+           "write_comments", "write_decisions"]
 
 EXPORT_COLUMNS = ["id", "decision", "answer", "reviewers", "fluency_mean", "votes"]
+COMMENT_COLUMNS = ["id", "reviewer", "comment"]
+COMMENTS_FILE = "comments.csv"  # beside the decisions file
 
 
 def ratings_of(decisions: list[Decision]) -> dict[str, dict[str, str]]:
@@ -55,3 +61,17 @@ def write_decisions(decisions: list[Decision], path: Path) -> dict:
         table.to_csv(tmp, index=False, lineterminator="\n")
     counts = {k: int((table["decision"] == k).sum()) for k in REVIEW_DECISIONS}
     return {"path": str(path), "items": len(table), **counts, "agreement": agreement_summary(ratings_of(decisions))}
+
+
+def comments_table(decisions: list[Decision]) -> pd.DataFrame:
+    """Every non-empty comment, with or without a verdict, by item id then reviewer."""
+    rows = sorted((d.item_id, d.reviewer, d.comment) for d in decisions if d.comment.strip())
+    return pd.DataFrame(rows, columns=COMMENT_COLUMNS)
+
+
+def write_comments(decisions: list[Decision], path: Path) -> dict:
+    """Write the comments file atomically (same comments → same bytes); returns its path and row count."""
+    table = comments_table(decisions)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
+    return {"path": str(path), "comments": len(table)}

@@ -1,8 +1,9 @@
 """The review database: reviewers, their sessions and their decisions, in one SQLite file (WAL) beside the build.
 
-Every decision is committed the moment it arrives (autocommit), so a crash or a closed tab loses nothing, and WAL lets
-two reviewers' requests write while others read. Each write also appends to `events`, an append-only log. Tokens and
-session ids are stored only as sha256 digests: the database alone lets no one in.
+Every decision is committed the moment it arrives, so a crash or a closed tab loses nothing, and WAL lets two reviewers'
+requests write while others read. Each write also appends to `events`, an append-only log, in the same transaction as
+the decision (and a reviewer's new token in the same one as the deletion of their sessions): a crash keeps both or
+neither. Tokens and session ids are stored only as sha256 digests: the database alone lets no one in.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import secrets
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +83,20 @@ class ReviewStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @contextmanager
+    def _transaction(self):
+        """One write transaction around several statements: BEGIN IMMEDIATE (takes the write lock at once, waiting up
+        to the connection's timeout), COMMIT at the end, ROLLBACK on any error. The connection is in autocommit mode
+        (isolation_level=None), where `with connection:` alone opens no transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+                self._db.execute("ROLLBACK")
+            raise
+
     # ---- reviewers and sessions
 
     def add_reviewer(self, name: str) -> str:
@@ -88,10 +104,10 @@ class ReviewStore:
         if not REVIEWER_NAME.match(name):
             raise InputError(f"reviewer name {name!r}: use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
         token = secrets.token_urlsafe(24)
-        with self._db:
-            self._db.execute("INSERT INTO reviewers (name, token_sha256, created) VALUES (?, ?, ?) "
+        with self._transaction() as db:
+            db.execute("INSERT INTO reviewers (name, token_sha256, created) VALUES (?, ?, ?) "
                              "ON CONFLICT(name) DO UPDATE SET token_sha256 = excluded.token_sha256", (name, _sha(token), time.time()))
-            self._db.execute("DELETE FROM sessions WHERE reviewer = ?", (name,))
+            db.execute("DELETE FROM sessions WHERE reviewer = ?", (name,))
         return token
 
     def reviewers(self) -> list[str]:
@@ -116,13 +132,13 @@ class ReviewStore:
 
     def put(self, d: Decision) -> None:
         now = time.time()
-        with self._db:
-            self._db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "INSERT INTO decisions (item_id, reviewer, decision, answer, fluency, comment, updated) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(item_id, reviewer) DO UPDATE SET decision = excluded.decision, answer = excluded.answer, "
                 "fluency = excluded.fluency, comment = excluded.comment, updated = excluded.updated",
                 (d.item_id, d.reviewer, d.decision, d.answer, d.fluency, d.comment, now))
-            self._db.execute("INSERT INTO events (at, reviewer, item_id, decision, answer, fluency, comment) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO events (at, reviewer, item_id, decision, answer, fluency, comment) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (now, d.reviewer, d.item_id, d.decision, d.answer, d.fluency, d.comment))
 
     def get(self, item_id: str, reviewer: str) -> Decision | None:

@@ -8,15 +8,16 @@ __all__ = ["run", "train_stage"]
 
 
 def train_stage(ctx, name: str, mode: str, detector_dir: str | None = None) -> dict:
-    """Train `mode` (audiobert | text) on ctx's release into build/<corpus id>/<name>/; return the manifest."""
-    from models.train import TrainConfig, train
+    """Train `mode` (audiobert | text | captions) on ctx's release into build/<corpus id>/<name>/; return the manifest."""
+    from models.config import RunOptions, TrainConfig
+    from models.train import train
 
     params = {**ctx.section("train"), "mode": mode, **({"detector_dir": detector_dir} if detector_dir else {})}
     run = ctx.open_stage(name, params)
     if run.fresh():
         return run.previous() or {}
     config = TrainConfig.from_params(params)
-    train(ctx.release_dir(), config, run.out_dir, quiet=ctx.quiet)
+    train(ctx.release_dir(), config, run.out_dir, RunOptions.from_params(params), quiet=ctx.quiet)
     run.record_output("config.json")
     return run.finish({"kept": 1}, extra={"release": ctx.release_dir().name, "config_key": config.key()})
 

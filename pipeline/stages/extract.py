@@ -16,6 +16,7 @@ from pipeline.extract.backend import (
     EXTRACT_PROMPTS,
     check_budget,
     llm_extra,
+    llm_run_stats,
     make_backend,
     prompt_id,
     reject_counts,
@@ -23,9 +24,9 @@ from pipeline.extract.backend import (
     run_params,
 )
 from pipeline.extract.lexicon import load_lexicon
+from pipeline.extract.pending import is_pending, stop_if_pending
 from pipeline.extract.records import Failure, make_clip_text
 from pipeline.extract.validate import validate_animal_item, validate_category
-from pipeline.stage import log
 
 __all__ = ["extract_stage", "run"]
 
@@ -51,7 +52,7 @@ def extract_stage(build_dir: Path, params: dict, quiet: bool = False, offline: b
 def _extract(build_dir: Path, params: dict, backend, quiet: bool, key: dict | None) -> dict:
     run = open_stage(build_dir, "extract", run_params(params, backend, "extract"), key=key, quiet=quiet)
     prev = run.previous()
-    if prev and not prev.get("counts", {}).get("transient") and run.fresh():
+    if prev and run.fresh():
         return prev
     max_chars = int(params.get("max_caption_chars", 600))
     df = pd.read_parquet(run.inputs["clips"])
@@ -75,7 +76,8 @@ def _extract(build_dir: Path, params: dict, backend, quiet: bool, key: dict | No
         p = props.get(c.clip_id, Failure("missing_in_reply"))
         results[c.clip_id] = p if isinstance(p, Failure) else validate_category(c, p, lex)
     if backend.batched and batch_size > 1:
-        again = [c for c in clips if isinstance(results[c.clip_id], Failure)]
+        # (not those the endpoint failed: asked alone, their answers would depend on when it failed)
+        again = [c for c in clips if isinstance(results[c.clip_id], Failure) and not is_pending(results[c.clip_id])]
         if again:
             props = backend.propose_categories([[c] for c in again])
             for c in again:
@@ -105,6 +107,7 @@ def _extract(build_dir: Path, params: dict, backend, quiet: bool, key: dict | No
 
     categories = pd.DataFrame(cat_rows, columns=CATEGORY_COLUMNS)
     items = pd.DataFrame(item_rows, columns=ANIMAL_COLUMNS)
+    stop_if_pending("extract", rejects, len(clips), "clips", backend)
     reject_df = pd.DataFrame(rejects, columns=COLUMNS["rejects"])
     run.write_table("rejects.parquet", reject_df)
     check_budget("extract", len(clips) + len(animal), rejects, float(params.get("max_reject_frac", 0.5)),
@@ -118,6 +121,4 @@ def _extract(build_dir: Path, params: dict, backend, quiet: bool, key: dict | No
     extra["answer_vocabulary"] = lex.animals if backend.name == "rules" else "open"
     extra["answers_used"] = dict(sorted(Counter(items["answer"]).items()))
     extra["clips_with_instruction_text"] = sum(c.injected for c in clips)
-    if counts["transient"] and not quiet:
-        log(f"[extract] {counts['transient']} units failed on the network; rerun to ask for them again (answers are cached)")
-    return run.finish(counts, extra)
+    return run.finish(counts, extra, llm_run_stats(backend))

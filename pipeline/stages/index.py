@@ -2,7 +2,8 @@
 
 Inputs (declared in pipeline.contract): the clip table; the categories (optional: the clip's sound source becomes an
 extra caption, "<source> sound"); the measure stage's rejects (optional: clips rejected there are skipped); the read
-stage's manifest gives the corpus fingerprint the index records (provenance, not in the key).
+stage's manifest gives the corpus fingerprint the index records (provenance, not in the key); the split stage's
+clip_splits (optional: with it, the demo retrieval model is fitted on train clips only).
 Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/: index.json,
 retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
 Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
@@ -90,7 +91,10 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     (models._io.RowFile: through the file, never mapped); the index is assembled from them in clip order, so its bytes
     do not depend on the engine. The demo model's text side is embedded by the workers too (a clip's texts with its
     audio), into rows of its own scratch file. The driver reads them back a block of rows at a time and writes the
-    index's embeddings the same way (finish_index with out_dir): its memory does not grow with the corpus."""
+    index's embeddings the same way (finish_index with out_dir): its memory does not grow with the corpus.
+    With the split stage's clip_splits.parquet in the build, the demo retrieval model learns from the train split's
+    clips only (every clip stays retrievable); without it (`index_corpus`: an index of a foreign corpus), from a
+    hash-chosen share."""
     import numpy as np
     from tqdm import tqdm
 
@@ -99,8 +103,13 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     from pipeline.engines import map_units
 
     build_dir, corpus_root = Path(build_dir), Path(corpus_root)
-    run = open_stage(build_dir, "index", params, key=key, quiet=quiet, optional=("categories", "measure_rejects"))
+    run = open_stage(build_dir, "index", params, key=key, quiet=quiet,
+                     optional=("categories", "measure_rejects", "clip_splits"))
     clips_path, cats_path, rej_path = (run.inputs.get(r) for r in ("clips", "categories", "measure_rejects"))
+    fit_ids = None
+    if "clip_splits" in run.inputs:
+        splits = pd.read_parquet(run.inputs["clip_splits"], columns=["clip_id", "split"])
+        fit_ids = set(splits.loc[splits["split"] == "train", "clip_id"].astype(str))
     if run.fresh():
         return run.previous()
 
@@ -161,7 +170,7 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
             kept_texts = RowSubset(text_rows, np.concatenate([np.arange(text_row[i], text_row[i] + n_texts[i]) for i in kept]))
         out = run.path("audio_index")
         index = finish_index(ids, [captions[i] for i in kept], {s: RowSubset(a, kept) for s, a in arrays.items()}, plan,
-                             config, kept_texts, out_dir=out)
+                             config, kept_texts, out_dir=out, fit_ids=fit_ids)
     finally:
         for f in [*arrays.values(), *([text_rows] if text_rows is not None else [])]:
             f.discard()

@@ -1,5 +1,6 @@
-"""The measure stage wrapper: clips.parquet in; measurements.parquet, pitch_notes.parquet, rejects.parquet and
-manifest.json out. pitch_notes.parquet says, per measured clip, which pass gave its pitch (f0_pass: base | high) and
+"""The measure stage wrapper: clips.parquet in; measurements.parquet, pitch_notes.parquet, fingerprints.parquet
+(each measured clip's audio fingerprint, `pipeline.measure.fingerprint`: what the split stage finds near-duplicate
+audio by), rejects.parquet and manifest.json out. pitch_notes.parquet says, per measured clip, which pass gave its pitch (f0_pass: base | high) and
 why it is unpitched (unpitched_reason: "" when pitched; no_voiced | few_voiced | unstable | low_confidence |
 passes_disagree).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -24,6 +26,7 @@ from benchmark.schema import COLUMNS, Measurement, Reject
 from pipeline.contract import open_stage
 from pipeline.engines import PerUnit, map_units
 from pipeline.measure.audio import AudioRejected
+from pipeline.measure.fingerprint import FINGERPRINT_VERSION, fingerprint_audio_bytes
 from pipeline.measure.measurement import NOTE_FIELDS, measure_audio_bytes
 from pipeline.stage import ResultStore
 
@@ -47,14 +50,15 @@ def measure_clip_job(corpus_root: str, shard: str, member: str, offset: int, siz
         return {"audio_sha256": "", "reject": "unreadable_member", "detail": " ".join(str(e).split())[:200]}
     sha = sha256_bytes(data)
     try:
-        return {"audio_sha256": sha, "measurement": measure_audio_bytes(data, params)}
+        return {"audio_sha256": sha, "measurement": measure_audio_bytes(data, params),
+                "fingerprint": fingerprint_audio_bytes(data).tolist()}
     except AudioRejected as e:
         return {"audio_sha256": sha, "reject": e.reason, "detail": e.detail}
 
 
 def cache_key(audio_sha256: str, params: dict) -> str:
     """The result store key of one audio under one set of measure params."""
-    return stable_hash([audio_sha256, params], n=32)
+    return stable_hash([audio_sha256, params, FINGERPRINT_VERSION], n=32)
 
 
 def _unit_id(row) -> str:
@@ -104,7 +108,7 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
                 jobs[key] = (str(corpus_root), row.shard, row.member, int(row.offset), int(row.size))
         n_units = len(set(keys))
         computed = _run_jobs(jobs, params, store, workers, quiet, engine)
-        rows, notes, rejects = [], [], []
+        rows, notes, rejects, prints = [], [], [], []
         for row, key in zip(clips.itertuples(index=False), keys):
             res = store.get(key)
             if res is None:  # cannot happen unless the store was edited underneath us
@@ -118,6 +122,7 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
                 continue
             rows.append(Measurement(clip_id=row.clip_id, audio_sha256=res["audio_sha256"], **res["measurement"]).model_dump())
             notes.append({"clip_id": row.clip_id, **{k: str(res["measurement"].get(k, "")) for k in NOTE_FIELDS}})
+            prints.append({"clip_id": row.clip_id, "fingerprint": np.asarray(res["fingerprint"], np.uint32).tobytes()})
     finally:
         store.close()
     table = pd.DataFrame(rows, columns=COLUMNS["measurements"]).sort_values("clip_id", kind="stable").reset_index(drop=True)
@@ -125,6 +130,8 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
     note_table = pd.DataFrame(notes, columns=PITCH_NOTE_COLUMNS).sort_values("clip_id", kind="stable").reset_index(drop=True)
     run.write_table("measurements.parquet", table)
     run.write_table("pitch_notes.parquet", note_table)
+    run.write_table("fingerprints.parquet", pd.DataFrame(prints, columns=["clip_id", "fingerprint"]).sort_values("clip_id", kind="stable")
+                    .reset_index(drop=True))
     run.write_table("rejects.parquet", rej)
     check = str(params["check_estimator"]) if params.get("cross_check") else None
     extra = {

@@ -130,7 +130,7 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
         if not external["wiki_items"].exists():
             raise InputError(f"{external['wiki_items']}: missing; run the wiki stage first or pass no wiki_dir")
     run_params = release_params | {"name": name, "releases_dir": str(releases_dir)}
-    optional = ("pairs", "sentences", "categories", "audio_index", *(f"manifest:{s}" for s in UPSTREAM_STAGES))
+    optional = ("pairs", "sentences", "categories", "fingerprints", "audio_index", *(f"manifest:{s}" for s in UPSTREAM_STAGES))
     run = open_stage(build_dir, "release", run_params, key=key, quiet=quiet, optional=optional, skip=("wiki_items",),
                      external=external)
     inputs = run.inputs
@@ -165,6 +165,7 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
             provenance=provenance, stage_manifests=manifests,
             audio_index_dir=index_dir, exclude_nc=exclude_nc,
             plot_tables={k: v for k, v in plot_tables.items() if v is not None},
+            extra_files=release_fingerprints(inputs.get("fingerprints"), items, clips, exclude_nc),
         )
 
     try:
@@ -194,6 +195,26 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     if not quiet:
         log(f"[release] {path} ({rel.manifest['counts']['items']} items, licence {rel.license})")
     return path
+
+
+def release_fingerprints(path: Path | None, items: pd.DataFrame, clips: pd.DataFrame, exclude_nc: bool) -> dict[str, bytes]:
+    """{benchmark.fingerprint.FINGERPRINTS_FILE: parquet bytes}: the audio fingerprints of the clips the items use
+    (none of a non-commercial clip with exclude_nc), so that `validate` can check near-duplicate audio across
+    splits; {} without the measure stage's fingerprints."""
+    import io
+
+    from benchmark.fingerprint import FINGERPRINTS_FILE, fingerprint_table, read_fingerprints
+
+    if path is None:
+        return {}
+    used = {str(c) for cids in items["clip_ids"] for c in cids}
+    if exclude_nc:
+        kinds = clips["license_kind"].astype(str) if "license_kind" in clips.columns else clips["license"].map(license_kind)
+        used -= set(clips.loc[kinds == "cc-by-nc", "clip_id"].astype(str))
+    fps = read_fingerprints(path)
+    buf = io.BytesIO()
+    fingerprint_table({c: v for c, v in fps.items() if c in used}).to_parquet(buf, index=False)
+    return {FINGERPRINTS_FILE: buf.getvalue()}
 
 
 def _commercial_index(index_dir: Path, clips: pd.DataFrame, out: Path) -> Path:

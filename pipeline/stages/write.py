@@ -15,12 +15,14 @@ from pipeline.extract.backend import (
     WRITE_PROMPTS,
     check_budget,
     llm_extra,
+    llm_run_stats,
     make_backend,
     prompt_id,
     reject_counts,
     reject_row,
     run_params,
 )
+from pipeline.extract.pending import stop_if_pending
 from pipeline.extract.records import Failure, make_pair_text
 from pipeline.extract.validate import validate_sentence
 
@@ -53,7 +55,7 @@ def _write(build_dir: Path, params: dict, task_specs: dict, backend, quiet: bool
     stage_params["task_specs"] = {name: {k: v for k, v in spec.items() if k != "prompt_file"} for name, spec in task_specs.items()}
     run = open_stage(build_dir, "write", stage_params, key=key, quiet=quiet)
     prev = run.previous()
-    if prev and not prev.get("counts", {}).get("transient") and run.fresh():
+    if prev and run.fresh():
         return prev
     max_chars = int(params.get("max_caption_chars", 600))
     df = pd.read_parquet(run.inputs["pairs"]).sort_values("pair_id", kind="stable")
@@ -79,6 +81,7 @@ def _write(build_dir: Path, params: dict, task_specs: dict, backend, quiet: bool
             version = backend.sentence_prompt(p.task).id if backend.name == "openai" else prompt_id(backend, "rules")
             rows.append({**res, "answer": labels[p.pair_id], "backend": backend.name, "model": backend.model,
                          "prompt_version": version})
+    stop_if_pending("write", rejects, len(pairs), "pairs", backend)
     reject_df = pd.DataFrame(rejects, columns=COLUMNS["rejects"])
     run.write_table("rejects.parquet", reject_df)
     check_budget("write", len(df), rejects, float(params.get("max_reject_frac", 0.5)), run.path("rejects.parquet"))
@@ -89,4 +92,4 @@ def _write(build_dir: Path, params: dict, task_specs: dict, backend, quiet: bool
     extra = llm_extra(backend)
     extra["guess_rate"] = round(len(guessed) / len(sentences), 4) if len(sentences) else 0.0
     extra["guess_agreement"] = round(float((guessed["llm_guess"] == guessed["answer"]).mean()), 4) if len(guessed) else None
-    return run.finish(counts, extra)
+    return run.finish(counts, extra, llm_run_stats(backend))

@@ -41,7 +41,8 @@ def make_items(tag: str = "") -> pd.DataFrame:
         sentence = f"The {sound} number {i}{tag} is the sound a [MASK] makes."
         clip = f"freesound/{i}"
         rows.append(Item(id=item_id("animal_sound_recognition", sentence, animal, [clip]), task="animal_sound_recognition",
-                         split=split, sentence=sentence, answer=animal, spans=[sound], description=sound,
+                         split=split, sentence=sentence, answer=animal, spans=[f"{sound} number {i}"],
+                         description=f"{sound} number {i}",  # one fact per item: a shared (sound, animal) may not straddle splits
                          group_id=clip, clip_ids=[clip], source="corpus").model_dump())
     for i, split in enumerate(SPLIT_OF):
         a, b = f"freesound/{10 + 2 * i}", f"freesound/{11 + 2 * i}"

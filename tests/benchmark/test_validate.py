@@ -26,11 +26,12 @@ def pitch_item(i: int, split: str, answer: str, clips: tuple[str, str] | None = 
             "basis": "f0", "value1": 500.0, "value2": 250.0, "source": "corpus"}
 
 
-def animal_item(i: int, split: str, clip: str | None = None, sentence: str | None = None) -> dict:
-    sentence = sentence or f"Bark number {i} is the sound a [MASK] makes."
+def animal_item(i: int, split: str, clip: str | None = None, sentence: str | None = None, word: str | None = None) -> dict:
+    word = word or f"Bark number {i}"
+    sentence = sentence or f"{word} is the sound a [MASK] makes."
     cids = [clip or f"fs/a{i}"]
     return {"id": item_id(ANIMAL, sentence, "dog", cids), "task": ANIMAL, "split": split, "sentence": sentence,
-            "answer": "dog", "spans": ["Bark"], "description": "bark", "group_id": cids[0], "clip_ids": cids}
+            "answer": "dog", "spans": [word], "description": word.lower(), "group_id": cids[0], "clip_ids": cids}
 
 
 def clean_rows() -> list[dict]:
@@ -147,3 +148,26 @@ def test_item_in_the_wrong_file_is_reported(tmp_path):
     (tmp_path / PITCH / "train.parquet").rename(tmp_path / PITCH / "wiki.parquet")
     v = validate_release(tmp_path).violations
     assert any("wrong file" in x and f"{PITCH}/wiki.parquet" in x for x in v)
+
+
+def test_a_recognition_fact_reworded_across_splits_is_a_leak(tmp_path):
+    """The same (sound word, answer) in train and test, in other sentences and from other clips: one fact, a leak."""
+    rows = clean_rows() + [animal_item(20, "train", word="Moo", sentence="A [MASK] goes moo."),
+                           animal_item(21, "test", word="Moo", sentence="Moo! That must be a [MASK].")]
+    v = violations_of(tmp_path, rows)
+    assert any(x.startswith(f"overlap recognition fact (description, answer): {ANIMAL}: 1 shared between train and test")
+               and "'moo -> dog'" in x for x in v), v
+    rows[-1] = animal_item(21, "test", word="Woof", sentence="Woof! That must be a [MASK].")  # another fact: clean
+    assert not violations_of(tmp_path / "clean", rows)
+
+
+def test_a_held_out_name_in_a_train_item_breaks_the_cards_statement(tmp_path):
+    """The split stage's held-out names (in the release manifest) must be named by no train item."""
+    import json
+
+    root = write_release_dir(tmp_path, clean_rows())
+    (root / "manifest.json").write_text(json.dumps({"stages": {"split": {"counts": {"held_out_names": ["bass 0", "oboe"]}}}}))
+    v = validate_release(root).violations
+    assert v == [f"held-out name: {PITCH}/train: 1 names the split held out of train are named by train items, e.g. 'bass 0'"]
+    (root / "manifest.json").write_text(json.dumps({"stages": {"split": {"counts": {"held_out_names": ["bass 6", "oboe"]}}}}))
+    assert validate_release(root).ok  # bass 6 is a test item's source only

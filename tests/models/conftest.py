@@ -122,3 +122,39 @@ def demo_index_dir(tmp_path_factory, tiny_lm_dir) -> Path:
 
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def train_bpe_tokenizer(out_dir: Path, sentences: list[str]):
+    """A byte-level BPE tokenizer (GPT-2 style: '<|endoftext|>' is BOS, EOS and padding) trained on the sentences plus
+    filler words (>= 1000 entries): merges cross word boundaries the way a real causal LM's do."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    filler = ["".join(p) for p in itertools.product(string.ascii_lowercase[:12], repeat=3)][:1500]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1400, special_tokens=["<|endoftext|>"], min_frequency=1,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(sentences * 3 + filler, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random-init Llama causal LM with a byte-level BPE tokenizer, saved as a model folder."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d = tmp_path_factory.mktemp("tiny_llama")
+    tok = train_bpe_tokenizer(d, all_sentences())
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.5,
+                                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                         pad_token_id=tok.pad_token_id))
+    model.save_pretrained(str(d))
+    return d

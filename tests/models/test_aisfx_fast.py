@@ -60,7 +60,7 @@ def test_precision_is_in_the_index_key(tmp_path):
     for precision in ("fp32", "bf16"):
         ctx = Context(corpus=str(corpus), corpus_id="k", build_root=tmp_path / "build", quiet=True,
                       options={"workers": 1}, overrides={"index": {"precision": precision}})
-        for stage in ("read", "extract", "measure"):  # the index's inputs (fresh the second time)
+        for stage in ("read", "extract", "measure", "split"):  # the index's inputs (fresh the second time)
             run_stage(stage, ctx)
         keys.append(ctx.key("index"))
     assert keys[0] != keys[1]

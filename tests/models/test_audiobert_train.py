@@ -14,7 +14,7 @@ from models.audiobert import AudioBERT, AudioBertConfig, answer_pieces, encode_i
 from models.infer import load_checkpoint
 from models.loading import load_masked_lm, load_tokenizer
 from models.retrieval import AudioIndex
-from models.train import TrainConfig, train
+from models.train import RunOptions, TrainConfig, train
 
 
 def _model(tiny_lm_dir, inject_dim=4):
@@ -89,18 +89,21 @@ def test_answers_of_several_word_pieces(tiny_lm_dir):
     assert scores[0, 1] == pytest.approx(manual, rel=1e-5)  # the mean log-probability of its pieces
 
 
-def _cfg(tiny_lm_dir, index_dir, **kw):
-    base = dict(lm=str(tiny_lm_dir), epochs=2, batch_size=8, detector_epochs=1, lora_r=4, lora_alpha=8, max_length=48, index_dir=str(index_dir))
-    base.update(kw)
-    return TrainConfig.demo(**base)
+def _cfg(tiny_lm_dir, **kw):
+    base = dict(lm=str(tiny_lm_dir), epochs=2, batch_size=8, detector_epochs=1, lora_r=4, lora_alpha=8, max_length=48)
+    return TrainConfig.demo(**(base | kw))
+
+
+def _opts(index_dir, **kw):
+    return RunOptions(index_dir=str(index_dir), **kw)
 
 
 def test_train_resumes_from_the_last_checkpoint(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
-    full = train(official_release, _cfg(tiny_lm_dir, demo_index_dir), tmp_path / "full")
+    full = train(official_release, _cfg(tiny_lm_dir), tmp_path / "full", _opts(demo_index_dir))
     part = tmp_path / "part"
-    assert train(official_release, _cfg(tiny_lm_dir, demo_index_dir, stop_after_epoch=1), part) == part
+    assert train(official_release, _cfg(tiny_lm_dir), part, _opts(demo_index_dir, stop_after_epoch=1)) == part
     assert not (part / "model.pt").exists() and (part / "last" / "state.pt").exists()
-    train(official_release, _cfg(tiny_lm_dir, demo_index_dir), part)  # resumes at epoch 2
+    train(official_release, _cfg(tiny_lm_dir), part, _opts(demo_index_dir))  # resumes at epoch 2
     a = torch.load(full / "model.pt", weights_only=True)
     b = torch.load(part / "model.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
@@ -117,8 +120,8 @@ def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, offi
     from benchmark.release_io import load_release
     from models.eval import evaluate
 
-    audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir), tmp_path / "audiobert")
-    text = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, mode="text", detector_dir=str(audio / "detector")), tmp_path / "text")
+    audio = train(official_release, _cfg(tiny_lm_dir), tmp_path / "audiobert", _opts(demo_index_dir))
+    text = train(official_release, _cfg(tiny_lm_dir, mode="text"), tmp_path / "text", _opts(demo_index_dir, detector_dir=str(audio / "detector")))
     m = load_checkpoint(audio)
     assert m.config.mode == "audiobert" and m.index is not None
     res = evaluate(official_release, [audio, text], tmp_path / "eval", ablation=("test",))
@@ -127,17 +130,17 @@ def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, offi
     for name in ("AudioBERT", "text-only"):
         got = {(r["task"], r["split"]) for r in res["rows"] if r["model"].startswith(name) and "·" not in r["model"]}
         assert got == want
-    # the ablation: text twin · retrieved · oracle · shuffled audio on every task's test split
+    # the ablation: text twin · retrieved · excluded · oracle · shuffled audio on every task's test split
     assert {(a["task"], a["split"]) for a in res["ablation"]} == {(t, "test") for t in rel.tasks}
     for a in res["ablation"]:
-        assert all(0.0 <= a[c]["accuracy"] <= 1.0 for c in ("text twin", "retrieved audio", "oracle audio", "shuffled audio"))
+        assert all(0.0 <= a[c]["accuracy"] <= 1.0 for c in ("text twin", "retrieved audio", "excluded audio", "oracle audio", "shuffled audio"))
         row = next(r for r in res["rows"] if r["model"] == a["model"] and r["task"] == a["task"] and r["split"] == "test")
         assert a["retrieved audio"]["accuracy"] == row["accuracy"]
     assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_f1"] <= 1.0 for r in res["rows"])
     for r in res["rows"]:  # whole splits, each metric inside its own interval
         assert r["n"] == r["n_total"] == len(rel.items(r["task"], r["split"]))
-        for k in ("accuracy", "macro_f1"):
-            assert r[f"{k}_ci"][0] <= r[k] + 1e-9 and r[k] - 1e-9 <= r[f"{k}_ci"][1]
+        for k in ("accuracy", "macro_f1"):  # too few units: no interval at all, never a point
+            assert (r["too_few_units"] and all(map(math.isnan, r[f"{k}_ci"]))) or r[f"{k}_ci"][0] <= r[k] + 1e-9 <= r[f"{k}_ci"][1] + 2e-9
     # AudioBERT paired against its text twin on every cell; the difference is that of the two rows
     acc = {(r["model"].split("(")[0], r["task"], r["split"]): r["accuracy"] for r in res["rows"] if "·" not in r["model"]}
     comps = [c for c in res["comparisons"] if c["metric"] == "accuracy" and "·" not in c["model"]]
@@ -145,13 +148,72 @@ def test_train_and_eval_on_an_official_release(tiny_lm_dir, demo_index_dir, offi
     assert all(c["model"].startswith("AudioBERT") and c["baseline"].startswith("text-only") for c in comps)
     for c in comps:
         assert c["diff"] == pytest.approx(acc[("AudioBERT", c["task"], c["split"])] - acc[("text-only", c["task"], c["split"])])
-        assert c["ci_low"] <= c["diff"] + 1e-9 <= c["ci_high"] + 2e-9
-        assert 0.0 <= c["p"] <= 1.0 or (math.isnan(c["p"]) and c["ci_low"] == c["ci_high"])  # NaN: one cluster
+        if c["too_few_units"]:
+            assert math.isnan(c["ci_low"]) and math.isnan(c["p"])
+        else:
+            assert c["ci_low"] <= c["diff"] + 1e-9 <= c["ci_high"] + 2e-9 and 0.0 < c["p"] <= 1.0
         assert c["mcnemar_p"] == pytest.approx(mcnemar_exact(c["b"], c["c"]))
     md = (tmp_path / "eval" / "results.md").read_text()
     assert "official-0.0.1" in md and "macro_f1" in md and "held-out clips" in md
-    assert "Against the text-only twin" in md and "Subsample" not in md and "## Ablation" in md
+    assert "Paired comparisons" in md and "Subsample" not in md and "## Controls" in md and "seen / unseen" in md
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["release"]["version"] == "0.0.1"
+    # predictions.jsonl: every model's answer to every scored item, what the accuracies were computed from
+    preds = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    gold = {(t, s): {it.id: str(it.answer) for it in rel.items(t, s).itertuples()} for t in rel.tasks for s in ("train", "dev", "test", "wiki")}
+    for p in preds:
+        row = next(r for r in res["rows"] if (r["model"], r["task"], r["split"]) == (p["model"], p["task"], p["split"]))
+        assert np.mean([gold[(p["task"], p["split"])][i] == a for i, a in zip(p["ids"], p["pred"])]) == pytest.approx(row["accuracy"])
+    assert len(preds) == len(res["rows"])
+
+
+def test_seeds_table_averages_every_pairing_over_training_seeds(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
+    """Two training seeds of the text twin against one AudioBERT: mean ± sd per cell, each seed's difference, and
+    the seed-averaged one with an interval at least as wide as the seeds' spread allows."""
+    from models.eval import evaluate
+    from models.seeds import main, summarise_seeds
+
+    audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1), tmp_path / "audiobert")
+    det = str(audio / "detector")
+    runs = []
+    for seed in (0, 1):
+        text = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1, mode="text", detector_dir=det, seed=seed),
+                     tmp_path / f"text{seed}")
+        evaluate(official_release, [audio, text], tmp_path / f"run{seed}", splits=("test",), n_boot=200)
+        runs.append(tmp_path / f"run{seed}")
+    s = summarise_seeds(runs, tmp_path / "seeds", n_boot=200)
+    assert len(s["cells"]) == 2 * len({c["task"] for c in s["cells"]})  # AudioBERT and the twin on each test split
+    for c in s["cells"]:
+        acc = c["accuracy"]
+        assert len(acc["per_seed"]) == 2 and acc["mean"] == pytest.approx(np.mean(acc["per_seed"]))
+        assert acc["sd"] == pytest.approx(np.std(acc["per_seed"], ddof=1))
+    assert s["differences"]
+    for d in s["differences"]:
+        one = [json.loads((r / "results.json").read_text()) for r in runs]
+        per = [next(c["diff"] for c in o["comparisons"] if (c["model"], c["task"], c["split"], c["metric"])
+                    == (d["model"], d["task"], d["split"], "accuracy")) for o in one]
+        assert [x["diff"] for x in d["per_seed"]] == pytest.approx(per) and d["diff"] == pytest.approx(np.mean(per))
+        assert d["too_few_units"] or d["ci_low"] <= d["diff"] <= d["ci_high"]
+    md = (tmp_path / "seeds" / "seeds.md").read_text()
+    assert "| seed 0 | seed 0/1 |" in md and "**seed-averaged**" in md and " ± " in md
+    assert main([str(r) for r in runs] + ["--out", str(tmp_path / "again")]) == 0
+
+
+def test_retrieval_is_computed_once_and_excluding_clips_leaves_k_others(demo_index_dir):
+    from benchmark.errors import InputError
+    from models.data import EXCLUSION_DEPTH, SpanHits
+
+    index = AudioIndex.load(demo_index_dir)
+    hits = SpanHits.compute(index, ["a cat", "woof woof", "a cat"], k=2)
+    assert sorted(hits.hits) == ["a cat", "woof woof"] and all(len(h) == min(len(index), 2 + EXCLUSION_DEPTH) for h in hits.hits.values())
+    best = [h.clip_id for h in hits.ranked("a cat")]
+    plain, _ = hits.audio(index, [["a cat"]])
+    excluded, log = hits.audio(index, [["a cat"]], exclude=[set(best)])
+    kept = [h["clip_id"] for h in log[0][0]["hits"]]
+    assert len(kept) == 2 and not set(kept) & set(best)  # k others, none of the excluded
+    assert not np.allclose(plain[0], excluded[0])
+    if len(index) <= 2 + EXCLUSION_DEPTH:
+        with pytest.raises(InputError, match="hits left once"):
+            hits.ranked("a cat", set(index.clip_ids[:-1]))
 
 
 def test_oracle_audio_is_the_items_own_clips_and_shuffled_is_seeded(demo_index_dir):
@@ -182,7 +244,8 @@ def test_causal_and_masked_baselines(tiny_lm_dir, tmp_path):
     items = [{"sentence": "A [MASK] goes woof woof."}, {"sentence": "A [MASK] goes meow."}]
     s = c.score(items, ["dog", "cat", "eagle owl"])
     assert s.shape == (2, 3) and np.isfinite(s).all()
-    ids = tok("A eagle owl goes meow.", return_tensors="pt")["input_ids"]
+    # every token of the sentence is scored, the first given the prefix token (here [CLS]: no BOS, no end-of-text)
+    ids = torch.tensor([[tok.cls_token_id] + tok("A eagle owl goes meow.", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         lp = torch.log_softmax(llama(ids).logits[0, :-1], -1)
     assert s[1, 2] == pytest.approx(float(lp[torch.arange(ids.shape[1] - 1), ids[0, 1:]].sum()), rel=1e-4)
@@ -208,21 +271,54 @@ def test_audio_starts_gated_off_and_at_token_scale(tiny_lm_dir):
         assert not torch.allclose(model.full_logits(batch, audio), model.full_logits(batch, None))
 
 
-def test_table_flags_cells_with_too_few_clusters():
-    from models.eval import MIN_CLUSTERS, render_table
+def test_table_says_too_few_units_and_shows_units_in_every_table():
+    from models.eval import render_table
 
-    row = {"model": "m", "task": "t", "split": "test", "n": 17, "n_total": 17, "accuracy": 0.5, "accuracy_ci": [0.5, 0.5]}
-    res = {"release": {"name": "r", "version": "1"}, "seed": 0, "metrics": ["accuracy"], "rows": [dict(row, n_clusters=1)]}
+    row = {"model": "m", "task": "t", "split": "test", "n": 17, "n_total": 17, "accuracy": 0.5, "accuracy_ci": [float("nan")] * 2,
+           "units": {"source": 3, "clip": 30}, "too_few_units": True}
+    comp = {"model": "m", "baseline": "twin", "task": "t", "split": "test", "metric": "accuracy", "n": 17, "diff": 0.25,
+            "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan"), "mcnemar_p": 0.0004,
+            "units": {"source": 3, "clip": 30}, "too_few_units": True}
+    abl = {"model": "m", "task": "t", "split": "test", "n": 17, "units": {"source": 3, "clip": 30}, "too_few_units": True,
+           **{c: {"accuracy": 0.5, "ci": [float("nan")] * 2} for c in ("text twin", "retrieved audio", "oracle audio", "shuffled audio")}}
+    res = {"release": {"name": "r", "version": "1"}, "seed": 0, "metrics": ["accuracy"], "rows": [row],
+           "comparisons": [comp], "ablation": [abl], "uncertainty": {"ci_level": 0.95, "n_boot": 2000, "min_units": 10}}
     md = render_table(res)
-    assert "| 17 (1 cl.) | 0.500 [0.500, 0.500] |" in md and f"fewer than {MIN_CLUSTERS}" in md
-    md = render_table(dict(res, rows=[dict(row, n_clusters=MIN_CLUSTERS)]))
-    assert "cl.)" not in md and "| 17 | 0.500 [0.500, 0.500] |" in md
+    assert "| 17 | 3 sources, 30 clips | 0.500 (too few units) |" in md
+    assert "| 17 | 3 sources, 30 clips | +0.250 | too few units | – | 0.0004 |" in md  # McNemar beside, labelled
+    assert "p (McNemar, items as independent)" in md and "floor is 2 / (2000 + 1)" in md
+    assert md.count("3 sources, 30 clips") == 3 and "[0.500, 0.500]" not in md
+    ok = dict(row, accuracy_ci=[0.4, 0.6], units={"source": 12, "clip": 30}, too_few_units=False)
+    md = render_table(dict(res, rows=[ok], comparisons=[], ablation=[]))
+    assert "| 17 | 12 sources, 30 clips | 0.500 [0.400, 0.600] |" in md and "too few units |" not in md
 
 
-def test_gate_init_opens_the_audio_path_from_the_start(tiny_lm_dir):
+def test_gate_init_opens_the_audio_path_from_the_start_and_insert_has_no_gate(tiny_lm_dir):
     mlm, _ = load_masked_lm(str(tiny_lm_dir), allow_new_head=True)
-    model = AudioBERT(mlm, AudioBertConfig(lm=str(tiny_lm_dir), inject_dim=4, lora_r=2, lora_alpha=4, gate_init=0.5), train_head=True)
-    assert model.audio_share() == pytest.approx(math.tanh(0.5))
+    model = AudioBERT(mlm, AudioBertConfig(lm=str(tiny_lm_dir), inject_dim=4, lora_r=2, lora_alpha=4, audio_gate_init=0.5), train_head=True)
+    assert model.audio_share() == pytest.approx(math.tanh(0.5)) and "audio_gate" in model.audio_parameters()
+    mlm, _ = load_masked_lm(str(tiny_lm_dir), allow_new_head=True)
+    insert = AudioBERT(mlm, AudioBertConfig(lm=str(tiny_lm_dir), inject_dim=4, lora_r=2, lora_alpha=4, injection="insert"), train_head=True)
+    assert insert.audio_share() is None and "audio_gate" not in insert.audio_parameters()  # no knob that does nothing
+    assert set(insert.audio_parameters()) >= {"proj.0.weight", "audio_norm.weight"}
+    assert not any(n.startswith("lm.") for n in insert.audio_parameters())
+
+
+def test_choices_are_checked_and_old_checkpoints_refused(tmp_path):
+    from benchmark.errors import ConfigError, ModelLoadError
+    from models.config import TrainConfig
+    from models.infer import load_checkpoint
+
+    with pytest.raises(ConfigError, match="injection 'replace': expected one of add, insert"):
+        TrainConfig(injection="replace")
+    with pytest.raises(ConfigError, match="train_spans 'gld'"):
+        TrainConfig.from_params({"preset": "demo", "train_spans": "gld"})
+    with pytest.raises(ConfigError, match="device 'tpu'"):
+        RunOptions(device="tpu")
+    (tmp_path / "config.json").write_text(json.dumps({"format": 1, "config": {}}))
+    with pytest.raises(ModelLoadError, match="checkpoint format 1, this version reads format 2; retrain"):
+        load_checkpoint(tmp_path)
+    assert TrainConfig.from_params({"preset": "demo", "device": "cuda", "index_dir": "/x"}) == TrainConfig.demo()
 
 
 def test_name_dropout_replaces_each_span_with_its_own_made_up_word():
@@ -266,7 +362,7 @@ def test_swap_spans_exchanges_the_two_sources_whatever_the_template():
 
 def test_span_slots_follow_the_sentence_order_not_the_span_list(tiny_lm_dir):
     mlm, _ = load_masked_lm(str(tiny_lm_dir), allow_new_head=True)
-    cfg = AudioBertConfig(lm=str(tiny_lm_dir), inject_dim=4, lora_r=2, lora_alpha=4, injection="replace", span_slots=2)
+    cfg = AudioBertConfig(lm=str(tiny_lm_dir), inject_dim=4, lora_r=2, lora_alpha=4, span_slots=2, audio_gate_init=1.0)
     torch.manual_seed(0)
     model = AudioBERT(mlm, cfg, train_head=True).eval()
     tok = load_tokenizer(str(tiny_lm_dir))
@@ -293,17 +389,20 @@ def test_insert_puts_an_audio_token_before_each_span_in_span_order():
         p = int(b.span_pos[0, k])
         assert ids[p] == tok.unk_token_id and tok.convert_ids_to_tokens(ids[p + 1]) == word
     assert [ids[int(p)] for p in b.mask_pos[0]] == [tok.mask_token_id] * 2
+    # a detector's fragment ('k' of 'cr oa k') is never placed inside the [MASK] (the mask would not survive)
+    frag = encode_items(tok, ["A [MASK] makes a croak sound."], [1], [["cr", "oa", "k"]], audio_token=tok.unk_token)
+    assert frag.input_ids[0].tolist().count(tok.mask_token_id) == 1
     plain = encode_items(tok, [s], [2], [["violin", "tuba"]])  # no audio token: the words themselves, as before
     assert tok.unk_token_id not in plain.input_ids[0].tolist()
     assert [tok.convert_ids_to_tokens(int(plain.input_ids[0, int(p)])) for p in plain.span_pos[0]] == ["violin", "tuba"]
 
 
 def test_a_text_twin_reusing_a_detector_trains_the_same_whatever_came_before(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
-    audio = train(official_release, _cfg(tiny_lm_dir, demo_index_dir, epochs=1), tmp_path / "audiobert")
-    cfg = _cfg(tiny_lm_dir, demo_index_dir, epochs=1, mode="text", detector_dir=str(audio / "detector"))
-    a = torch.load(train(official_release, cfg, tmp_path / "text_a") / "model.pt", weights_only=True)
+    audio = train(official_release, _cfg(tiny_lm_dir, epochs=1), tmp_path / "audiobert", _opts(demo_index_dir))
+    cfg, opts = _cfg(tiny_lm_dir, epochs=1, mode="text"), _opts(demo_index_dir, detector_dir=str(audio / "detector"))
+    a = torch.load(train(official_release, cfg, tmp_path / "text_a", opts) / "model.pt", weights_only=True)
     torch.rand(1000)  # the generator moved on (in make, the twin runs in a process of its own)
-    b = torch.load(train(official_release, cfg, tmp_path / "text_b") / "model.pt", weights_only=True)
+    b = torch.load(train(official_release, cfg, tmp_path / "text_b", opts) / "model.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # and the same bytes: torch names the archive inside a .pt after the path it writes to (once a random temp name)
     assert (tmp_path / "text_a" / "model.pt").read_bytes() == (tmp_path / "text_b" / "model.pt").read_bytes()

@@ -101,7 +101,7 @@ def hf_dirs(tmp_path_factory, tiny_lm_dir) -> dict[str, Path]:
 
 
 def test_clap_retrieval_ast_injection_and_bert_mlm_through_index_train_eval(hf_dirs, official_release, demo_index_dir, tmp_path):
-    from models.config import TrainConfig
+    from models.config import RunOptions, TrainConfig
     from models.eval import evaluate
     from models.loading import load_masked_lm
     from models.retrieval import IndexConfig, build_index
@@ -121,9 +121,8 @@ def test_clap_retrieval_ast_injection_and_bert_mlm_through_index_train_eval(hf_d
 
     mlm, head_is_new = load_masked_lm(str(hf_dirs["bert"]))
     assert not head_is_new  # the head came from the checkpoint
-    tc = TrainConfig.demo(lm=str(hf_dirs["bert"]), epochs=1, batch_size=8, detector_epochs=1, lora_r=4, lora_alpha=8,
-                          max_length=48, index_dir=str(index_dir))
-    ckpt = train(official_release, tc, tmp_path / "ckpt")
+    tc = TrainConfig.demo(lm=str(hf_dirs["bert"]), epochs=1, batch_size=8, detector_epochs=1, lora_r=4, lora_alpha=8, max_length=48)
+    ckpt = train(official_release, tc, tmp_path / "ckpt", RunOptions(index_dir=str(index_dir)))
     meta = json.loads((ckpt / "config.json").read_text())
     assert meta["head_is_new"] is False and meta["inject_dim"] == 32 and meta["index_models"]["retrieval"].startswith("clap:")
     res = evaluate(official_release, [ckpt, f"mlm:{hf_dirs['bert']}"], tmp_path / "eval", splits=("test",))

@@ -13,7 +13,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from benchmark.errors import ConfigError, StageError
+from benchmark.errors import ConfigError, IncompleteStageError, StageError
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import ChatRequest, LLMClient, LLMSettings
 from pipeline.stages.extract import extract_stage
@@ -98,7 +98,7 @@ def test_openai_stage_keeps_rejects_and_loses_nothing(tmp_path, capsys):
     assert cats.loc["freesound/1050", "category_path"] == "music/violin" and len(cats) == len(rows)
     stats = manifest["llm_stats"]
     assert stats["retries"] == 5 and stats["failed"] == 0  # 429 once, 5xx twice, a timeout, a dropped connection
-    assert manifest["counts"]["transient"] == 0 and manifest["model"] == "fake-model"
+    assert manifest["model"] == "fake-model"
     assert {k: v.split("@")[0] for k, v in manifest["prompt_versions"].items()} == {"categorise": "categorise.v1",
                                                                                    "animal_item": "animal_item.v1"}
     assert manifest["sampling"] == {"temperature": 0, "seed": 0, "max_tokens": 512}
@@ -222,13 +222,13 @@ def test_the_cache_key_holds_the_schemas_the_answer_was_constrained_to(tmp_path)
         assert other_mode.key(base) != client.key(base)
 
 
-def test_a_200_that_is_not_a_chat_completion_is_a_reject(tmp_path):
+def test_a_200_that_is_not_a_chat_completion_is_a_protocol_error(tmp_path):
     with OpenAIServer(lambda body, i: Reply(raw_body=b"<html>bad gateway page</html>")) as srv:
         replies = _client(srv, tmp_path).run(_reqs(2))
     assert [r.error for r in replies] == ["llm_protocol_error"] * 2 and srv.count == 2
 
 
-def test_network_failures_are_asked_again_on_the_next_run(tmp_path):
+def test_network_failures_are_pending_not_rejects_and_asked_again_on_the_next_run(tmp_path):
     model, down = FakeModel(), {"on": True}
 
     def respond(body: dict, index: int) -> Reply:
@@ -238,14 +238,14 @@ def test_network_failures_are_asked_again_on_the_next_run(tmp_path):
     rows = [clip_row(0, "dog bark", ["dog"], "", []), clip_row(1, "cow moo", ["cow"], "", [])]
     with OpenAIServer(respond) as srv:
         params = llm_params(srv, max_retries=0, max_reject_frac=1.0)
-        first = extract_stage(write_clips(tmp_path, rows), params, quiet=True)
-        assert first["counts"]["kept"] == 0 and first["counts"]["rejected"] == {"llm_server_error": 2}
-        assert first["counts"]["transient"] == 2
+        with pytest.raises(IncompleteStageError, match=r"llm_server_error 2; .*2 of 2 clips are pending"):
+            extract_stage(write_clips(tmp_path, rows), params, quiet=True)
+        assert not (tmp_path / "extract" / "manifest.json").exists()
         down["on"] = False
         n = srv.count
-        second = extract_stage(tmp_path, params, quiet=True)  # not "fresh": the failed units are asked again
+        second = extract_stage(tmp_path, params, quiet=True)
         assert srv.count - n == 2  # only the two animal items; the categories come from the cache
-    assert second["counts"]["kept"] == 2 and second["counts"]["transient"] == 0
+    assert second["counts"]["kept"] == 2 and second["counts"]["rejected"] == {}
 
 
 def test_llm_writer_is_validated_and_never_sees_the_measurement(tmp_path):

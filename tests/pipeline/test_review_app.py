@@ -1,6 +1,7 @@
 """The review app end to end: a small demo build, the real `auditorybench review` server on a free loopback port, plain
-HTTP checks (tokens, CSRF, Range), and a headless Debian chromium driven by Playwright through the reviewers' flow —
-play a clip, decide with the keyboard, reload, a second reviewer, the stats page's κ, export, rebuild the release."""
+HTTP checks (tokens, CSRF, Range, bad input → 4xx, a request served while SQLite's write lock is held), and a headless
+Debian chromium driven by Playwright through the reviewers' flow — play a clip, decide with the keyboard, reload, a
+second reviewer, the stats page's κ, export, rebuild the release; every clip's key; two review targets in one browser."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import http.cookiejar
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +27,8 @@ from pipeline.reader import read_clip_bytes
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
 STAGES = ("read", "measure", "extract", "split", "pairs", "write", "filter", "wiki", "index")
 
 
@@ -56,10 +60,20 @@ def build(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def server(build) -> dict:
+    yield from _serve(build, build["dir"], ("ann", "bob"))
+
+
+@pytest.fixture(scope="module")
+def release_server(build) -> dict:
+    """A second review target beside `server`: the release made before any review, on its own port."""
+    yield from _serve(build, build["before"], ("ivy",), "--build-root", str(build["tmp"] / "build"))
+
+
+def _serve(build: dict, target: Path, reviewers: tuple[str, ...], *extra: str):
     port = _free_port()
-    urls = {name: _cli(build["env"], "review", "add-reviewer", name, str(build["dir"]), "--port", str(port)).strip()
-            for name in ("ann", "bob")}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "review", str(build["dir"]), "--port", str(port), "--quiet"],
+    urls = {name: _cli(build["env"], "review", "add-reviewer", name, str(target), "--port", str(port), *extra).strip()
+            for name in reviewers}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "review", str(target), "--port", str(port), "--quiet", *extra],
                             env=build["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -71,7 +85,9 @@ def server(build) -> dict:
             if proc.poll() is not None:
                 pytest.fail(f"review server exited: {proc.stdout.read()}")
             time.sleep(0.1)
-    yield {"base": base, "urls": urls, "port": port}
+    from pipeline.review.target import load_target
+
+    yield {"base": base, "urls": urls, "port": port, "target": load_target(target, build_root=build["tmp"] / "build")}
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -93,7 +109,7 @@ def _status(opener, url: str, data: bytes | None = None, headers: dict | None = 
 def test_every_request_needs_a_token_and_posts_are_guarded(build, server) -> None:
     base, anon = server["base"], _opener()
     first = load_target_first(build)
-    for path in ("/", "/stats", f"/item/{first['id']}", f"/audio/{first['id']}/0", "/next", "/done", "/static/review.js"):
+    for path in ("/", "/stats", f"/item/{first['id']}", f"/audio/{first['id']}/0", "/next", "/done"):
         assert _status(anon, base + path)[0] == 401, path
     assert _status(anon, base + "/?token=not-a-token")[0] == 403
     code, _, body = _status(anon, base + "/api/decision", json.dumps({"item_id": first["id"], "decision": "drop"}).encode(),
@@ -116,6 +132,102 @@ def test_every_request_needs_a_token_and_posts_are_guarded(build, server) -> Non
     assert _status(ann, base + "/api/decision", post, ok_headers)[0] == 200  # fluency only: not yet a decision
     # a Host other than loopback's (a DNS-rebinding page) is refused
     assert _status(ann, base + "/", headers={"Host": "evil.example"})[0] == 400
+
+
+def test_the_refused_page_is_styled_without_a_session(server) -> None:
+    """The 401 page links the style sheet and script; both are served to anyone (the same bytes for everyone)."""
+    anon = _opener()
+    code, _, page = _status(anon, server["base"] + "/stats")
+    assert code == 401 and b'href="/static/review.css"' in page
+    code, headers, css = _status(anon, server["base"] + "/static/review.css")
+    assert code == 200 and headers["Content-Type"].startswith("text/css") and b".refused" in css
+    code, headers, _ = _status(anon, server["base"] + "/static/review.js")
+    assert code == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert _status(anon, server["base"] + "/static/app.py")[0] == 404
+
+
+def _signed_in(server: dict, name: str) -> tuple[urllib.request.OpenerDirector, dict]:
+    """A new reviewer's session on `server`: (opener holding the cookie, headers a POST needs)."""
+    from pipeline.review.store import ReviewStore
+
+    target = server["target"]
+    with ReviewStore(target.db_path) as store:
+        token = store.add_reviewer(name)
+    opener = _opener()
+    page = _status(opener, f"{server['base']}/?token={token}")[2]
+    csrf = page.split(b'name="csrf-token" content="')[1].split(b'"')[0].decode()
+    return opener, {"Content-Type": "application/json", "X-CSRF-Token": csrf}
+
+
+# case → (where it goes, what is sent, the status, a word of the one-line reason); the first four gave a 500 before
+BAD_INPUTS = {
+    "Range end of 5,000 digits": ("range", "bytes=0-" + "9" * 5000, 400, "Range"),  # past Python's int-parsing limit
+    "Range start of 5,000 digits": ("range", "bytes=" + "9" * 5000 + "-", 400, "Range"),
+    "comment with a lone surrogate": ("post", '{"item_id": "%s", "fluency": 2, "comment": "ok \\ud800"}', 422, "surrogate"),
+    "JSON nested 5,000 deep": ("post", "[" * 5000 + "]" * 5000, 422, "nested too deeply"),  # RecursionError
+    "JSON cut short": ("post", '{"item_id": ', 422, "not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_a_4xx_with_a_one_line_reason(build, server, case: str) -> None:
+    from pipeline.review.store import ReviewStore
+
+    kind, sent, want_code, reason = BAD_INPUTS[case]
+    base, item = server["base"], load_target_first(build)
+    name = f"eve-{list(BAD_INPUTS).index(case)}"
+    opener, headers = _signed_in(server, name)
+    if kind == "range":
+        code, _, body = _status(opener, f"{base}/audio/{item['id']}/0", headers={"Range": sent})
+    else:
+        code, _, body = _status(opener, base + "/api/decision", (sent % item["id"] if "%s" in sent else sent).encode(), headers)
+    text = body.decode()
+    text = json.loads(text)["error"] if text.startswith("{") else text
+    assert code == want_code and reason in text, (code, text[:300])
+    assert "\n" not in text.strip() and "Traceback" not in text  # one line
+    with ReviewStore(server["target"].db_path) as store:
+        assert store.get(item["id"], name) is None  # nothing of it was stored
+    ok = json.dumps({"item_id": item["id"], "fluency": 2}).encode()
+    assert _status(opener, base + "/api/decision", ok, headers)[0] == 200  # the server still answers
+
+
+def test_a_request_is_served_while_another_connection_holds_the_write_lock(build, server) -> None:
+    """A save waits for SQLite's write lock on the thread pool: meanwhile the same reviewer's item page and a static
+    file are served. (On the event loop, the waiting save stalled every request until the lock came free.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, item = server["base"], load_target_first(build)
+    opener, headers = _signed_in(server, "fay")
+    holder = sqlite3.connect(server["target"].db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer (a second server on this build, a long export) holds the lock
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            body = json.dumps({"item_id": item["id"], "fluency": 3}).encode()
+            save = pool.submit(_status, opener, base + "/api/decision", body, headers)
+            time.sleep(1.0)  # let the save reach the server and wait for the lock
+            assert not save.done(), save.result()
+            page = _status(opener, f"{base}/item/{item['id']}")
+            css = _status(_opener(), base + "/static/review.css")
+            assert not save.done()  # both answered while the save still waited: the lock was held all along
+            assert page[0] == 200 and b'id="sentence"' in page[2] and css[0] == 200
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        assert save.result()[0] == 200  # the lock came free: the save went through
+    from pipeline.review.store import ReviewStore
+
+    with ReviewStore(server["target"].db_path) as store:
+        assert store.get(item["id"], "fay").fluency == 3
+
+
+def test_add_reviewer_prints_the_host_given(build) -> None:
+    from pipeline.review.cli import reviewer_url
+
+    url = _cli(build["env"], "review", "add-reviewer", "gus", str(build["dir"]), "--host", "0.0.0.0", "--port", "9999").strip()
+    assert url.startswith(f"http://{socket.gethostname()}:9999/?token=")  # every address: the machine's name
+    assert reviewer_url("192.0.2.7", 8765, "t") == "http://192.0.2.7:8765/?token=t"
+    assert reviewer_url("::1", 8765, "t") == "http://[::1]:8765/?token=t"
+    assert reviewer_url("::", 8765, "t") == f"http://{socket.gethostname()}:8765/?token=t"
 
 
 def test_two_reviewers_write_at_the_same_time(build, server) -> None:
@@ -176,7 +288,7 @@ def test_audio_is_read_from_the_shard_by_offset_with_ranges(build, server) -> No
         assert _status(ann, base + path)[0] == 404, path
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+@needs_chromium
 def test_reviewers_in_a_browser_and_back_into_the_release(build, server) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -306,6 +418,72 @@ def test_reviewers_in_a_browser_and_back_into_the_release(build, server) -> None
     assert "Cohen's κ = 0.636" in card
 
 
+@needs_chromium
+def test_every_clip_plays_from_the_keyboard(build, server) -> None:
+    """a/b play clips 1/2 and Shift + digit n plays clip n, up to 9; every clip's box shows its key."""
+    from playwright.sync_api import sync_playwright
+
+    target = server["target"]
+    item = max((i for i in target.items.to_dict("records")
+                if all(target.audio_source(i["id"], n) for n in range(len(i["clip_ids"])))), key=lambda i: len(i["clip_ids"]))
+    n_clips = len(item["clip_ids"])
+    assert n_clips >= 3, "the demo build has no item with three clips"
+    from pipeline.review.store import ReviewStore
+
+    with ReviewStore(target.db_path) as store:  # a reviewer of its own: the other tests' queues stay as they are
+        link = f"{server['base']}/?token={store.add_reviewer('hal')}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(link)
+            page.goto(f"{server['base']}/item/{item['id']}")
+            keys = [page.inner_text(f'.clip:nth-child({n + 1}) kbd') for n in range(n_clips)]
+            assert keys == ["a", "b", *[f"⇧{n + 1}" for n in range(2, n_clips)]][:9] + [""] * max(0, n_clips - 9)
+            presses = [(n, f"Shift+Digit{n + 1}") for n in range(min(n_clips, 9))] + [(0, "a"), (1, "b")]
+            for n, key in presses:
+                page.keyboard.press(key)
+                page.wait_for_function(
+                    f"""() => {{ const a = document.querySelector('audio[data-n="{n}"]'); return !a.paused && a.currentTime > 0 }}""",
+                    timeout=20000)
+                playing = page.evaluate("Array.from(document.querySelectorAll('audio')).filter(a => !a.paused).map(a => a.dataset.n)")
+                assert playing == [str(n)], key  # the others were paused
+        finally:
+            browser.close()
+
+
+@needs_chromium
+def test_two_review_targets_open_at_once_in_one_browser(build, server, release_server) -> None:
+    """A build and a release, each served on its own port, in two tabs of one browser: signing in to the second keeps
+    the first's session (cookies are per host, not per port, so each server names its cookie after its port)."""
+    from playwright.sync_api import sync_playwright
+
+    from pipeline.review.store import ReviewStore
+
+    with ReviewStore(server["target"].db_path) as store:
+        link = f"{server['base']}/?token={store.add_reviewer('ida')}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            build_tab, release_tab = context.new_page(), context.new_page()
+            build_tab.goto(link)
+            release_tab.goto(release_server["urls"]["ivy"])
+            for tab in (build_tab, release_tab, build_tab):  # fluency only: nobody's verdicts change
+                tab.bring_to_front()
+                _press_and_save(tab, "2")
+            build_tab.reload()
+            assert build_tab.inner_text("#reviewer") == "ida" and release_tab.inner_text("#reviewer") == "ivy"
+            names = {c["name"] for c in context.cookies()}
+            assert names == {f"ab_review_session_{server['port']}", f"ab_review_session_{release_server['port']}"}
+        finally:
+            browser.close()
+    with ReviewStore(server["target"].db_path) as store:
+        assert [d.fluency for d in store.decisions("ida")] == [2]
+    with ReviewStore(release_server["target"].db_path) as store:
+        assert [d.fluency for d in store.decisions("ivy")] == [2]
+
+
 def _press_and_save(page, *keys: str) -> None:
     """Press keys on an item page and wait until the server has answered the save they cause."""
     before = int(page.get_attribute("#item", "data-saves") or 0)
@@ -353,3 +531,39 @@ def test_each_clip_is_labelled_with_the_span_it_sounds(build) -> None:
             assert sum(measured) / len(measured) == pytest.approx(value, rel=1e-6), item["id"]  # a source's value: its clips' mean
         checked += 1
     assert checked > 10
+
+
+def test_comments_go_to_their_own_file_and_the_stats_page(build, server) -> None:
+    """Comments are exported to comments.csv beside decisions.csv, which the filter does not read: a comment edit
+    changes no byte of decisions.csv and the filter reruns nothing. The stats page lists them, escaped."""
+    base, target = server["base"], server["target"]
+    item = target.items.iloc[len(target.items) - 1]["id"]  # the queue's last: not one the browser test decides
+    opener, headers = _signed_in(server, "jay")
+    first = '<b>too quiet</b>, "clip 2"\nsecond line'
+
+    def comment(text: str) -> None:
+        body = json.dumps({"item_id": item, "decision": "keep", "fluency": 3, "comment": text}).encode()
+        assert _status(opener, base + "/api/decision", body, headers)[0] == 200
+
+    comment(first)
+    code, _, page = _status(opener, base + "/stats")
+    assert code == 200 and b"&lt;b&gt;too quiet&lt;/b&gt;" in page and b"<b>too quiet" not in page
+    assert f'<a href="/item/{item}">'.encode() in page
+
+    review_dir = build["dir"] / "review"
+    _cli(build["env"], "review", "export", str(build["dir"]))
+    comments = pd.read_csv(review_dir / "comments.csv", dtype=str, keep_default_na=False)
+    assert list(comments.columns) == ["id", "reviewer", "comment"]
+    assert comments[comments["reviewer"] == "jay"].to_dict("records") == [{"id": item, "reviewer": "jay", "comment": first}]
+    decisions = (review_dir / "decisions.csv").read_bytes()
+    assert b"too quiet" not in decisions
+    _cli(build["env"], "filter", *build["common"])  # the filter takes in the decisions as they are now
+    manifest = build["dir"] / "filter" / "manifest.json"
+    before = (manifest.read_bytes(), manifest.stat().st_mtime_ns)
+
+    comment("too quiet on clip 2")  # an edit of the comment only
+    _cli(build["env"], "review", "export", str(build["dir"]))
+    assert (review_dir / "decisions.csv").read_bytes() == decisions
+    assert "too quiet on clip 2" in (review_dir / "comments.csv").read_text(encoding="utf-8")
+    _cli(build["env"], "filter", *build["common"])
+    assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before  # nothing reran

@@ -14,6 +14,7 @@ from benchmark.schema import item_id
 from benchmark.tasks import get_task
 from pipeline.filter import apply_review_decisions, balance_labels, comparison_items, drop_repeated_sentences
 from pipeline.pairs import make_pairs, side_table
+from benchmark.hashing import unit_interval
 from pipeline.params import default_params
 from pipeline.split import assign_split, clip_names, held_out_names, split_clips
 
@@ -42,7 +43,8 @@ def test_held_out_names_never_reach_train_and_the_rest_splits_as_before() -> Non
     clips = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(n)], "audio_sha256": [f"{i:064x}" for i in range(n)]})
     categories = pd.DataFrame({"clip_id": clips["clip_id"], "category": ["animal" if i % 40 == 0 else "music" for i in range(n)],
                                "source_name": sources})
-    animal = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(0, n, 40)], "description": [f"woof{i % 7}" for i in range(0, n, 40)]})
+    animal = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(0, n, 40)], "description": [f"woof{i % 7}" for i in range(0, n, 40)],
+                           "answer": "dog"})
     names = clip_names(categories, animal)
     assert "source0" not in set(names["name"])  # an animal is an answer: never held out (its sound words are)
     held = held_out_names(names["name"], 3, 0.4)
@@ -58,6 +60,22 @@ def test_held_out_names_never_reach_train_and_the_rest_splits_as_before() -> Non
     assert (df.loc[rest, "split"] == "train").any()
     with pytest.raises(ConfigError, match="holdout_frac"):
         held_out_names(["a"], 0, 1.0)
+
+
+def test_a_held_out_sound_word_never_takes_every_train_example_of_its_animal() -> None:
+    """Of an animal whose sound words all hash below the fraction, one stays in train: every test answer is a
+    train answer too. Names that are no answer's cue (sources) are held out as hashed."""
+    words = [f"w{i}" for i in range(60)]
+    answers = [f"animal{i // 3}" for i in range(60)]  # three words each
+    plain = held_out_names(words, 5, 0.9)
+    kept = held_out_names(words, 5, 0.9, answers)
+    by = {}
+    for w, a in zip(words, answers):
+        by.setdefault(a, set()).add(w)
+    assert all(not ws <= kept for ws in by.values())  # every animal keeps a word in train
+    lost = [a for a, ws in by.items() if ws <= plain]
+    assert lost and plain - kept == {max(by[a], key=lambda w: (unit_interval(w, "5/holdout"), w)) for a in lost}
+    assert held_out_names(words, 5, 0.9, [""] * 60) == plain
 
 
 def _table(rows: list[tuple]) -> pd.DataFrame:
@@ -234,3 +252,27 @@ def test_review_decisions_fix_answers_and_settle_flags(tmp_path) -> None:
     pd.DataFrame([{"id": "p2", "decision": "maybe"}]).to_csv(csv, index=False)
     with pytest.raises(InputError, match="item p2: decision 'maybe' is not one of keep, drop, fix, flag"):
         apply_review_decisions(items, csv, [])
+
+
+def test_clips_stating_one_recognition_fact_share_a_group_and_a_split() -> None:
+    """Twenty cow clips saying "moo" (different audio) are one group, in one split; the fact comes from the animal
+    task's own item source run on the extract stage's table, in any wording and case."""
+    from pipeline.split import clip_facts
+
+    n = 200
+    clips = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(n)], "audio_sha256": [f"{i:064x}" for i in range(n)]})
+    animal = pd.DataFrame({"clip_id": [f"fs/{i}" for i in range(20)],
+                           "sentence": [f"Moo number {i}: a [MASK]." for i in range(20)],
+                           "answer": ["cow" if i % 2 else "Cow" for i in range(20)],
+                           "description": ["moo" if i % 3 else " Moo " for i in range(20)],
+                           "spans": [["moo"]] * 20})
+    tables = {"clips": clips, "categories": pd.DataFrame(columns=["clip_id", "category", "source_name", "confidence"]),
+              "animal_items": animal}
+    facts = clip_facts(tables, {"tasks": {"enabled": ["animal_sound_recognition"]}})
+    assert set(facts["fact"]) == {"animal_sound_recognition|moo|cow"} and len(facts) == 20
+    df = split_clips(clips, set(), seed=0, fractions=FRACTIONS, facts=facts).set_index("clip_id")
+    cows = df.loc[[f"fs/{i}" for i in range(20)]]
+    assert cows["group_id"].nunique() == 1 and cows["split"].nunique() == 1 and cows["group_id"].iloc[0] == f"{0:064x}"
+    plain = split_clips(clips, set(), seed=0, fractions=FRACTIONS).set_index("clip_id")
+    assert plain.loc[[f"fs/{i}" for i in range(20)], "split"].nunique() > 1  # without the facts the fact straddles
+    assert (df.loc[[f"fs/{i}" for i in range(20, n)]] == plain.loc[[f"fs/{i}" for i in range(20, n)]]).all().all()

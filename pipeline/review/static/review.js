@@ -26,6 +26,7 @@
   const status = $("#save-status");
   const fixSelect = $("#fix-answer");
   const players = Array.from(document.querySelectorAll("audio"));
+  const player = (n) => document.querySelector('audio[data-n="' + n + '"]');  // clip n's, when its audio is here
   let lastPlayer = null;
 
   function render() {
@@ -82,7 +83,7 @@
   function setFluency(v) { state.fluency = v; render(); return save(); }
 
   function play(n) {
-    const p = players[n];
+    const p = player(n);
     if (!p) return;
     players.forEach((o) => { if (o !== p) o.pause(); });
     p.currentTime = 0;
@@ -120,6 +121,9 @@
     }
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (t && (t.tagName === "SELECT" || t.tagName === "TEXTAREA" || t.tagName === "INPUT")) return;
+    // Shift + digit n plays clip n (1-9): by the key's position (ev.code), as Shift+3 is "#", "£" or "3" by layout
+    const digit = /^(Digit|Numpad)([1-9])$/.exec(ev.code || "");
+    if (ev.shiftKey && digit) { ev.preventDefault(); play(parseInt(digit[2], 10) - 1); return; }
     const next = $("#next-link"), prev = $("#prev-link");
     switch (ev.key) {
       case "k": decide("keep"); break;
