@@ -26,10 +26,19 @@ import pandas as pd
 from benchmark.errors import AuditoryBenchError, InputError
 from pipeline.preflight.projection import Ratios, project, projection_table
 from pipeline.preflight.sample import count_clips, sample_corpus
-from pipeline.preflight.truth import (Thresholds, read_run_json, read_truth, truth_figures, truth_table, unsupported_items,
-                                      weak_model_reasons)
+from pipeline.preflight.truth import (
+    Thresholds,
+    read_run_json,
+    read_truth,
+    truth_figures,
+    truth_table,
+    unsupported_items,
+    weak_model_reasons,
+)
 
 __all__ = ["run_preflight", "WeakModelError"]
+
+_DEFAULTS = Thresholds()  # frozen: one shared default
 
 TRUTH_STAGES = ("read", "extract", "measure", "split", "pairs", "write", "filter")
 SAMPLE_STAGES = ("read", "extract", "measure", "split", "pairs")
@@ -99,7 +108,7 @@ def _dir_bytes(path: Path) -> int:
 
 
 def run_preflight(corpus: str | None, out: Path, llm: str = "openai", model: str | None = None, n_truth_clips: int = 72,
-                  sample_clips: int = 300, thresholds: Thresholds = Thresholds(), accept_weak: bool = False,
+                  sample_clips: int = 300, thresholds: Thresholds = _DEFAULTS, accept_weak: bool = False,
                   params_path: str | None = None, meta: str | None = None, quiet: bool = False, log=print) -> dict:
     """Run the preflight into `out` (corpus None: the demo truth corpus stands in for the user's) (preflight.md, preflight.json, the report also on stdout; `log`: progress lines);
     returns the figures. Raises WeakModelError after writing them when the LLM misses a threshold (unless

@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.extract.lexicon import load_lexicon
 from pipeline.extract.text import canonical_name, phrase_in, split_title, tokenize
 
-__all__ = ["Thresholds", "read_truth", "readread_run_json", "truth_figures", "truth_table", "weak_model_reasons", "unsupported_items"]
+__all__ = ["Thresholds", "read_truth", "read_run_json", "truth_figures", "truth_table", "weak_model_reasons", "unsupported_items"]
 
 
 @dataclass(frozen=True)
