@@ -25,6 +25,7 @@ _INSIDE = re.compile(rf"(^|/)({'|'.join(NAMES)})(/|$)")  # after an f-string fie
 # joins of a stage's name that are not a build's stage folder, each with its reason
 ALLOWED = {
     ("models/leakage.py", "audiobert"): "the leakage check's own scratch runs (work/<variant>/audiobert), not a build",
+    ("models/sweep.py", "text_twin"): "the sweep's own checkpoint folder (<out>/text_twin), not a build",
 }
 
 
