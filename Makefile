@@ -199,6 +199,11 @@ clean: ## remove build outputs (keeps .venv, releases, data_cards and the demo c
 distclean: clean ## also remove releases, the demo corpus and .venv (keeps data_cards/, which git tracks)
 	rm -rf $(RELEASES) $(DEMO_ROOT) $(VENV)
 
+# ---- lint: ruff (its settings in pyproject.toml [tool.ruff]; the version pinned in requirements.lock)
+.PHONY: lint
+lint: $(INSTALLED) ## ruff over the whole tree (pyflakes, pycodestyle errors, import order, bugbear, pyupgrade)
+	$(VENV)/bin/ruff check .
+
 # ---- before a real run: the LLM against the demo truth, a sample of CORPUS, the whole run projected -------------
 .PHONY: preflight check-llm
 # PREFLIGHT_ARGS: e.g. '--n-clips 24 --sample-clips 100' or '--accept-weak-llm' (auditorybench preflight --help); the

@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.extract import extract_stage  # noqa: E402
+from pipeline.stages.extract import extract_stage  # noqa: E402
 
 ANIMALS = ["dog", "cat", "bird", "cow", "duck", "owl", "frog", "sheep"]
 

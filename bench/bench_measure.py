@@ -37,10 +37,10 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.demo.synth import add_noise, harmonic_tone, noise, tone, vibrato_tone  # noqa: E402
 from pipeline.measure.audio import AudioRejected, resample, to_mono  # noqa: E402
 from pipeline.measure.measurement import measure_audio_bytes  # noqa: E402
 from pipeline.measure.pitch import cents_between  # noqa: E402
-from pipeline.demo.synth import add_noise, harmonic_tone, noise, tone, vibrato_tone  # noqa: E402
 from pipeline.params import stage_params  # noqa: E402
 
 DEMO = REPO / "demo_corpus"

@@ -41,7 +41,6 @@ from pipeline.measure.pitch import cents_between  # noqa: E402
 from pipeline.params import stage_params  # noqa: E402
 from tests.real_notes import BANKS, flac_bytes, real_note_set  # noqa: E402
 
-
 BARS = {"within_50_cents": 0.97, "median_error_cents": 5.0, "noise_called_unpitched": 0.95, "speed_vs_pyin": 50.0}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, time
-from pipeline.reader import read_stage
+from pipeline.stages.read import read_stage
 t0 = time.perf_counter()
 m = read_stage(sys.argv[1], sys.argv[2], {}, quiet=True)
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "wall_s": time.perf_counter() - t0, "clips": m["counts"]["kept"]}))

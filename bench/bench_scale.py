@@ -102,8 +102,8 @@ def where_time_goes(build_root: Path, corpus_root: Path, n_clips: int = 40) -> d
     from threadpoolctl import threadpool_limits
 
     from models.audio_encoders import AisfxEncoder
-    from models.retrieval import IndexConfig, caption_texts, encode_sentences
     from models.loading import load_encoder, load_tokenizer
+    from models.retrieval import IndexConfig, caption_texts, encode_sentences
     from pipeline.measure.audio import AudioRejected, load_audio_bytes
     from pipeline.measure.measurement import measure_audio
     from pipeline.params import load_params
@@ -169,8 +169,9 @@ def llm_requests(build: Path) -> dict:
     import pandas as pd
 
     from benchmark.tasks import writer_specs
-    from pipeline.extract.stages import extract_stage, write_stage
     from pipeline.params import load_params
+    from pipeline.stages.extract import extract_stage
+    from pipeline.stages.write import write_stage
     from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data
 
     work = build.parent / "llm_requests"

@@ -25,7 +25,6 @@ __all__ = ["render_card", "write_card", "TEMPLATE_PATH", "HF_LICENSES", "CARD"]
 
 DATA_FILES = ("card_template.md",)  # in the code hash of every stage that imports this module
 TEMPLATE_PATH = Path(__file__).resolve().parent / "card_template.md"  # package data
-STAGE_ORDER = ("read", "extract", "measure", "split", "pairs", "write", "filter")
 HF_LICENSES = {"cc0": "cc0-1.0", "cc-by": "cc-by-4.0", "cc-by-nc": "cc-by-nc-4.0", "sampling+": "other",
                "non-cc": "other", "unknown": "unknown"}
 
@@ -75,8 +74,8 @@ def _rejected_text(rejected: Any) -> str:
     return str(rejected if rejected is not None else "–")
 
 
-def _built_section(manifest: dict, stage_manifests: dict[str, dict]) -> str:
-    stages = [s for s in STAGE_ORDER if s in stage_manifests] + sorted(set(stage_manifests) - set(STAGE_ORDER))
+def _built_section(manifest: dict, stage_manifests: dict[str, dict], stage_order: tuple[str, ...] = ()) -> str:
+    stages = [s for s in stage_order if s in stage_manifests] + sorted(set(stage_manifests) - set(stage_order))
     parts = []
     if stages:
         rows = []
@@ -303,9 +302,11 @@ def _summary_section(manifest: dict) -> str:
 
 
 def render_card(release_dir: Path, manifest: dict, *, stage_manifests: dict[str, dict] | None = None,
-                figures: dict[str, dict] | None = None, template_path: Path | None = None) -> str:
+                figures: dict[str, dict] | None = None, template_path: Path | None = None,
+                stage_order: tuple[str, ...] = ()) -> str:
     """The README.md of a release, from the template and the release's manifest (stage manifests for the
-    'how it was built' table, figures as returned by write_figures)."""
+    'how it was built' table, in stage_order, the pipeline's: the others by name; figures as returned by
+    write_figures)."""
     tpath = Path(template_path or TEMPLATE_PATH)
     if not tpath.exists():
         raise InputError(f"{tpath}: data card template not found")
@@ -315,7 +316,7 @@ def render_card(release_dir: Path, manifest: dict, *, stage_manifests: dict[str,
         "title": f"AuditoryBench — {manifest.get('name')} {manifest.get('version')}",
         "summary": _summary_section(manifest),
         "tasks": _tasks_section(manifest),
-        "built": _built_section(manifest, stage_manifests or {}),
+        "built": _built_section(manifest, stage_manifests or {}, stage_order),
         "splits": _splits_section(manifest),
         "balance": _balance_section(manifest),
         "mix": _mix_section(manifest),
@@ -329,9 +330,12 @@ def render_card(release_dir: Path, manifest: dict, *, stage_manifests: dict[str,
         raise InputError(f"{tpath}: template placeholder problem ({e})") from e
 
 
-def write_card(release_dir: str | Path, cards_dir: str | Path | None = None, template_path: Path | None = None) -> Path:
+def write_card(release_dir: str | Path, cards_dir: str | Path | None = None, template_path: Path | None = None,
+               stage_order: tuple[str, ...] = ()) -> Path:
     """Render the card of the release at release_dir from its manifest into release_dir/README.md (atomically) and,
-    with cards_dir, copy it to cards_dir/<release folder name>.md. Returns the card's path in the release."""
+    with cards_dir, copy it to cards_dir/<release folder name>.md. Returns the card's path in the release.
+    stage_order: the order of the stages in the 'how it was built' table (the card stage passes the pipeline's,
+    from its declarations; unlisted stages come after, by name)."""
     release_dir = Path(release_dir)
     mpath = release_dir / MANIFEST
     if not mpath.exists():
@@ -339,7 +343,7 @@ def write_card(release_dir: str | Path, cards_dir: str | Path | None = None, tem
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
     figures = manifest.get("figures") if isinstance(manifest.get("figures"), dict) else {}
     card = render_card(release_dir, manifest, stage_manifests=manifest.get("stages") or {}, figures=figures,
-                       template_path=template_path)
+                       template_path=template_path, stage_order=stage_order)
     with atomic_path(release_dir / CARD) as tmp:
         tmp.write_text(card, encoding="utf-8")
     if cards_dir is not None:

@@ -87,6 +87,15 @@ def group_clusters(items: list[dict]) -> list[list[tuple]]:
     return [[("cluster", c)] for c in connected_components(keys)]
 
 
+def _method_units(method: str, items: list) -> list | None:
+    """The resampling units of one interval method for a simulated dataset's items (None: each item alone)."""
+    if method == "multiway":
+        return [item_units(it, "comparison") for it in items]
+    if method == "group":
+        return group_clusters(items)
+    return None
+
+
 def coverage(d: Design, n_datasets: int = 300, n_boot: int = 500, seed: int = 0, level: float = 0.95,
              methods: tuple[str, ...] = ("multiway", "group", "items")) -> dict:
     """Share of simulated datasets whose interval for A − B covers the truth: multiway (sources + clips), group
@@ -98,10 +107,8 @@ def coverage(d: Design, n_datasets: int = 300, n_boot: int = 500, seed: int = 0,
     width = dict.fromkeys(hits, 0.0)
     for i in range(n_datasets):
         gold, a, b, items = simulate(d, rng)
-        units = {"multiway": lambda: [item_units(it, "comparison") for it in items], "group": lambda: group_clusters(items),
-                 "items": lambda: None}
         for name in methods:
-            us = units[name]()
+            us = _method_units(name, items)
             r = paired_test(gold, a, b, "accuracy", us, n_boot=n_boot, seed=i, level=level, min_units=1)
             hits[name] += r["ci_low"] <= truth <= r["ci_high"]
             width[name] += (r["ci_high"] - r["ci_low"]) / n_datasets

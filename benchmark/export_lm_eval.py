@@ -19,8 +19,8 @@ would here divide by the whole sentence's length: only `acc` is declared.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 

@@ -62,7 +62,7 @@ def near_duplicate_pairs(fingerprints: dict[str, np.ndarray], max_ber: float = M
         for t, w in enumerate(fingerprints[cid].tolist()):
             postings[w].append((k, t))
     votes: Counter = Counter()
-    for w, hits in postings.items():
+    for hits in postings.values():
         clips = {k for k, _ in hits}
         if len(clips) < 2 or len(clips) > MAX_POSTING:
             continue

@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["stable_hash", "sha256_file", "sha256_bytes", "unit_interval", "atomic_path"]
 
@@ -36,7 +37,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def unit_interval(key: str, seed: int | str) -> float:
     """Map (key, seed) to a float in [0, 1) deterministically; used to assign splits by group."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 

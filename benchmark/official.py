@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 import pydantic
 
+from benchmark.card import write_card
 from benchmark.errors import InputError
 from benchmark.hashing import sha256_file, stable_hash, unit_interval
-from benchmark.card import write_card
+from benchmark.metrics import connected_components
 from benchmark.release import build_release
 from benchmark.schema import SPLITS, Item, item_id
-from benchmark.metrics import connected_components
 from benchmark.validate import normalise_sentence, source_pair
 
 __all__ = [
@@ -180,15 +180,15 @@ def resplit_items(items: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         rep = {"before": {s: int(n) for s, n in sub["split"].value_counts().sort_index().items()},
                "dropped": {}, "moved": {}, "policy": "test first"}
 
-        def drop(mask, why):
+        def drop(frame, mask, why, dropped=rep["dropped"]):
             if mask.any():
-                rep["dropped"][why] = rep["dropped"].get(why, 0) + int(mask.sum())
-            return sub[~mask].reset_index(drop=True)
+                dropped[why] = dropped.get(why, 0) + int(mask.sum())
+            return frame[~mask].reset_index(drop=True)
 
-        sub = drop(sub.duplicated(["id", "split"]), "repeated row")
+        sub = drop(sub, sub.duplicated(["id", "split"]), "repeated row")
         norm = sub["sentence"].map(normalise_sentence)
         answers = sub.groupby(norm)["answer"].nunique()
-        sub = drop(norm.map(answers).gt(1).to_numpy(), "sentence given several answers")
+        sub = drop(sub, norm.map(answers).gt(1).to_numpy(), "sentence given several answers")
         norm = sub["sentence"].map(normalise_sentence)
         keys = []
         for r, n in zip(sub.itertuples(index=False), norm):

@@ -30,10 +30,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmark.figures import write_figures
 from benchmark.errors import InputError, ReleaseIntegrityError, UnknownNameError, ValidationError
+from benchmark.figures import write_figures
+from benchmark.jsonable import jsonable
 from benchmark.release_io import CARD, MANIFEST, file_digests
-from benchmark.schema import BOOL_COLUMNS, COLUMNS, FLOAT_COLUMNS, ITEM_ARROW_SCHEMA, LIST_COLUMNS, SPLITS, csv_field, license_kind, most_restrictive_license
+from benchmark.schema import (
+    BOOL_COLUMNS,
+    COLUMNS,
+    FLOAT_COLUMNS,
+    ITEM_ARROW_SCHEMA,
+    LIST_COLUMNS,
+    SPLITS,
+    csv_field,
+    license_kind,
+    most_restrictive_license,
+)
 from benchmark.tasks import TaskSpec, get_task
 from benchmark.validate import validate_release
 
@@ -161,25 +172,8 @@ def _attribution(items: pd.DataFrame, clips: pd.DataFrame) -> pd.DataFrame:
     return sub[cols].fillna("").astype(str)
 
 
-def _jsonable(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf become None (strict JSON, no NaN tokens), keys sorted on dump."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "item"):
-        return _jsonable(obj.item())
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    return str(obj)
-
-
 def _dump_json(obj: Any, path: Path) -> None:
-    path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
+    path.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
                     encoding="utf-8")
 
 

@@ -128,7 +128,7 @@ class Item(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _spans_in_sentence(self) -> "Item":
+    def _spans_in_sentence(self) -> Item:
         low = self.sentence.lower()
         for span in self.spans:
             if span.lower() not in low:

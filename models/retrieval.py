@@ -60,8 +60,8 @@ PUBLISHED_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 
 @dataclass
 class IndexConfig:
-    """How the audio index is built. Defaults are the published models; 'auto' tries them from a local path or
-    the hub cache (no network wait) and otherwise uses the demo retrieval model / the aisfx encoder."""
+    """How the audio index is built. Defaults are the published models; 'auto' uses them when the hub cache holds
+    them (no network wait) and otherwise the demo retrieval model / the aisfx encoder (`resolve_auto`)."""
 
     retrieval: str = f"clap:{PUBLISHED_CLAP}"  # clap:<id or path> | demo | auto
     inject: str = f"ast:{PUBLISHED_AST}"  # ast:<id> | clap:<id> | aisfx | melstats | auto | retrieval (reuse the retrieval audio embedding)
@@ -346,16 +346,22 @@ def _trim(audio: np.ndarray, sr: int, max_s: float) -> np.ndarray:
     return np.asarray(audio, dtype=np.float32)[: int(max_s * sr)]
 
 
-def _try_local(spec: str, device: str, notes: list[str]) -> bool:
-    """Whether 'clap:<id>' / 'ast:<id>' loads from a local path or the hub cache only (else a note is added)."""
-    from models.audio_encoders import load_audio_encoder
+def resolve_auto(retrieval: str, inject: str) -> dict[str, str]:
+    """The one resolver of the model name `auto` (the index build's plan and the index stage's freshness key both
+    call it, so a key never names a model the build did not use): the published CLAP (retrieval) / AST (injection)
+    when the hub cache (HF_HOME) holds them, else the demo retrieval model / aisfx. Returns {"retrieval": ...,
+    "inject": ...} for the settings that are `auto` (clap:<id> / demo, ast:<id> / aisfx)."""
+    from huggingface_hub import try_to_load_from_cache
 
-    try:
-        load_audio_encoder(spec, device=device, local_only=True)
-        return True
-    except ModelLoadError as e:
-        notes.append(f"{spec} not available offline ({str(e)[:160]}); using the fallback")
-        return False
+    def cached(repo: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+
+    out = {}
+    if retrieval == "auto":
+        out["retrieval"] = f"clap:{PUBLISHED_CLAP}" if cached(PUBLISHED_CLAP) else "demo"
+    if inject == "auto":
+        out["inject"] = f"ast:{PUBLISHED_AST}" if cached(PUBLISHED_AST) else "aisfx"
+    return out
 
 
 @dataclass(frozen=True)
@@ -378,30 +384,27 @@ class IndexPlan:
 def plan_index(config: IndexConfig) -> IndexPlan:
     notes: list[str] = []
     local: list[str] = []
-    retrieval = config.retrieval
-    if retrieval == "auto":
-        spec = f"clap:{PUBLISHED_CLAP}"
-        if _try_local(spec, config.device, notes):
-            retrieval, r_spec = "clap", spec
-            local.append(spec)
+    auto = resolve_auto(config.retrieval, config.inject)
+    retrieval = auto.get("retrieval", config.retrieval)
+    if "retrieval" in auto:
+        if retrieval == "demo":
+            notes.append(f"clap:{PUBLISHED_CLAP} not in the hub cache; retrieval auto -> demo")
         else:
-            retrieval, r_spec = "demo", config.demo_audio
-    elif retrieval.startswith("clap:"):
+            local.append(retrieval)  # from the cache only: a load that fails is an error, never another model
+    if retrieval.startswith("clap:"):
         retrieval, r_spec = "clap", retrieval
     elif retrieval == "demo":
         r_spec = config.demo_audio
     else:
         raise UnknownNameError(f"index retrieval {config.retrieval!r}: expected clap:<id or path>, demo or auto")
     r_desc = r_spec if retrieval == "clap" else demo_retrieval_name(config.demo_audio)
-    inject = config.inject
-    if inject == "auto":
-        spec = f"ast:{PUBLISHED_AST}"
-        if _try_local(spec, config.device, notes):
-            i_spec, i_desc = spec, spec
-            local.append(spec)
+    inject = auto.get("inject", config.inject)
+    if "inject" in auto:
+        if inject == "aisfx":
+            notes.append(f"ast:{PUBLISHED_AST} not in the hub cache; inject auto -> aisfx")
         else:
-            i_spec, i_desc = "aisfx", "aisfx"
-    elif inject == "retrieval":
+            local.append(inject)
+    if inject == "retrieval":
         i_spec, i_desc = "", f"retrieval:{r_desc}"
     else:
         i_spec, i_desc = inject, inject

@@ -69,6 +69,12 @@ def _dest(f) -> str:
     return f.names[0].lstrip("-").replace("-", "_")
 
 
+def _add_flags(p, flags) -> None:
+    """Add declared flags (pipeline.contract.Flag) to a subcommand's parser."""
+    for f in flags:
+        p.add_argument(*f.names, **({"dest": _dest(f)} if f.names[0].startswith("-") else {}), **f.kwargs)
+
+
 def cmd_stage(args) -> None:
     from pipeline.contract import run_stage
 
@@ -199,9 +205,10 @@ def cmd_params(args) -> None:
 def cmd_train(args) -> None:
     from models.config import RunOptions, TrainConfig
     from models.train import train
+    from pipeline.contract import TRAIN_FLAGS
 
-    p = _params(args, "train", preset=args.preset, mode=args.mode, epochs=args.epochs, lm=args.lm, device=args.device,
-                seed=args.seed, detector_dir=args.detector_dir, index_dir=args.index)
+    p = _params(args, "train", preset=args.preset, mode=args.mode, detector_dir=args.detector_dir, index_dir=args.index,
+                **{f.key: getattr(args, _dest(f)) for f in TRAIN_FLAGS})
     print(train(args.release, TrainConfig.from_params(p), Path(args.out), RunOptions.from_params(p), quiet=args.quiet))
 
 
@@ -209,8 +216,9 @@ def cmd_sweep(args) -> None:
     """Train the demo recipe and its variants on a release and choose by dev accuracy (models.sweep)."""
     from models.config import RunOptions, TrainConfig
     from models.sweep import VARIANTS, sweep
+    from pipeline.contract import TRAIN_FLAGS
 
-    p = _params(args, "train", preset=args.preset, epochs=args.epochs, lm=args.lm, device=args.device, seed=args.seed)
+    p = _params(args, "train", preset=args.preset, **{f.key: getattr(args, _dest(f)) for f in TRAIN_FLAGS})
     chosen = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants}
     res = sweep(args.release, TrainConfig.from_params(p), chosen, Path(args.out), RunOptions.from_params(p), quiet=args.quiet)
     print((Path(args.out) / "sweep.md").read_text(encoding="utf-8"), end="")
@@ -273,7 +281,7 @@ def cmd_demo(args) -> None:
 # ---- parser ---------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.contract import STAGES
+    from pipeline.contract import STAGES, TRAIN_FLAGS
 
     ap = argparse.ArgumentParser(prog="auditorybench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -300,8 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the stages: one subcommand each, generated from their declarations (pipeline/contract.py)
     for stage in STAGES:
         p = add(stage.name, cmd_stage, stage.help, pipeline=True)
-        for f in stage.flags:
-            p.add_argument(*f.names, **({"dest": _dest(f)} if f.names[0].startswith("-") else {}), **f.kwargs)
+        _add_flags(p, stage.flags)
     p = add("status", cmd_status, "every stage as fresh / stale (and why) / missing, for a corpus", pipeline=True)
     p = add("plan", cmd_plan, "for the Makefile: corpus id, release folder and the stages that must run", pipeline=True)
 
@@ -332,10 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, choices=["published", "demo"], help="published settings (default) or the small demo config")
     p.add_argument("--mode", default=None, choices=["audiobert", "text", "captions"], help="text: the same model and gate with no audio; captions: no audio, the retrieved clips' captions as text")
     p.add_argument("--detector-dir", default=None, help="reuse a trained span detector")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lm", default=None, help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=None)
+    _add_flags(p, TRAIN_FLAGS)  # the training stages' flags (pipeline.contract), declared once
     p.add_argument("--index", default=None, help="audio index folder (`auditorybench index CORPUS --out DIR`); default: the release's audio_index/")
     p = add("eval", cmd_eval, "evaluate checkpoints and text-only LMs on a release; writes results.md and results.json")
     p.add_argument("release")
@@ -352,10 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="demo", choices=["published", "demo"])
     p.add_argument("--variants", nargs="+", default=None, help="names from models.sweep.VARIANTS (default: all)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lm", default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    _add_flags(p, TRAIN_FLAGS)
     p = add("report", cmd_report, "the README's demo results block (control table, what the controls support) from a results.json")
     p.add_argument("results", help="results.json of `eval` or the results stage")
     p.add_argument("--readme", default=None, help="rewrite the block between its demo-results markers (else print it)")

@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from benchmark.errors import ConfigError, InputError, UnknownNameError
 from benchmark.hashing import stable_hash
+from benchmark.jsonable import jsonable
 from pipeline.code_hash import REPO_ROOT, code_hash
 
-__all__ = ["Stage", "Flag", "Context", "STAGES", "get_stage", "stage_order", "code_hash", "corpus_id", "status",
-           "run_stage", "stale_stages", "explain_key_change", "REPO_ROOT"]
+__all__ = ["Stage", "Flag", "Context", "STAGES", "TRAIN_FLAGS", "get_stage", "stage_order", "upstream_closure", "code_hash",
+           "corpus_id", "status", "run_stage", "stale_stages", "explain_key_change", "REPO_ROOT", "stage_dir",
+           "stage_file", "declared_inputs", "open_stage", "released_stages"]
 
 DEMO_ROOT = Path("demo_corpus")
 DEMO_CORPUS = DEMO_ROOT / "freesound"
@@ -64,8 +67,8 @@ class Stage:
     inputs: dict[str, str]  # role -> "<upstream stage>/<file>" (read by the stage; hashed into its key)
     outputs: tuple[str, ...]  # files under the stage's folder, besides manifest.json
     sections: tuple[str, ...]  # params.yaml sections in its key ("tasks": the resolved task definitions)
-    external: Callable[["Context"], dict[str, Path]] | None = None  # inputs outside the build (corpus shards, ...)
-    identity: Callable[["Context"], dict] | None = None  # backend identity (model, endpoint host, prompt versions)
+    external: Callable[[Context], dict[str, Path]] | None = None  # inputs outside the build (corpus shards, ...)
+    identity: Callable[[Context], dict] | None = None  # backend identity (model, endpoint host, prompt versions)
     flags: tuple[Flag, ...] = ()
     shared: bool = False  # one build for every corpus (build/<stage>), not build/<corpus id>/<stage>
     after: tuple[str, ...] = ()  # stages that must run first besides those it reads from
@@ -79,34 +82,34 @@ class Stage:
         ups = [v.split("/", 1)[0] for v in self.inputs.values()] + list(self.after)
         return tuple(dict.fromkeys(ups))
 
-    def run(self, ctx: "Context") -> dict:
+    def run(self, ctx: Context) -> dict:
         import importlib
 
         return importlib.import_module(self.module).run(ctx)
 
 
-def _read_inputs(ctx: "Context") -> dict[str, Path]:
+def _read_inputs(ctx: Context) -> dict[str, Path]:
     from pipeline.reader import read_inputs
 
     return read_inputs(ctx.corpus, ctx.meta)
 
 
-def _wiki_inputs(ctx: "Context") -> dict[str, Path]:
-    from pipeline.stages.wiki import snapshot_paths
+def _wiki_inputs(ctx: Context) -> dict[str, Path]:
+    from pipeline.wiki.snapshot import snapshot_paths
 
     ranges, animals = snapshot_paths(ctx.section("wiki"))
     return {"ranges": ranges, "animal_sounds": animals}
 
 
-def _filter_inputs(ctx: "Context") -> dict[str, Path]:
+def _filter_inputs(ctx: Context) -> dict[str, Path]:
     """The review decisions (when given) and the files holding the recognition tasks' item sources."""
     from pipeline.filter import external_inputs
 
     return external_inputs(ctx.build_dir, ctx.all_params())
 
 
-def _llm_identity(section: str) -> Callable[["Context"], dict]:
-    def identity(ctx: "Context") -> dict:
+def _llm_identity(section: str) -> Callable[[Context], dict]:
+    def identity(ctx: Context) -> dict:
         p = ctx.section(section)
         backend = str(p.get("backend", "rules"))
         if backend != "openai":
@@ -132,7 +135,7 @@ def _llm_identity(section: str) -> Callable[["Context"], dict]:
     return identity
 
 
-def _measure_identity(ctx: "Context") -> dict:
+def _measure_identity(ctx: Context) -> dict:
     p = ctx.section("measure")
     used = [str(p.get("estimator", ""))] + ([str(p.get("check_estimator", ""))] if p.get("cross_check") else [])
     out: dict[str, Any] = {"estimators": used}
@@ -146,33 +149,26 @@ def _measure_identity(ctx: "Context") -> dict:
     return out
 
 
-def _index_identity(ctx: "Context") -> dict:
-    """What `auto` resolves to: the published CLAP / AST when the hub cache (or HF_HOME) holds them, else the demo
-    retrieval model and aisfx. Explicit model names are in the params already."""
+def _index_identity(ctx: Context) -> dict:
+    """What `auto` resolves to (models.retrieval.resolve_auto, the resolver the build uses too): the published CLAP /
+    AST when the hub cache (or HF_HOME) holds them, else the demo retrieval model and aisfx. Explicit model names
+    are in the params already."""
     p = ctx.section("index")
-    auto = [k for k in ("retrieval", "inject") if str(p.get(k, "")) == "auto"]
-    if not auto:
+    if "auto" not in (str(p.get("retrieval", "")), str(p.get("inject", ""))):
         return {}
-    from huggingface_hub import try_to_load_from_cache
+    from models.retrieval import resolve_auto
 
-    from models.retrieval import PUBLISHED_AST, PUBLISHED_CLAP
-
-    def cached(repo: str) -> bool:
-        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
-
-    resolved = {"retrieval": f"clap:{PUBLISHED_CLAP}" if cached(PUBLISHED_CLAP) else "demo",
-                "inject": f"ast:{PUBLISHED_AST}" if cached(PUBLISHED_AST) else "aisfx"}
-    return {k: resolved[k] for k in auto}
+    return resolve_auto(str(p.get("retrieval", "")), str(p.get("inject", "")))
 
 
-_TRAIN_FLAGS = (
+TRAIN_FLAGS = (  # the training stages' flags; `auditorybench train` takes the same ones (pipeline.cli)
     flag("--epochs", key="epochs", section="train", type=int),
     flag("--lm", key="lm", section="train", help="hub id or local path of the masked LM ('minilm': the packaged MiniLM)"),
     flag("--device", key="device", section="train", choices=["cpu", "cuda"]),
     flag("--seed", key="seed", section="train", type=int),
 )
 
-STAGES: tuple[Stage, ...] = (
+_ITEM_STAGES: tuple[Stage, ...] = (  # the stages that make a corpus's items, up to the filter
     Stage("read", "read tar shards (or an extracted folder) + meta CSV into the clip table",
           inputs={}, outputs=("clips.parquet", "rejects.parquet"), sections=("read",), external=_read_inputs,
           flags=(flag("--workers", type=int, help="processes or Ray actors reading shards (default: all cores)"),)),
@@ -211,6 +207,24 @@ STAGES: tuple[Stage, ...] = (
                   "pairs": "pairs/pairs.parquet", "sentences": "write/sentences.parquet"},
           outputs=("candidates.parquet", "items.parquet", "rejects.parquet"), sections=("filter", "tasks"),
           external=_filter_inputs),
+)
+
+
+def upstream_closure(name: str, stages: tuple[Stage, ...]) -> tuple[str, ...]:
+    """`name` and every stage it reads from, directly or not, in declaration order."""
+    by_name = {s.name: s for s in stages}
+    todo, seen = [name], set()
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(by_name[n].upstream)
+    return tuple(s.name for s in stages if s.name in seen)
+
+
+_RELEASED_MANIFESTS = upstream_closure("filter", _ITEM_STAGES)  # the stage manifests a release carries (its card's table)
+
+STAGES: tuple[Stage, ...] = _ITEM_STAGES + (
     Stage("wiki", "build the test-only wiki sets from the Wikipedia snapshot (or refresh the snapshot online)",
           inputs={}, outputs=("items.parquet", "rejects.parquet"), sections=("wiki", "tasks"), external=_wiki_inputs, shared=True,
           flags=(flag("action", nargs="?", default="build", choices=["build", "refresh"]),)),
@@ -227,7 +241,7 @@ STAGES: tuple[Stage, ...] = (
                   "pairs": "pairs/pairs.parquet", "sentences": "write/sentences.parquet",
                   "categories": "extract/categories.parquet", "audio_index": "index/audio_index",
                   "fingerprints": "measure/fingerprints.parquet",
-                  **{f"manifest:{s}": f"{s}/manifest.json" for s in ("read", "extract", "measure", "split", "pairs", "write", "filter")}},
+                  **{f"manifest:{s}": f"{s}/manifest.json" for s in _RELEASED_MANIFESTS}},
           outputs=("release.json",), sections=("release", "tasks"),
           flags=(flag("--name", help="release name (default: the corpus id)"),
                  flag("--version", key="version", section="release",
@@ -238,13 +252,13 @@ STAGES: tuple[Stage, ...] = (
           inputs={"release": "release/release.json", "manifest": "release/manifest.json"}, outputs=("card.json",),
           sections=("release",)),
     Stage("audiobert", "train the span detector and AudioBERT on the corpus's release (`train` trains on any release)",
-          inputs={"release": "release/release.json"}, outputs=("config.json",), sections=("train",), flags=_TRAIN_FLAGS),
+          inputs={"release": "release/release.json"}, outputs=("config.json",), sections=("train",), flags=TRAIN_FLAGS),
     Stage("text_twin", "train AudioBERT's text-only twin (same LM and LoRA gate, no audio), reusing its span detector",
           inputs={"release": "release/release.json", "detector": "audiobert/manifest.json"}, outputs=("config.json",),
-          sections=("train",), flags=_TRAIN_FLAGS),
+          sections=("train",), flags=TRAIN_FLAGS),
     Stage("caption_twin", "train the caption twin: the text twin given the retrieved clips' captions as text (same retrieval, no audio)",
           inputs={"release": "release/release.json", "detector": "audiobert/manifest.json"}, outputs=("config.json",),
-          sections=("train",), flags=_TRAIN_FLAGS),
+          sections=("train",), flags=TRAIN_FLAGS),
     Stage("results", "evaluate AudioBERT against its controls (text twin, caption twin, excluded / oracle / shuffled audio) on every task and split",
           inputs={"release": "release/release.json", "audiobert": "audiobert/manifest.json", "text": "text_twin/manifest.json",
                   "captions": "caption_twin/manifest.json"},
@@ -273,6 +287,60 @@ def stage_order() -> list[str]:
             raise ConfigError(f"stage declarations form a cycle among {sorted(set(_BY_NAME) - set(done))}")
         done.append(ready[0])
     return done
+
+
+def released_stages() -> tuple[str, ...]:
+    """The stages whose manifests a release carries (read ... filter), in pipeline order: the card's table lists them."""
+    return tuple(k.split(":", 1)[1] for k in get_stage("release").inputs if k.startswith("manifest:"))
+
+
+# ---- where a build's files live: the one module that joins a stage's name into a path ---------------------------
+
+def stage_dir(build_dir: str | Path, name: str) -> Path:
+    """A stage's output folder in the build at build_dir (= build/<corpus id>): build_dir/<stage>; a shared stage's
+    (wiki) is beside the corpus builds, build/<stage>, one for every corpus."""
+    build_dir = Path(build_dir)
+    return (build_dir.parent if get_stage(name).shared else build_dir) / name
+
+
+def stage_file(build_dir: str | Path, ref: str) -> Path:
+    """The path of "<stage>/<file>" in a build: a declared output of the stage (or a file inside one, e.g. a
+    folder's member), its manifest.json or its run.json; anything else is a ConfigError (a typo, or an undeclared
+    output another stage would silently depend on)."""
+    name, _, rel = ref.partition("/")
+    st = get_stage(name)
+    if rel not in ("manifest.json", "run.json") and rel.split("/", 1)[0] not in st.outputs:
+        raise ConfigError(f"{ref}: not an output of stage {name} (outputs: {', '.join(st.outputs)}, manifest.json)")
+    return stage_dir(build_dir, name) / rel
+
+
+def declared_inputs(build_dir: str | Path, name: str) -> dict[str, Path]:
+    """role -> path of every upstream file the stage declares it reads, in the build at build_dir."""
+    return {role: stage_file(build_dir, ref) for role, ref in get_stage(name).inputs.items()}
+
+
+def open_stage(build_dir: str | Path | None, name: str, params: dict, *, key: dict | None = None, quiet: bool = False,
+               optional: tuple[str, ...] = (), external: dict[str, Path] | None = None, skip: tuple[str, ...] = (),
+               out_dir: Path | None = None):
+    """The preamble of every stage body: a StageRun writing into the stage's folder, reading its declared inputs
+    (`run.inputs[role]`) plus `external` ones (corpus shards, review decisions, ...).
+
+    key: the freshness key from Context.key (None when the body is called directly: the run builds it from params,
+    the input files and the stage's code hash). A declared input that is missing raises InputError naming the
+    stage to run, unless its role is in `optional` (then it is left out of run.inputs); roles in `skip` are never
+    read by this call (e.g. the wiki items of a release built without them)."""
+    from pipeline.stage import StageRun
+
+    inputs: dict[str, Path] = {}
+    for role, path in (declared_inputs(build_dir, name) if build_dir is not None else {}).items():
+        if role in skip:
+            continue
+        if path.exists():
+            inputs[role] = path
+        elif role not in optional:
+            raise InputError(f"{path}: missing; run the {get_stage(name).inputs[role].split('/', 1)[0]} stage first")
+    folder = Path(out_dir) if out_dir is not None else stage_dir(build_dir, name)  # type: ignore[arg-type]
+    return StageRun(name, folder, params, inputs | (external or {}), key=key, quiet=quiet)
 
 
 # ---- corpus identity ------------------------------------------------------------------------------------------
@@ -323,10 +391,10 @@ class Context:
         return self.build_root / self.corpus_id
 
     def stage_dir(self, name: str) -> Path:
-        return self.build_root / name if get_stage(name).shared else self.build_dir / name
+        return stage_dir(self.build_dir, name)
 
     def manifest_path(self, name: str) -> Path:
-        return self.stage_dir(name) / "manifest.json"
+        return stage_file(self.build_dir, f"{name}/manifest.json")
 
     def all_params(self) -> dict:
         if self._params is None:
@@ -358,9 +426,13 @@ class Context:
     def release_dir(self) -> Path:
         return self.releases / f"{self.release_name()}-{self.section('release')['version']}"
 
+    def open_stage(self, name: str, params: dict, **kwargs):
+        """The stage's StageRun in this build, with its freshness key (pipeline.contract.open_stage)."""
+        return open_stage(self.build_dir, name, params, key=self.key(name), quiet=self.quiet, **kwargs)
+
     def input_paths(self, name: str) -> dict[str, Path]:
         st = get_stage(name)
-        paths = {role: self.stage_dir(ref.split("/", 1)[0]) / ref.split("/", 1)[1] for role, ref in st.inputs.items()}
+        paths = declared_inputs(self.build_dir, name)
         if st.external:
             paths |= st.external(self)
         return dict(sorted(paths.items()))
@@ -378,9 +450,9 @@ class Context:
             if missing:
                 raise InputError(f"{missing[0]}: input of stage {name} missing; run the stages before it")
             key = {"inputs": {k: fingerprint(p) for k, p in self.input_paths(name).items()},
-                   "params": _jsonable(params), "code": code_hash(st.module)}
+                   "params": jsonable(params), "code": code_hash(st.module)}
             if st.identity:
-                key["backend"] = _jsonable(st.identity(self))
+                key["backend"] = jsonable(st.identity(self))
             self._keys[name] = key
         return self._keys[name]
 
@@ -390,10 +462,6 @@ class Context:
 
             return {t.name: t.model_dump(exclude={"path"}) for t in enabled_tasks(self.all_params())}
         return self.section(section)
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
 # ---- status and running --------------------------------------------------------------------------------------

@@ -22,10 +22,11 @@ import contextlib
 import functools
 import os
 import pickle
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from benchmark.errors import ConfigError
 

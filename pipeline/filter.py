@@ -21,14 +21,20 @@ from pydantic import ValidationError as PydanticValidationError
 
 from benchmark.errors import InputError
 from benchmark.hashing import stable_hash
-from benchmark.schema import COLUMNS, Item, item_id
-from benchmark.tasks import TaskSpec, enabled_tasks, get_task, item_source_function, item_source_path, param_value, recognition_tasks
+from benchmark.schema import Item, item_id
+from benchmark.tasks import (
+    TaskSpec,
+    get_task,
+    item_source_function,
+    item_source_path,
+    recognition_tasks,
+)
 from benchmark.tasks.sources import SOURCE_COLUMNS
 from benchmark.validate import source_pair
-from pipeline.stage import StageRun
 
-__all__ = ["recognition_items", "source_candidates", "comparison_items", "drop_repeated_sentences", "drop_repeated_source_pairs", "balance_labels",
-           "drop_rare_answers", "apply_review_decisions", "review_decisions_path", "external_inputs", "filter_stage", "REVIEW_EXPORT"]
+__all__ = ["recognition_items", "comparison_items", "drop_repeated_sentences", "drop_repeated_source_pairs", "balance_labels",
+           "drop_rare_answers", "apply_review_decisions", "review_decisions_path", "external_inputs", "source_candidates",
+           "REVIEW_EXPORT", "REVIEW_DECISIONS"]
 
 _PRIORITY = {"train": 0, "test": 1, "dev": 2}
 REVIEW_EXPORT = Path("review") / "decisions.csv"  # under build/<corpus_id>/; read when filter.review_decisions is ""
@@ -197,7 +203,7 @@ def drop_rare_answers(items: list[dict], task: str, min_per_answer: int, rejects
     return [i for i in items if not (i["task"] == task and i["answer"] in rare)]
 
 
-REVIEW_DECISIONS = ("keep", "drop", "fix", "flag")
+REVIEW_DECISIONS = ("keep", "drop", "fix", "flag")  # the one vocabulary: a reviewer picks one of the first three; flag = reviewers tied
 
 
 def _read_decisions(path: Path) -> pd.DataFrame:
@@ -274,10 +280,6 @@ def _fixed(item: dict, answer: str, path: Path) -> dict:
     return {**item, "answer": answer, "review_flag": False, "id": item_id(item["task"], item["sentence"], answer, list(item["clip_ids"]))}
 
 
-_TABLES = {"clips": ("read", "clips.parquet"), "categories": ("extract", "categories.parquet"),
-           "animal_items": ("extract", "animal_items.parquet")}
-
-
 def source_candidates(spec: TaskSpec, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """A recognition task's candidates (SOURCE_COLUMNS) from its item source run on the build's tables."""
     rows = item_source_function(spec)(tables, spec, **spec.item_source_args)
@@ -309,51 +311,3 @@ def external_inputs(build_dir: Path, params_all: dict) -> dict[str, Path]:
         if source is not None:
             out[f"item_source:{t.name}"] = source
     return out
-
-
-def filter_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dict | None = None) -> dict:
-    build_dir = Path(build_dir)
-    params = params_all.get("filter") or {}
-    inputs = {name: build_dir / stage / file for name, (stage, file) in _TABLES.items()}
-    inputs |= {
-        "clip_splits": build_dir / "split" / "clip_splits.parquet",
-        "pairs": build_dir / "pairs" / "pairs.parquet",
-        "sentences": build_dir / "write" / "sentences.parquet",
-    }
-    inputs |= external_inputs(build_dir, params_all)
-    recognition = recognition_tasks(params_all)
-    run = StageRun("filter", build_dir / "filter", {**params, "tasks": params_all.get("tasks") or {}}, inputs=inputs, key=key, quiet=quiet)
-    if run.fresh():
-        return run.previous()  # type: ignore[return-value]
-    tables = {name: pd.read_parquet(inputs[name]) for name in _TABLES}
-    clips = tables["clips"]
-    splits = pd.read_parquet(inputs["clip_splits"])
-    licenses = dict(zip(clips["clip_id"], clips["license"]))
-    rejects: list[dict] = []
-    recognised = []
-    for spec in recognition:
-        recognised += recognition_items(spec.name, source_candidates(spec, tables), splits, licenses,
-                                        float(params["review_confidence"]), rejects)
-    comp, agreement = comparison_items(pd.read_parquet(inputs["pairs"]), pd.read_parquet(inputs["sentences"]), splits, licenses,
-                                       bool(params["require_agreement"]), float(params["review_gap"]), rejects)
-    items = drop_repeated_sentences(recognised + comp, rejects)
-    items = drop_repeated_source_pairs(items, rejects)
-    for spec in recognition:
-        if spec.min_per_answer_param:
-            items = drop_rare_answers(items, spec.name, int(param_value(params_all, spec.min_per_answer_param)), rejects)
-    candidates = pd.DataFrame(items, columns=COLUMNS["items"]).sort_values(["task", "split", "id"]).reset_index(drop=True)
-    review = {}
-    if "review_decisions" in inputs:
-        items, review = apply_review_decisions(items, inputs["review_decisions"], rejects)
-    items, balance_notes = balance_labels(items, rejects)
-    df = pd.DataFrame(items, columns=COLUMNS["items"]).sort_values(["task", "split", "id"]).reset_index(drop=True)
-    rj = pd.DataFrame(rejects, columns=COLUMNS["rejects"]).sort_values(["reason", "key"]).reset_index(drop=True)
-    run.write_table("candidates.parquet", candidates)
-    run.write_table("items.parquet", df)
-    run.write_table("rejects.parquet", rj)
-    per_task = {t: {s: int(((df["task"] == t) & (df["split"] == s)).sum()) for s in ("train", "dev", "test")} for t in sorted(df["task"].unique())}
-    counts = {"kept": len(df), "rejected": {k: int(v) for k, v in sorted(rj["reason"].value_counts().items())},
-              "per_task": per_task, "agreement": agreement, "review_flagged": int(df["review_flag"].sum())}
-    if review:
-        counts["review"] = review
-    return run.finish(counts, extra={"balance_notes": balance_notes} if balance_notes else None)

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from benchmark.hashing import stable_hash
-from benchmark.tasks import TaskSpec, comparison_tasks, param_value
-from pipeline.stage import StageRun
+from benchmark.tasks import TaskSpec, param_value
 
-__all__ = ["make_pairs", "pairs_stage", "side_table", "PAIR_COLUMNS"]
+__all__ = ["make_pairs", "side_table", "PAIR_COLUMNS"]
 
 PAIR_COLUMNS = ["pair_id", "task", "split", "category", "basis", "clip_a", "clip_b", "clip_ids", "source_a", "source_b",
                 "caption_a", "caption_b", "value_a", "value_b", "gap", "label"]
@@ -144,46 +142,3 @@ def make_pairs(task: TaskSpec, split: str, sides: pd.DataFrame, params_all: dict
             "gap": gap, "label": want,
         })
     return out, dropped
-
-
-def pairs_stage(build_dir: Path, params_all: dict, quiet: bool = False, key: dict | None = None) -> dict:
-    """build_dir/pairs/pairs.parquet for every comparison task, from measurements, categories and clip splits."""
-    build_dir = Path(build_dir)
-    inputs = {
-        "clips": build_dir / "read" / "clips.parquet",
-        "categories": build_dir / "extract" / "categories.parquet",
-        "measurements": build_dir / "measure" / "measurements.parquet",
-        "clip_splits": build_dir / "split" / "clip_splits.parquet",
-    }
-    tasks = comparison_tasks(params_all)
-    stage_params = {"pairs": params_all["pairs"], "tasks": {t.name: t.model_dump(exclude={"path"}) for t in tasks},
-                    "seed": params_all["split"]["seed"]}
-    run = StageRun("pairs", build_dir / "pairs", stage_params, inputs=inputs, key=key, quiet=quiet)
-    if run.fresh():
-        return run.previous()  # type: ignore[return-value]
-    clips = pd.read_parquet(inputs["clips"])
-    table = (clips.merge(pd.read_parquet(inputs["categories"])[["clip_id", "category", "source_name"]], on="clip_id")
-             .merge(pd.read_parquet(inputs["measurements"]), on=["clip_id"], suffixes=("", "_m"))
-             .merge(pd.read_parquet(inputs["clip_splits"]), on="clip_id"))
-    rows: list[dict] = []
-    counts: dict = {"per_task": {}}
-    dropped_all: Counter = Counter()
-    for task in tasks:
-        blocked: set[frozenset] = set()
-        per_split = {}
-        for split in _SPLIT_ORDER:
-            sides, left_out = side_table(task, table[table["split"] == split], params_all)
-            pairs, dropped = make_pairs(task, split, sides, params_all, blocked if split != "train" else set(), stage_params["seed"])
-            dropped.update(left_out)
-            if split == "train":
-                blocked = {frozenset((p["source_a"], p["source_b"])) for p in pairs}
-            rows.extend(pairs)
-            dropped_all.update({f"{task.name}:{k}": v for k, v in dropped.items()})
-            per_split[split] = {"pairs": len(pairs), "labels": dict(Counter(p["label"] for p in pairs)),
-                                "bases": dict(Counter(p["basis"] for p in pairs)), "dropped": dict(dropped)}
-        counts["per_task"][task.name] = per_split
-    df = pd.DataFrame(rows, columns=PAIR_COLUMNS).sort_values(["task", "split", "pair_id"]).reset_index(drop=True)
-    run.write_table("pairs.parquet", df)
-    counts["kept"] = len(df)
-    counts["rejected"] = dict(sorted(dropped_all.items()))
-    return run.finish(counts)

@@ -19,32 +19,28 @@ answer no model ever saw in training measures nothing but a prior).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from benchmark.errors import ConfigError
 from benchmark.hashing import unit_interval
-from benchmark.fingerprint import near_duplicate_pairs, read_fingerprints
-from pipeline.stage import StageRun
 
-__all__ = ["assign_split", "held_out_names", "split_clips", "split_stage", "clip_facts", "fact_key"]
+__all__ = ["assign_split", "held_out_names", "split_clips", "clip_names", "clip_facts", "fact_key", "SPLIT_ORDER"]
 
-_ORDER = ("train", "dev", "test")
+SPLIT_ORDER = ("train", "dev", "test")
 
 
 def assign_split(group_id: str, seed: int | str, fractions: dict[str, float]) -> str:
     """The split of one group: a deterministic point in [0, 1) against the cumulative fractions."""
-    total = sum(fractions.get(s, 0.0) for s in _ORDER)
+    total = sum(fractions.get(s, 0.0) for s in SPLIT_ORDER)
     if abs(total - 1.0) > 1e-6:
-        raise ConfigError(f"split.fractions must sum to 1 over {_ORDER} (got {total})")
+        raise ConfigError(f"split.fractions must sum to 1 over {SPLIT_ORDER} (got {total})")
     u = unit_interval(group_id, seed)
     acc = 0.0
-    for s in _ORDER:
+    for s in SPLIT_ORDER:
         acc += fractions.get(s, 0.0)
         if u < acc:
             return s
-    return _ORDER[-1]
+    return SPLIT_ORDER[-1]
 
 
 def held_out_names(names, seed: int | str, frac: float, answers=None) -> set[str]:
@@ -139,37 +135,3 @@ def clip_names(categories: pd.DataFrame, animal_items: pd.DataFrame) -> pd.DataF
     ono = animal_items[["clip_id", "description", "answer"]]
     return pd.concat([src.rename(columns={"source_name": "name"}).assign(answer=""), ono.rename(columns={"description": "name"})],
                      ignore_index=True)
-
-
-def split_stage(build_dir: Path, params: dict, quiet: bool = False, key: dict | None = None, tasks: dict | None = None) -> dict:
-    """tasks: the `tasks` section (which recognition tasks' facts group clips)."""
-    build_dir = Path(build_dir)
-    inputs = {"clips": build_dir / "read" / "clips.parquet", "measure_rejects": build_dir / "measure" / "rejects.parquet",
-              "fingerprints": build_dir / "measure" / "fingerprints.parquet",
-              "categories": build_dir / "extract" / "categories.parquet",
-              "animal_items": build_dir / "extract" / "animal_items.parquet"}
-    run = StageRun("split", build_dir / "split", params, inputs=inputs, key=key, quiet=quiet)
-    if run.fresh():
-        return run.previous()  # type: ignore[return-value]
-    clips = pd.read_parquet(inputs["clips"])
-    quarantined = set(pd.read_parquet(inputs["measure_rejects"])["key"])
-    frac = float(params.get("holdout_frac", 0.0))
-    names = clip_names(pd.read_parquet(inputs["categories"]), pd.read_parquet(inputs["animal_items"])) if frac > 0 else None
-    tables = {"clips": clips, "categories": pd.read_parquet(inputs["categories"]),
-              "animal_items": pd.read_parquet(inputs["animal_items"])}
-    facts = clip_facts(tables, {"tasks": tasks or {}})
-    near = near_duplicate_pairs(read_fingerprints(inputs["fingerprints"]))
-    df = split_clips(clips, quarantined, params["seed"], params["fractions"], names, frac, facts, near)
-    run.write_table("clip_splits.parquet", df)
-    counts = {
-        "kept": len(df),
-        "rejected": {"quarantined_by_measure": int(clips["clip_id"].isin(quarantined).sum())},
-        "clips_per_split": {s: int((df["split"] == s).sum()) for s in _ORDER},
-        "groups_per_split": {s: int(df.loc[df["split"] == s, "group_id"].nunique()) for s in _ORDER},
-        "groups_with_several_clips": int((df["group_id"].value_counts() > 1).sum()),
-        "recognition_facts": int(facts["fact"].nunique()),
-        "near_duplicate_pairs": len(near),
-    }
-    if names is not None:
-        counts["held_out_names"] = sorted(held_out_names(names["name"], params["seed"], frac, names["answer"]))
-    return run.finish(counts)

@@ -14,13 +14,15 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
 from benchmark.hashing import atomic_path, sha256_file, stable_hash
+from benchmark.jsonable import jsonable
 
 __all__ = [
     "StageRun",
@@ -48,7 +50,8 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
 
 def write_json(obj: Any, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
+                       encoding="utf-8")
     return Path(path)
 
 
@@ -100,7 +103,7 @@ class StageRun:
 
                 module = f"pipeline.stages.{self.name}"
                 code = code_hash(module) if module_file(module) else ""
-            self.key = {"inputs": self.input_fingerprints(), "params": _jsonable(self.params), "code": code}
+            self.key = {"inputs": self.input_fingerprints(), "params": jsonable(self.params), "code": code}
         return self.key
 
     @property
@@ -126,7 +129,7 @@ class StageRun:
         """16 hex digits of the code part of the key: what the stage's per-unit result stores are tied to."""
         return stable_hash(self.full_key().get("code"), n=16)
 
-    def result_store(self, rel: str) -> "ResultStore":
+    def result_store(self, rel: str) -> ResultStore:
         """The stage's per-unit result store at rel, tied to its code version: values computed by other code are
         dropped when it opens (a changed estimator never serves the old f0), while other settings' entries stay
         (their keys are content addresses of the settings)."""
@@ -169,23 +172,19 @@ class StageRun:
             "stage": self.name,
             "key": key,
             "code_version": self.code_version(),
-            "params": _jsonable(self.params),
+            "params": jsonable(self.params),
             "inputs": self.input_fingerprints(),
             "outputs": dict(sorted(self._outputs.items())),
             "counts": counts,
         }
         if extra:
-            manifest.update(_jsonable(extra))
+            manifest.update(jsonable(extra))
         if run_stats:
             write_json(run_stats, self.out_dir / "run.json")
         write_json(manifest, self.manifest_path)
         summary = {k: counts[k] for k in ("kept", "rejected") if k in counts}
         log(f"[{self.name}] done in {time.perf_counter() - self._t0:.1f}s: {json.dumps(summary, sort_keys=True, default=str)[:400]}")
         return {**manifest, "run": run_stats} if run_stats else manifest
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
 class ResultStore:

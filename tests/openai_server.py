@@ -23,9 +23,9 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 __all__ = ["Reply", "OpenAIServer", "FakeModel", "request_data", "DEFAULT_WORDS", "serve_forever"]
 
@@ -74,7 +74,7 @@ class OpenAIServer:
         assert self._httpd is not None
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> "OpenAIServer":
+    def __enter__(self) -> OpenAIServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):

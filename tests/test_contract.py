@@ -13,7 +13,6 @@ import pandas as pd
 
 from benchmark.release_io import load_release
 from benchmark.validate import validate_release
-
 from tests.conftest import ORIGINAL, REPO
 
 STAGE_DID_WORK = "] done in "  # what a stage logs when it ran: "[read] done in 0.4s: {...}"
@@ -46,8 +45,8 @@ def test_new_tasks_leave_the_original_tasks_unchanged(contract: dict) -> None:
 
 
 def test_every_task_trains_and_evaluates(contract: dict) -> None:
-    from models.eval import evaluate
     from models.config import TrainConfig
+    from models.eval import evaluate
     from models.train import train
 
     ckpt = train(contract["after"], TrainConfig.demo(mode="text", epochs=1, seed=0), contract["tmp"] / "text-1epoch")

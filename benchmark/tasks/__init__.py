@@ -22,9 +22,10 @@ import difflib
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import pandas as pd
 import yaml
@@ -52,7 +53,10 @@ class Basis(BaseModel):
     enabled_by: Optional[str] = None  # "section.key" of a boolean param that switches this basis on
 
 
-class Measurement(BaseModel):
+class MeasurementSpec(BaseModel):
+    """How a comparison task measures its sides (a task YAML's `measurement:`); benchmark.schema.Measurement is a
+    measured clip."""
+
     model_config = ConfigDict(extra="forbid")
     level: Literal["clip", "source"] = "clip"  # source: mean over a source's clips in the split (needs min_clips)
     min_clips_param: Optional[str] = None
@@ -80,7 +84,7 @@ class TaskSpec(BaseModel):
     dimension: str = ""
     categories: list[str] = Field(default_factory=list)  # comparison: pairs' categories; recognition: the item source's
     pairing: Literal["within_category", "across_categories"] = "within_category"
-    measurement: Optional[Measurement] = None
+    measurement: Optional[MeasurementSpec] = None
     gap_rule: Optional[GapRule] = None
     templates: list[str] = Field(default_factory=list)
     prompt_file: Optional[str] = None
@@ -111,7 +115,7 @@ class TaskSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "TaskSpec":
+    def _check(self) -> TaskSpec:
         if self.kind == "comparison":
             missing = [k for k in ("measurement", "gap_rule") if getattr(self, k) is None]
             if missing or not self.categories or not (self.templates or self.prompt_file):

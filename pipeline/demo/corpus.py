@@ -36,7 +36,15 @@ from tqdm import tqdm
 
 from benchmark.errors import ConfigError
 from pipeline.code_hash import code_hash
-from pipeline.demo.sounds import SOURCES, SourceSpec, measure_centroid_hz, measure_level_dbfs, render_source, set_level, source_spec
+from pipeline.demo.sounds import (
+    SOURCES,
+    SourceSpec,
+    measure_centroid_hz,
+    measure_level_dbfs,
+    render_source,
+    set_level,
+    source_spec,
+)
 from pipeline.stage import StageRun, atomic_path, log, write_json
 
 __all__ = ["build_demo_corpus", "build_bench_shards", "encode_flac", "GROUND_TRUTH_COLUMNS", "META_COLUMNS", "LICENSE_MIX"]

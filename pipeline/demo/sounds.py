@@ -10,8 +10,8 @@ Audio at every boundary: float32[samples] (mono) at `sr` Hz, full scale = 1.0.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy import fft as sp_fft

@@ -1,6 +1,7 @@
-"""The extract stage (categories and animal items from captions) and the write stage (comparison sentences),
-with an offline rules backend and an OpenAI-compatible LLM backend behind one validation gate."""
+"""The domain of the extract stage (categories and animal items from captions) and the write stage (comparison
+sentences): an offline rules backend and an OpenAI-compatible LLM backend behind one validation gate. The stage
+bodies are pipeline/stages/extract.py and pipeline/stages/write.py."""
 
-from pipeline.extract.stages import BACKENDS, extract_stage, make_backend, write_stage
+from pipeline.extract.backend import BACKENDS, make_backend
 
-__all__ = ["extract_stage", "write_stage", "make_backend", "BACKENDS"]
+__all__ = ["make_backend", "BACKENDS"]

@@ -27,8 +27,8 @@ import email.utils
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -87,7 +87,7 @@ class LLMSettings:
     structured_output: str = "auto"  # auto | json_schema | json_object | text
 
     @classmethod
-    def from_params(cls, params: dict, section: str = "extract") -> "LLMSettings":
+    def from_params(cls, params: dict, section: str = "extract") -> LLMSettings:
         """Resolve model (params["model_override"] from a flag > $AUDITORYBENCH_LLM_MODEL > params["model"]) and
         base URL (params["base_url_override"] > $OPENAI_BASE_URL > params["base_url"]); other keys from params."""
         model = params.get("model_override") or os.environ.get("AUDITORYBENCH_LLM_MODEL") or params.get("model") or ""

@@ -17,8 +17,15 @@ from pydantic import ValidationError as PydanticValidationError
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import ChatReply, ChatRequest, LLMClient, LLMSettings
 from pipeline.extract.prompts import Prompt, load_prompt, load_prompt_file, prompt_versions
-from pipeline.extract.records import (AnimalProposal, CategoriseReply, CategoryProposal, ClipText, Failure, PairText,
-                                      SentenceProposal)
+from pipeline.extract.records import (
+    AnimalProposal,
+    CategoriseReply,
+    CategoryProposal,
+    ClipText,
+    Failure,
+    PairText,
+    SentenceProposal,
+)
 from pipeline.extract.rules import fill_template
 
 __all__ = ["OpenAIBackend", "parse_reply", "strict_schema", "bounded_schema", "SCHEMAS", "BOUNDED_SCHEMAS", "REPLY_MODELS"]

@@ -16,7 +16,7 @@ Estimators (registry `ESTIMATORS`):
 from __future__ import annotations
 
 import difflib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import scipy.fft

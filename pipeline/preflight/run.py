@@ -24,12 +24,22 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import AuditoryBenchError, InputError
+from pipeline.contract import stage_file
 from pipeline.preflight.projection import Ratios, project, projection_table
 from pipeline.preflight.sample import count_clips, sample_corpus
-from pipeline.preflight.truth import (Thresholds, read_run_json, read_truth, truth_figures, truth_table, unsupported_items,
-                                      weak_model_reasons)
+from pipeline.preflight.truth import (
+    Thresholds,
+    read_run_json,
+    read_truth,
+    truth_figures,
+    truth_table,
+    unsupported_items,
+    weak_model_reasons,
+)
 
 __all__ = ["run_preflight", "WeakModelError"]
+
+_DEFAULTS = Thresholds()  # frozen: one shared default
 
 TRUTH_STAGES = ("read", "extract", "measure", "split", "pairs", "write", "filter")
 SAMPLE_STAGES = ("read", "extract", "measure", "split", "pairs")
@@ -70,17 +80,17 @@ def _chain(corpus: Path, build_root: Path, corpus_id: str, stages: tuple[str, ..
 
 
 def _manifest(build: Path, stage: str) -> dict:
-    return json.loads((build / stage / "manifest.json").read_text())
+    return json.loads(stage_file(build, f"{stage}/manifest.json").read_text())
 
 
 def _agreement(rules_build: Path, llm_build: Path) -> dict:
     """How the LLM's extract agrees with the rules' on the same clips (no truth needed)."""
-    a = pd.read_parquet(rules_build / "extract" / "categories.parquet")
-    b = pd.read_parquet(llm_build / "extract" / "categories.parquet")
+    a = pd.read_parquet(stage_file(rules_build, "extract/categories.parquet"))
+    b = pd.read_parquet(stage_file(llm_build, "extract/categories.parquet"))
     m = a.merge(b, on="clip_id", suffixes=("_rules", "_llm"))
     both = m[(m["category_rules"] != "other") & (m["category_rules"] == m["category_llm"])]
-    ia = pd.read_parquet(rules_build / "extract" / "animal_items.parquet")[["clip_id", "answer"]]
-    ib = pd.read_parquet(llm_build / "extract" / "animal_items.parquet")[["clip_id", "answer"]]
+    ia = pd.read_parquet(stage_file(rules_build, "extract/animal_items.parquet"))[["clip_id", "answer"]]
+    ib = pd.read_parquet(stage_file(llm_build, "extract/animal_items.parquet"))[["clip_id", "answer"]]
     items = ia.merge(ib, on="clip_id", suffixes=("_rules", "_llm"))
     return {"clips": len(m), "category_same": int((m["category_rules"] == m["category_llm"]).sum()),
             "rules_categorised": int((m["category_rules"] != "other").sum()),
@@ -99,7 +109,7 @@ def _dir_bytes(path: Path) -> int:
 
 
 def run_preflight(corpus: str | None, out: Path, llm: str = "openai", model: str | None = None, n_truth_clips: int = 72,
-                  sample_clips: int = 300, thresholds: Thresholds = Thresholds(), accept_weak: bool = False,
+                  sample_clips: int = 300, thresholds: Thresholds = _DEFAULTS, accept_weak: bool = False,
                   params_path: str | None = None, meta: str | None = None, quiet: bool = False, log=print) -> dict:
     """Run the preflight into `out` (corpus None: the demo truth corpus stands in for the user's) (preflight.md, preflight.json, the report also on stdout; `log`: progress lines);
     returns the figures. Raises WeakModelError after writing them when the LLM misses a threshold (unless
@@ -137,10 +147,10 @@ def run_preflight(corpus: str | None, out: Path, llm: str = "openai", model: str
     # 2. the user's corpus: a sample
     sample = sample_corpus(corpus, out / "sample" / "corpus", sample_clips)
     rb, rwalls, rcpus = _chain(sample, out / "sample" / "rules", "sample", SAMPLE_STAGES, None, params_path, meta, quiet, say)
-    clips = len(pd.read_parquet(rb / "read" / "clips.parquet"))
+    clips = len(pd.read_parquet(stage_file(rb, "read/clips.parquet")))
     if not clips:
-        raise InputError(f"{corpus}: the sample of its shards holds no readable clip (see {rb / 'read' / 'rejects.parquet'})")
-    cats = pd.read_parquet(rb / "extract" / "categories.parquet")
+        raise InputError(f"{corpus}: the sample of its shards holds no readable clip (see {stage_file(rb, 'read/rejects.parquet')})")
+    cats = pd.read_parquet(stage_file(rb, "extract/categories.parquet"))
     pairs = _manifest(rb, "pairs")["counts"]["kept"]
     rules_ext = _manifest(rb, "extract")
     sample_fig = {"clips": clips, "animal_share_rules": round(float((cats["category"] == "animal").mean()), 4),
@@ -152,7 +162,7 @@ def run_preflight(corpus: str | None, out: Path, llm: str = "openai", model: str
                                quiet, say)
         ext_m = _manifest(lb, "extract")
         ext_stats = ext_m.get("llm_stats") or {}
-        lcats = pd.read_parquet(lb / "extract" / "categories.parquet")
+        lcats = pd.read_parquet(stage_file(lb, "extract/categories.parquet"))
         sample_fig |= {"animal_share_llm": round(float((lcats["category"] == "animal").mean()), 4),
                        "llm_extract_reject_rate": round(_reject_rate(ext_m, clips), 4),
                        "llm_extract_rejects": ext_m["counts"]["rejected"], "agreement_with_rules": _agreement(rb, lb),

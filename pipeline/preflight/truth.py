@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.contract import stage_file
 from pipeline.extract.lexicon import load_lexicon
 from pipeline.extract.text import canonical_name, phrase_in, split_title, tokenize
 
-__all__ = ["Thresholds", "read_truth", "readread_run_json", "truth_figures", "truth_table", "weak_model_reasons", "unsupported_items"]
+__all__ = ["Thresholds", "read_truth", "read_run_json", "truth_figures", "truth_table", "weak_model_reasons", "unsupported_items"]
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,13 @@ def read_truth(path: Path) -> pd.DataFrame:
 
 
 def _manifest(build: Path, stage: str) -> dict:
-    path = build / stage / "manifest.json"
+    path = stage_file(build, f"{stage}/manifest.json")
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def read_run_json(build: Path, stage: str) -> dict:
     """What varied in the stage's last computing run (its latency and rate): run.json beside the manifest."""
-    path = build / stage / "run.json"
+    path = stage_file(build, f"{stage}/run.json")
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -65,9 +66,9 @@ def unsupported_items(figures: dict) -> list[str]:
 def truth_figures(build: Path, truth: pd.DataFrame, walls: dict[str, float]) -> dict:
     """The figures of one build (extract → filter) against the truth; `walls`: wall seconds per stage."""
     ext, wr, fl, pairs = (_manifest(build, s) for s in ("extract", "write", "filter", "pairs"))
-    cats = pd.read_parquet(build / "extract" / "categories.parquet").merge(truth, on="clip_id", suffixes=("", "_true"))
-    items = pd.read_parquet(build / "extract" / "animal_items.parquet").merge(truth, on="clip_id")
-    clips = pd.read_parquet(build / "read" / "clips.parquet").set_index("clip_id")
+    cats = pd.read_parquet(stage_file(build, "extract/categories.parquet")).merge(truth, on="clip_id", suffixes=("", "_true"))
+    items = pd.read_parquet(stage_file(build, "extract/animal_items.parquet")).merge(truth, on="clip_id")
+    clips = pd.read_parquet(stage_file(build, "read/clips.parquet")).set_index("clip_id")
     named = cats[cats["category"] != "other"]
     right_items = items[items["answer"].map(canonical_name) == items["source_name"].map(canonical_name)]
     stats = [m.get("llm_stats") or {} for m in (ext, wr)]

@@ -10,8 +10,8 @@ Each returns None where it is undefined (no shared items, or every rating in one
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable, Mapping
 from itertools import combinations
-from typing import Hashable, Mapping
 
 __all__ = ["cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "pairwise_cohen", "agreement_summary", "majority"]
 

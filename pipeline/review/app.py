@@ -26,9 +26,9 @@ import re
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from pipeline.filter import REVIEW_DECISIONS
 from pipeline.review.agreement import agreement_summary
 from pipeline.review.export import comments_table, decisions_table, ratings_of
 from pipeline.review.store import DECISIONS, Decision, ReviewStore
@@ -256,7 +257,7 @@ def create_app(target: ReviewTarget, allowed_hosts: list[str] | None = None) -> 
                       **{k: sum(d.decision == k for d in mine) for k in DECISIONS},
                       "fluency_n": len(flu), "fluency_mean": round(sum(flu) / len(flu), 2) if flu else None}
         table = decisions_table(decisions)
-        verdicts = {k: int((table["decision"] == k).sum()) for k in ("keep", "drop", "fix", "flag")}
+        verdicts = {k: int((table["decision"] == k).sum()) for k in REVIEW_DECISIONS}
         all_flu = [d.fluency for d in decisions if d.fluency]
         return page("stats.html", reviewer=reviewer, csrf=csrf, per=per, total=total, verdicts=verdicts,
                     agreement=agreement_summary(ratings_of(decisions)), comments=comments_table(decisions),

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.hashing import atomic_path
+from pipeline.filter import REVIEW_DECISIONS
 from pipeline.review.agreement import agreement_summary, majority
 from pipeline.review.store import Decision
 
@@ -58,7 +59,7 @@ def write_decisions(decisions: list[Decision], path: Path) -> dict:
     table = decisions_table(decisions)
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, lineterminator="\n")
-    counts = {k: int((table["decision"] == k).sum()) for k in ("keep", "drop", "fix", "flag")}
+    counts = {k: int((table["decision"] == k).sum()) for k in REVIEW_DECISIONS}
     return {"path": str(path), "items": len(table), **counts, "agreement": agreement_summary(ratings_of(decisions))}
 
 

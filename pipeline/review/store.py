@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import InputError
+from pipeline.filter import REVIEW_DECISIONS
 
 __all__ = ["ReviewStore", "Decision", "DECISIONS", "REVIEWER_NAME"]
 
-DECISIONS = ("keep", "drop", "fix")
+DECISIONS = REVIEW_DECISIONS[:3]  # what one reviewer picks (flag is the export's word for a tie)
 REVIEWER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 _SCHEMA = """
@@ -76,7 +77,7 @@ class ReviewStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "ReviewStore":
+    def __enter__(self) -> ReviewStore:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import InputError, UnknownNameError
+from benchmark.jsonable import jsonable
 from benchmark.release_io import MANIFEST, load_release
 from benchmark.tasks import get_task, task_choices
+from pipeline.contract import stage_file
 from pipeline.filter import REVIEW_EXPORT
 
 __all__ = ["ReviewTarget", "AudioSource", "load_target", "MEDIA_TYPES"]
@@ -108,7 +110,7 @@ def queue_order(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def _corpus_root(build_dir: Path) -> Path | None:
-    manifest = build_dir / "read" / MANIFEST
+    manifest = stage_file(build_dir, f"read/{MANIFEST}")
     if not manifest.exists():
         return None
     root = Path(json.loads(manifest.read_text(encoding="utf-8")).get("corpus", {}).get("root", ""))
@@ -119,23 +121,23 @@ def _corpus_root(build_dir: Path) -> Path | None:
 
 
 def _clips(build_dir: Path, clip_ids: set[str]) -> dict[str, dict]:
-    path = build_dir / "read" / "clips.parquet"
+    path = stage_file(build_dir, "read/clips.parquet")
     if not path.exists():
         return {}
     clips = pd.read_parquet(path)
     clips = clips[clips["clip_id"].isin(clip_ids)]
-    mpath = build_dir / "measure" / "measurements.parquet"
+    mpath = stage_file(build_dir, "measure/measurements.parquet")
     if mpath.exists():
         m = pd.read_parquet(mpath)
         cols = ["clip_id"] + [c for c in _MEASURED if c in m.columns and c != "duration_s"]
         clips = clips.merge(m[cols], on="clip_id", how="left")
-    cpath = build_dir / "extract" / "categories.parquet"
+    cpath = stage_file(build_dir, "extract/categories.parquet")
     if cpath.exists():
         clips = clips.merge(pd.read_parquet(cpath, columns=["clip_id", "source_name"]), on="clip_id", how="left")
     out = {}
     for row in clips.to_dict("records"):
         row["captions"] = [str(c) for c in row.get("captions", [])]
-        out[row["clip_id"]] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        out[row["clip_id"]] = jsonable(row)
     return out
 
 
@@ -143,8 +145,8 @@ def load_target(path: str | Path, build_root: str | Path = "build") -> ReviewTar
     """A build folder (build/<corpus_id>, reviewed from its filter/candidates.parquet) or a release folder (its items;
     audio from the build it came from, <build_root>/<corpus id>, when that is here)."""
     root = Path(path)
-    if (root / "filter" / "manifest.json").exists() or (root / "read" / MANIFEST).exists():
-        cand = root / "filter" / "candidates.parquet"
+    if stage_file(root, "filter/manifest.json").exists() or stage_file(root, f"read/{MANIFEST}").exists():
+        cand = stage_file(root, "filter/candidates.parquet")
         if not cand.exists():
             raise InputError(f"{cand}: not found; run the filter stage (make release) before reviewing {root}")
         items = pd.read_parquet(cand)

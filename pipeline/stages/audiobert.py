@@ -4,8 +4,6 @@ Training resumes from its last state in the checkpoint folder when it was killed
 
 from __future__ import annotations
 
-from pipeline.stage import StageRun
-
 __all__ = ["run", "train_stage"]
 
 
@@ -15,7 +13,7 @@ def train_stage(ctx, name: str, mode: str, detector_dir: str | None = None) -> d
     from models.train import train
 
     params = {**ctx.section("train"), "mode": mode, **({"detector_dir": detector_dir} if detector_dir else {})}
-    run = StageRun(name, ctx.stage_dir(name), params, key=ctx.key(name), quiet=ctx.quiet)
+    run = ctx.open_stage(name, params)
     if run.fresh():
         return run.previous() or {}
     config = TrainConfig.from_params(params)

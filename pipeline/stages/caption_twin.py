@@ -10,4 +10,5 @@ __all__ = ["run"]
 
 
 def run(ctx) -> dict:
-    return train_stage(ctx, "caption_twin", "captions", detector_dir=str(ctx.stage_dir("audiobert") / "detector"))
+    detector = ctx.input_paths("caption_twin")["detector"].parent / "detector"  # in AudioBERT's checkpoint folder
+    return train_stage(ctx, "caption_twin", "captions", detector_dir=str(detector))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmark.card import write_card
 from benchmark.hashing import sha256_file
-from pipeline.stage import StageRun
+from pipeline.contract import released_stages
 
 __all__ = ["run", "cards_dir"]
 
@@ -25,10 +25,10 @@ def cards_dir(releases: Path, setting: str) -> Path:
 def run(ctx) -> dict:
     target = ctx.release_dir()
     out = cards_dir(ctx.releases, str(ctx.section("release").get("cards_dir") or ""))
-    run = StageRun("card", ctx.stage_dir("card"), {"cards_dir": str(out)}, key=ctx.key("card"), quiet=ctx.quiet)
+    run = ctx.open_stage("card", {"cards_dir": str(out)})
     copy = out / f"{target.name}.md"
     if run.fresh() and (target / "README.md").exists() and copy.exists() and sha256_file(copy) == sha256_file(target / "README.md"):
         return run.previous() or {}
-    card = write_card(target, out)
+    card = write_card(target, out, stage_order=released_stages())
     run.write_json("card.json", {"release": target.as_posix(), "copy": copy.as_posix(), "sha256": sha256_file(card)})
     return run.finish({"kept": 1}, extra={"release": target.name})

@@ -1,9 +1,11 @@
 """The `index` stage: embed the corpus clips once for text-to-audio retrieval and for AudioBERT's injection.
 
-Inputs under build_dir (= build/<corpus_id>): read/clips.parquet; extract/categories.parquet (optional: the
-clip's sound source becomes an extra caption, "<source> sound"); measure/rejects.parquet (optional: clips rejected
-there are skipped). Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/:
-index.json, retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
+Inputs (declared in pipeline.contract): the clip table; the categories (optional: the clip's sound source becomes an
+extra caption, "<source> sound"); the measure stage's rejects (optional: clips rejected there are skipped); the read
+stage's manifest gives the corpus fingerprint the index records (provenance, not in the key); the split stage's
+clip_splits (optional: with it, the demo retrieval model is fitted on train clips only).
+Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/: index.json,
+retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
 Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
 The index records what built it: its models (retrieval, injection, text side, settings) and the corpus (id,
 fingerprint of the read stage's inputs, clip count), so a checkpoint can refuse an index of other models.
@@ -24,7 +26,8 @@ import pandas as pd
 from benchmark.errors import InputError
 from benchmark.hashing import atomic_path, stable_hash
 from benchmark.schema import COLUMNS, Reject
-from pipeline.stage import StageRun, log
+from pipeline.contract import open_stage, stage_file
+from pipeline.stage import log
 
 __all__ = ["index_stage", "index_corpus", "clip_texts", "EmbedClips", "run"]
 
@@ -79,7 +82,7 @@ class EmbedClips:
 
 
 def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = False, key: dict | None = None,
-                engine: str = "local", workers: int | None = None, splits_path: Path | None = None) -> dict:
+                engine: str = "local", workers: int | None = None) -> dict:
     """Build build_dir/index/audio_index/ from the clips of the read stage; return the stage manifest.
 
     The per-clip work (read, decode, embed: `EmbedClips`) is mapped by the engine (local process pool or Ray Data,
@@ -89,8 +92,9 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     do not depend on the engine. The demo model's text side is embedded by the workers too (a clip's texts with its
     audio), into rows of its own scratch file. The driver reads them back a block of rows at a time and writes the
     index's embeddings the same way (finish_index with out_dir): its memory does not grow with the corpus.
-    splits_path: the split stage's clip_splits.parquet; the demo retrieval model then learns from the train split's
-    clips only (every clip stays retrievable). Without it (an index of a foreign corpus), a hash-chosen share."""
+    With the split stage's clip_splits.parquet in the build, the demo retrieval model learns from the train split's
+    clips only (every clip stays retrievable); without it (`index_corpus`: an index of a foreign corpus), from a
+    hash-chosen share."""
     import numpy as np
     from tqdm import tqdm
 
@@ -99,22 +103,13 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     from pipeline.engines import map_units
 
     build_dir, corpus_root = Path(build_dir), Path(corpus_root)
-    clips_path = build_dir / "read" / "clips.parquet"
-    if not clips_path.exists():
-        raise InputError(f"{clips_path}: missing; run the read stage first")
-    inputs = {"clips": clips_path}
-    cats_path = build_dir / "extract" / "categories.parquet"
-    rej_path = build_dir / "measure" / "rejects.parquet"
-    if cats_path.exists():
-        inputs["categories"] = cats_path
-    if rej_path.exists():
-        inputs["measure_rejects"] = rej_path
+    run = open_stage(build_dir, "index", params, key=key, quiet=quiet,
+                     optional=("categories", "measure_rejects", "clip_splits"))
+    clips_path, cats_path, rej_path = (run.inputs.get(r) for r in ("clips", "categories", "measure_rejects"))
     fit_ids = None
-    if splits_path is not None:
-        inputs["clip_splits"] = Path(splits_path)
-        splits = pd.read_parquet(splits_path, columns=["clip_id", "split"])
+    if "clip_splits" in run.inputs:
+        splits = pd.read_parquet(run.inputs["clip_splits"], columns=["clip_id", "split"])
         fit_ids = set(splits.loc[splits["split"] == "train", "clip_id"].astype(str))
-    run = StageRun("index", build_dir / "index", params, inputs, key=key, quiet=quiet)
     if run.fresh():
         return run.previous()
 
@@ -123,11 +118,11 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     sr_hz = _decode_sr_hz(config)
     clips = pd.read_parquet(clips_path, columns=["clip_id", "shard", "member", "offset", "size", "captions", "title"])
     source = {}
-    if cats_path.exists():
+    if cats_path is not None:
         cats = pd.read_parquet(cats_path, columns=["clip_id", "source_name"])
         source = dict(zip(cats["clip_id"], cats["source_name"].fillna("").astype(str)))
     skip = set()
-    if rej_path.exists():
+    if rej_path is not None:
         skip = set(pd.read_parquet(rej_path, columns=["key"])["key"].astype(str))
     rejects: dict[int, dict] = {}
     units = []
@@ -180,7 +175,10 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
         for f in [*arrays.values(), *([text_rows] if text_rows is not None else [])]:
             f.discard()
         shutil.rmtree(scratch, ignore_errors=True)
-    read = json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8")) if (build_dir / "read" / "manifest.json").exists() else {}
+    # provenance, not an input: the read stage's input fingerprints, which change only with clips.parquet's content
+    # (keying the index on read's whole manifest would rerun it, the costly stage, after every edit of reader.py)
+    read_manifest = stage_file(build_dir, "read/manifest.json")
+    read = json.loads(read_manifest.read_text(encoding="utf-8")) if read_manifest.exists() else {}
     index.models["corpus"] = {"id": build_dir.name, "fingerprint": stable_hash(read.get("inputs") or {}, n=64), "clips": len(index)}
     index.save(out)
     for f in sorted(out.iterdir()):
@@ -210,8 +208,7 @@ def run(ctx) -> dict:
     if ctx.options.get("source"):
         raise InputError("index CORPUS needs --out DIR (without --out, the build's index stage indexes --corpus)")
     return index_stage(ctx.build_dir, ctx.corpus_root(), ctx.section("index"), quiet=ctx.quiet, key=ctx.key("index"),
-                       engine=ctx.options.get("engine") or "local", workers=ctx.options.get("workers"),
-                       splits_path=ctx.input_paths("index")["clip_splits"])
+                       engine=ctx.options.get("engine") or "local", workers=ctx.options.get("workers"))
 
 
 def index_corpus(corpus: str | Path, out_dir: str | Path, read_params: dict, index_params: dict,
@@ -219,14 +216,13 @@ def index_corpus(corpus: str | Path, out_dir: str | Path, read_params: dict, ind
     """Build an audio index over any corpus into out_dir (index.json, the embeddings; loadable by
     `models.retrieval.AudioIndex.load`). The read and index stages run under out_dir/build/<corpus id>/."""
     from pipeline.contract import corpus_id as fingerprinted_id
-    from pipeline.reader import read_stage
+    from pipeline.stages.read import read_stage
 
     out = Path(out_dir)
     build_dir = out / "build" / (corpus_id or fingerprinted_id(corpus))
-    read_stage(corpus, build_dir, read_params, meta=meta, quiet=quiet)
-    root = Path(json.loads((build_dir / "read" / "manifest.json").read_text(encoding="utf-8"))["corpus"]["root"])
-    index_stage(build_dir, root, index_params, quiet=quiet)
-    for f in sorted((build_dir / "index" / "audio_index").iterdir()):
+    read = read_stage(corpus, build_dir, read_params, meta=meta, quiet=quiet)
+    index_stage(build_dir, Path(read["corpus"]["root"]), index_params, quiet=quiet)
+    for f in sorted(stage_file(build_dir, "index/audio_index").iterdir()):
         if f.is_file():
             with atomic_path(out / f.name) as tmp:
                 shutil.copyfile(f, tmp)

@@ -23,11 +23,12 @@ from tqdm import tqdm
 from benchmark.errors import InputError
 from benchmark.hashing import sha256_bytes, stable_hash
 from benchmark.schema import COLUMNS, Measurement, Reject
+from pipeline.contract import open_stage
 from pipeline.engines import PerUnit, map_units
 from pipeline.measure.audio import AudioRejected
 from pipeline.measure.fingerprint import FINGERPRINT_VERSION, fingerprint_audio_bytes
 from pipeline.measure.measurement import NOTE_FIELDS, measure_audio_bytes
-from pipeline.stage import ResultStore, StageRun
+from pipeline.stage import ResultStore
 
 __all__ = ["measure_stage", "measure_clip_job", "cache_key", "PITCH_NOTE_COLUMNS", "run"]
 
@@ -83,7 +84,7 @@ def _run_jobs(jobs: dict[str, tuple], params: dict, store: ResultStore, workers:
 
 def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int | None = None, quiet: bool = False,
                   key: dict | None = None, engine: str = "local") -> dict:
-    """Measure every clip of build_dir/read/clips.parquet; write build_dir/measure/{measurements,rejects}.parquet.
+    """Measure every clip of the build's clip table (build_dir: build/<corpus id>); write the measurements, pitch notes and rejects tables.
 
     params: the `measure` section of params.yaml. workers: processes or Ray actors (default os.cpu_count(); 1 with
     the local engine = in-process). engine: local | ray (pipeline.engines; the outputs are the same bytes).
@@ -91,10 +92,8 @@ def measure_stage(build_dir: Path, corpus_root: Path, params: dict, workers: int
     from_cache units). Bad audio becomes reject rows, never a crash.
     """
     build_dir, corpus_root = Path(build_dir), Path(corpus_root)
-    clips_path = build_dir / "read" / "clips.parquet"
-    if not clips_path.exists():
-        raise InputError(f"{clips_path}: missing (run the read stage first)")
-    run = StageRun("measure", build_dir / "measure", params, inputs={"clips": clips_path}, key=key, quiet=quiet)
+    run = open_stage(build_dir, "measure", params, key=key, quiet=quiet)
+    clips_path = run.inputs["clips"]
     if run.fresh():
         return run.previous() or {}
     clips = pd.read_parquet(clips_path, columns=["clip_id", "shard", "member", "offset", "size", "audio_sha256"])

@@ -6,9 +6,9 @@ A published name-version is immutable: other content raises ReleaseIntegrityErro
 that publishes a new version. The embedded demo's release is the exception (`replace=True` for the corpus id `demo`):
 a newcomer reruns `make demo` after every pull, so it is rebuilt in place, with one line saying what changed.
 
-Inputs under build_dir (= build/<corpus_id>): filter/items.parquet, read/clips.parquet, index/ (optional),
-{read,extract,measure,split,pairs,write,filter}/manifest.json (those that exist), pairs/pairs.parquet and
-write/sentences.parquet (optional, for the card's figures), extract/categories.parquet (optional, category mix).
+Its inputs are the contract's (pipeline.contract, the `release` declaration): the filter's items and the clip table;
+optional when the body is called outside a build: the audio index, the item stages' manifests (those that exist),
+the pairs and sentences (the card's figures) and the categories (category mix).
 """
 
 from __future__ import annotations
@@ -27,19 +27,21 @@ from benchmark.schema import COLUMNS, license_kind
 from benchmark.tasks import task_choices
 from benchmark.validate import normalise_sentence
 from pipeline.code_hash import code_hash
-from pipeline.stage import StageRun, log
+from pipeline.contract import open_stage, released_stages
+from pipeline.stage import log
 
 __all__ = ["release_stage", "gather_provenance", "explain_release_change", "UPSTREAM_STAGES", "run"]
 
-UPSTREAM_STAGES = ("read", "extract", "measure", "split", "pairs", "write", "filter")
+UPSTREAM_STAGES = released_stages()  # the stage manifests a release carries, from the contract's declaration
 _LLM_KEYS = ("backend", "model", "prompt", "prompt_version", "prompt_versions", "prompt_sha256", "temperature")
 
 
-def _read_manifests(build_dir: Path) -> dict[str, dict]:
+def _read_manifests(inputs: dict[str, Path]) -> dict[str, dict]:
+    """The upstream stages' manifests among the release's inputs (roles "manifest:<stage>"), by stage."""
     out = {}
     for stage in UPSTREAM_STAGES:
-        p = build_dir / stage / MANIFEST
-        if p.exists():
+        p = inputs.get(f"manifest:{stage}")
+        if p is not None:
             try:
                 out[stage] = json.loads(p.read_text(encoding="utf-8"))
             except json.JSONDecodeError as e:
@@ -86,8 +88,8 @@ def gather_provenance(build_dir: Path, manifests: dict[str, dict], release_param
     }
 
 
-def _optional_table(path: Path, columns: list[str]) -> pd.DataFrame | None:
-    if not path.exists():
+def _optional_table(path: Path | None, columns: list[str]) -> pd.DataFrame | None:
+    if path is None or not path.exists():
         return None
     df = pd.read_parquet(path)
     missing = [c for c in columns if c not in df.columns]
@@ -122,29 +124,16 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
     exclude_nc = bool(rp.get("exclude_nc", False))
     release_params = {k: v for k, v in sorted(rp.items()) if k != "cards_dir"}  # the card step's setting
 
-    inputs = {"items": build_dir / "filter" / "items.parquet", "clips": build_dir / "read" / "clips.parquet"}
-    for role, p in inputs.items():
-        if not p.exists():
-            raise InputError(f"{p}: missing; run the {'filter' if role == 'items' else 'read'} stage first")
+    external = {}
     if wiki_dir is not None:
-        inputs["wiki_items"] = Path(wiki_dir) / "items.parquet"
-        if not inputs["wiki_items"].exists():
-            raise InputError(f"{inputs['wiki_items']}: missing; run the wiki stage first or pass no wiki_dir")
-    optional = {"pairs": build_dir / "pairs" / "pairs.parquet", "sentences": build_dir / "write" / "sentences.parquet",
-                "categories": build_dir / "extract" / "categories.parquet",
-                "fingerprints": build_dir / "measure" / "fingerprints.parquet"}
-    inputs |= {k: p for k, p in optional.items() if p.exists()}
-    index_dir = build_dir / "index" / "audio_index"
-    if not index_dir.is_dir():
-        index_dir = build_dir / "index"
-    if index_dir.is_dir():
-        inputs["audio_index"] = index_dir
-    for stage in UPSTREAM_STAGES:
-        if (build_dir / stage / MANIFEST).exists():
-            inputs[f"manifest:{stage}"] = build_dir / stage / MANIFEST
-
+        external["wiki_items"] = Path(wiki_dir) / "items.parquet"
+        if not external["wiki_items"].exists():
+            raise InputError(f"{external['wiki_items']}: missing; run the wiki stage first or pass no wiki_dir")
     run_params = release_params | {"name": name, "releases_dir": str(releases_dir)}
-    run = StageRun("release", build_dir / "release", run_params, inputs=inputs, key=key, quiet=quiet)
+    optional = ("pairs", "sentences", "categories", "fingerprints", "audio_index", *(f"manifest:{s}" for s in UPSTREAM_STAGES))
+    run = open_stage(build_dir, "release", run_params, key=key, quiet=quiet, optional=optional, skip=("wiki_items",),
+                     external=external)
+    inputs = run.inputs
     target = releases_dir / f"{name}-{version}"
     if run.fresh() and target.is_dir():
         load_release(target)  # raises if someone changed it since
@@ -158,11 +147,11 @@ def release_stage(build_dir: Path, releases_dir: Path, name: str, params: dict, 
         wiki, wiki_dropped = drop_wiki_repeats(wiki, items)
         items = pd.concat([items[[c for c in COLUMNS["items"] if c in items.columns]], wiki], ignore_index=True)
     clips = pd.read_parquet(inputs["clips"])
-    manifests = _read_manifests(build_dir)
+    manifests = _read_manifests(inputs)
     plot_tables = {
-        "pairs": _optional_table(optional["pairs"], ["task", "basis", "value_a", "value_b", "label"]),
-        "sentences": _optional_table(optional["sentences"], ["answer", "llm_guess"]),
-        "categories": _optional_table(optional["categories"], ["clip_id", "category"]),
+        "pairs": _optional_table(inputs.get("pairs"), ["task", "basis", "value_a", "value_b", "label"]),
+        "sentences": _optional_table(inputs.get("sentences"), ["answer", "llm_guess"]),
+        "categories": _optional_table(inputs.get("categories"), ["clip_id", "category"]),
     }
     provenance = gather_provenance(build_dir, manifests, release_params) | {"wiki": wiki_provenance(wiki_dir, wiki_dropped)}
     notes = (manifests.get("filter") or {}).get("balance_notes") or []
@@ -278,10 +267,9 @@ def _next_version(version: str) -> str:
 
 def run(ctx) -> dict:
     """Release the corpus's build as releases/<name>-<version> (name: the corpus id; --version: another version)."""
-    b = ctx.build_dir
-    wiki_dir = ctx.stage_dir("wiki")
-    path = release_stage(b, ctx.releases, ctx.release_name(), ctx.section("release"),
-                         wiki_dir if (wiki_dir / "items.parquet").exists() else None, quiet=ctx.quiet, key=ctx.key("release"),
+    wiki_items = ctx.input_paths("release")["wiki_items"]
+    path = release_stage(ctx.build_dir, ctx.releases, ctx.release_name(), ctx.section("release"),
+                         wiki_items.parent if wiki_items.exists() else None, quiet=ctx.quiet, key=ctx.key("release"),
                          replace=ctx.corpus_id == "demo")
     print(path)
-    return json.loads((b / "release" / MANIFEST).read_text(encoding="utf-8"))
+    return json.loads(ctx.manifest_path("release").read_text(encoding="utf-8"))

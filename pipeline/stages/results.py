@@ -3,8 +3,6 @@ every task and split of the release (models.eval)."""
 
 from __future__ import annotations
 
-from pipeline.stage import StageRun
-
 __all__ = ["run"]
 
 
@@ -12,9 +10,10 @@ def run(ctx) -> dict:
     from models.eval import evaluate
 
     p = ctx.section("eval")
-    run = StageRun("results", ctx.stage_dir("results"), p, key=ctx.key("results"), quiet=ctx.quiet)
+    run = ctx.open_stage("results", p)
+    checkpoints = ctx.input_paths("results")  # each model's manifest, in its checkpoint folder
     if not run.fresh():
-        evaluate(ctx.release_dir(), [str(ctx.stage_dir(s)) for s in ("text_twin", "caption_twin", "audiobert")], run.out_dir,
+        evaluate(ctx.release_dir(), [str(checkpoints[k].parent) for k in ("text", "captions", "audiobert")], run.out_dir,
                  tasks=tuple(p["tasks"]),
                  splits=tuple(p["splits"]), device=p["device"], seed=int(p["seed"]),
                  max_items=int(p["max_items"]), ablation=tuple(p["ablation"]), quiet=ctx.quiet)
@@ -23,5 +22,5 @@ def run(ctx) -> dict:
         run.record_output("predictions.jsonl")
         run.finish({"kept": 1})
     if not ctx.quiet:
-        print((run.out_dir / "results.md").read_text(encoding="utf-8"))
+        print(run.path("results.md").read_text(encoding="utf-8"))
     return run.previous() or {}

@@ -8,4 +8,5 @@ __all__ = ["run"]
 
 
 def run(ctx) -> dict:
-    return train_stage(ctx, "text_twin", "text", detector_dir=str(ctx.stage_dir("audiobert") / "detector"))
+    detector = ctx.input_paths("text_twin")["detector"].parent / "detector"  # in AudioBERT's checkpoint folder
+    return train_stage(ctx, "text_twin", "text", detector_dir=str(detector))

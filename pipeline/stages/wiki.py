@@ -14,21 +14,20 @@ import pandas as pd
 from benchmark.hashing import sha256_file
 from benchmark.schema import COLUMNS
 from benchmark.tasks import TaskSpec, get_task, list_tasks
-from pipeline.stage import StageRun
-from pipeline.wiki.client import DEFAULT_API_URL, DEFAULT_USER_AGENT, WikiClient, refresh_animal_snapshot, refresh_snapshot
+from pipeline.contract import open_stage
+from pipeline.wiki.client import (
+    DEFAULT_API_URL,
+    DEFAULT_USER_AGENT,
+    WikiClient,
+    refresh_animal_snapshot,
+    refresh_snapshot,
+)
 from pipeline.wiki.items import ANIMAL_TEMPLATES, PITCH_TEMPLATES, build_animal_items, build_pitch_items, label_balance
-from pipeline.wiki.snapshot import ANIMAL_SOUNDS_PATH, RANGES_PATH, load_snapshot
+from pipeline.wiki.snapshot import load_snapshot, snapshot_paths
 
-__all__ = ["wiki_stage", "wiki_refresh", "snapshot_paths", "run"]
+__all__ = ["wiki_stage", "wiki_refresh", "run"]
 
 _ITEM_KEYS = ("min_gap", "templates", "animal_templates")
-
-
-def snapshot_paths(params: dict) -> tuple[Path, Path]:
-    """(ranges.json, animal_sounds.json): the params' ranges_path / animal_sounds_path, else the packaged snapshots."""
-    ranges = Path(params.get("ranges_path") or RANGES_PATH)
-    animals = Path(params.get("animal_sounds_path") or ANIMAL_SOUNDS_PATH)
-    return ranges, animals
 
 
 def _snapshot_info(path: Path, snap: dict) -> dict:
@@ -52,14 +51,9 @@ def wiki_stage(out_dir: Path, params: dict, quiet: bool = False, tasks: list[Tas
     ranges_path, animals_path = snapshot_paths(params)
     item_params = {k: params[k] for k in _ITEM_KEYS if k in params}
     wiki_tasks = {t.name: t for t in ([get_task(n) for n in list_tasks()] if tasks is None else tasks) if t.wiki_source}
-    run = StageRun(
-        name="wiki",
-        out_dir=Path(out_dir),
-        params=item_params | {"tasks": {n: [t.wiki_source, t.answer_choices] for n, t in sorted(wiki_tasks.items())}},
-        inputs={"ranges": ranges_path, "animal_sounds": animals_path},
-        key=key,
-        quiet=quiet,
-    )
+    run = open_stage(None, "wiki", item_params | {"tasks": {n: [t.wiki_source, t.answer_choices] for n, t in sorted(wiki_tasks.items())}},
+                     out_dir=Path(out_dir), external={"ranges": ranges_path, "animal_sounds": animals_path}, key=key,
+                     quiet=quiet)
     if run.fresh():
         return run.previous() or {}
 

@@ -20,6 +20,7 @@ from pipeline.wiki.parser import find_range, parse_animal_sound_line, parse_note
 __all__ = [
     "DATA_DIR",
     "RANGES_PATH",
+    "snapshot_paths",
     "ANIMAL_SOUNDS_PATH",
     "ANIMAL_SOUNDS_PAGE",
     "RANGE_KINDS",
@@ -127,3 +128,10 @@ def animal_entry(
 def characteristic_hz(entry: dict) -> float:
     """The characteristic pitch of a range: the geometric mean of its lowest and highest note, in Hz."""
     return math.sqrt(parse_note(entry["low_note"]) * parse_note(entry["high_note"]))
+
+
+def snapshot_paths(params: dict) -> tuple[Path, Path]:
+    """(ranges.json, animal_sounds.json): the params' ranges_path / animal_sounds_path, else the packaged snapshots."""
+    ranges = Path(params.get("ranges_path") or RANGES_PATH)
+    animals = Path(params.get("animal_sounds_path") or ANIMAL_SOUNDS_PATH)
+    return ranges, animals

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from benchmark.card import render_card
-from benchmark.figures import plot_agreement, plot_gap_histogram
 from benchmark.errors import InputError
+from benchmark.figures import plot_agreement, plot_gap_histogram
 
 MANIFEST = {
     "name": "demo", "version": "1.2.0", "license": "cc-by-nc", "exclude_nc": False,

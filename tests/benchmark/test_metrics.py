@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from benchmark.metrics import (
-    N_BOOT, _fast, bootstrap_ci, bootstrap_p, count_units, item_units, macro_f1, mcnemar_exact, paired_test,
-    seed_averaged_difference, unit_weights,
+    N_BOOT,
+    _fast,
+    bootstrap_ci,
+    bootstrap_p,
+    count_units,
+    item_units,
+    macro_f1,
+    mcnemar_exact,
+    paired_test,
+    seed_averaged_difference,
+    unit_weights,
 )
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.errors import InputError, ReleaseIntegrityError, ValidationError
 from benchmark.card import write_card
+from benchmark.errors import InputError, ReleaseIntegrityError, ValidationError
 from benchmark.release import build_release
 from benchmark.release_io import file_digests, load_release
 from benchmark.schema import COLUMNS, Item, item_id
@@ -218,7 +218,7 @@ def test_release_stage_from_a_build_folder(tmp_path):
     from pipeline.stages.release import release_stage
 
     build = tmp_path / "build" / "democorpus"
-    for stage in ("read", "filter", "pairs", "write", "index", "measure"):
+    for stage in ("read", "filter", "pairs", "write", "index/audio_index", "measure"):
         (build / stage).mkdir(parents=True)
     items = make_items()
     items.to_parquet(build / "filter" / "items.parquet", index=False)
@@ -230,7 +230,7 @@ def test_release_stage_from_a_build_folder(tmp_path):
     pd.DataFrame({"task": ["sound_pitch_comparison"] * 3, "basis": ["f0"] * 3, "value_a": [440.0, 300.0, 100.0],
                   "value_b": [220.0, 310.0, 400.0], "label": ["higher", "lower", "lower"]}).to_parquet(build / "pairs" / "pairs.parquet")
     pd.DataFrame({"answer": ["higher", "lower", "lower"], "llm_guess": ["higher", "higher", ""]}).to_parquet(build / "write" / "sentences.parquet")
-    (build / "index" / "vectors.bin").write_bytes(b"\x00\x01")
+    (build / "index" / "audio_index" / "vectors.bin").write_bytes(b"\x00\x01")
     wiki_dir = tmp_path / "build" / "wiki"
     wiki_dir.mkdir()
     s = "A piccolo sounds [MASK] than a tuba."

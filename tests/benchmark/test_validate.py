@@ -10,8 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmark.release import normalise_items
-from benchmark.schema import ITEM_ARROW_SCHEMA
-from benchmark.schema import COLUMNS, item_id
+from benchmark.schema import COLUMNS, ITEM_ARROW_SCHEMA, item_id
 from benchmark.validate import balance_ok, main, validate_release
 
 PITCH = "sound_pitch_comparison"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
-import pytest
 import torch
 
 from models.audiobert import AudioBERT, AudioBertConfig, encode_items

@@ -62,8 +62,17 @@ def test_index_any_corpus_then_train_official_in_audiobert_mode(tmp_path, tiny_l
 def hf_dirs(tmp_path_factory, tiny_lm_dir) -> dict[str, Path]:
     """Tiny random-init ClapModel, ASTModel and BertForMaskedLM, each saved with its feature extractor / tokenizer."""
     from transformers import (
-        ASTConfig, ASTFeatureExtractor, ASTModel, AutoTokenizer, BertConfig, BertForMaskedLM, ClapAudioConfig, ClapConfig,
-        ClapFeatureExtractor, ClapModel, ClapTextConfig,
+        ASTConfig,
+        ASTFeatureExtractor,
+        ASTModel,
+        AutoTokenizer,
+        BertConfig,
+        BertForMaskedLM,
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapTextConfig,
     )
 
     root = tmp_path_factory.mktemp("hf")

@@ -27,13 +27,13 @@ def test_span_labels_are_bio_over_word_pieces(tiny_lm_dir):
     enc = det.encode([sent], [["a violin", "a bass drum"]])
     toks = det.tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
     labels = enc["labels"][0].tolist()
-    tagged = [(t, l) for t, l in zip(toks, labels) if l in (1, 2)]
+    tagged = [(t, tag) for t, tag in zip(toks, labels) if tag in (1, 2)]
     words = det.tokenizer.convert_tokens_to_string([t for t, _ in tagged]).split()
     assert words == ["a", "violin", "a", "bass", "drum"]
-    assert [l for _, l in tagged][0] == 1 and labels[toks.index("[CLS]")] == -100
+    assert [tag for _, tag in tagged][0] == 1 and labels[toks.index("[CLS]")] == -100
     # two spans -> exactly two B tags; everything else in the sentence is O
-    assert sum(1 for l in labels if l == 1) == 2
-    assert all(l == 0 for t, l in zip(toks, labels) if t in ("the", "[MASK]", "pitch"))
+    assert sum(1 for tag in labels if tag == 1) == 2
+    assert all(tag == 0 for t, tag in zip(toks, labels) if t in ("the", "[MASK]", "pitch"))
     # the labels decode back to the gold spans
     spans = _decode(sent, labels, enc["offsets"][0].tolist(), enc["attention_mask"][0].tolist())
     assert spans == ["a violin", "a bass drum"]

@@ -15,6 +15,7 @@ from pipeline.engines import PerUnit, map_units
 ray = pytest.importorskip("ray")
 
 PER_CLIP = ("read", "extract", "measure", "index")
+RUN = ("read", "extract", "measure", "split", "index")  # the index reads the split (its demo projection fits on train clips)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def builds(tmp_path_factory, local_ray) -> dict[str, Path]:
     for engine, workers in (("local", 2), ("ray", 2)):
         ctx = Context(corpus=str(corpus), corpus_id="demo", build_root=tmp / engine, quiet=True,
                       options={"engine": engine, "workers": workers}, overrides={"index": {"epochs": 20}})
-        for stage in PER_CLIP:
+        for stage in RUN:
             run_stage(stage, ctx)
         out[engine] = ctx.build_dir
     return out

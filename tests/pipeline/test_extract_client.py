@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import ConfigError, IncompleteStageError, StageError
-from pipeline.extract import extract_stage, write_stage
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import ChatRequest, LLMClient, LLMSettings
+from pipeline.stages.extract import extract_stage
+from pipeline.stages.write import write_stage
 from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data
 from tests.pipeline.test_extract_rules import TASKS, clip_row, pair_row, write_clips, write_pairs
 

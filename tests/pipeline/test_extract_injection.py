@@ -7,9 +7,9 @@ import json
 
 import pandas as pd
 
-from pipeline.extract import extract_stage
 from pipeline.extract.records import make_clip_text
 from pipeline.extract.text import strip_instructions
+from pipeline.stages.extract import extract_stage
 from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data
 from tests.pipeline.test_extract_rules import clip_row, write_clips
 

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from benchmark.tasks import writer_specs
-from pipeline.extract import extract_stage, write_stage
 from pipeline.extract.cache import LLMCache
 from pipeline.extract.client import ChatReply, ChatRequest, LLMClient, LLMSettings
 from pipeline.extract.lexicon import CATEGORIES, load_lexicon
@@ -21,6 +20,8 @@ from pipeline.extract.llm import BOUNDED_SCHEMAS, REPLY_MODELS, SCHEMAS, bounded
 from pipeline.extract.records import AnimalProposal, CategoryProposal, Failure, make_clip_text
 from pipeline.extract.text import canonical_name, split_title
 from pipeline.extract.validate import validate_animal_item, validate_category
+from pipeline.stages.extract import extract_stage
+from pipeline.stages.write import write_stage
 from tests.openai_server import FakeModel, OpenAIServer, Reply, request_data
 from tests.pipeline.test_extract_rules import clip_row, pair_row, write_clips, write_pairs
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.extract import extract_stage
 from pipeline.extract.cache import LLMCache
+from pipeline.stages.extract import extract_stage
 from tests.openai_server import FakeModel, OpenAIServer
 from tests.pipeline.test_extract_rules import clip_row, write_clips
 
@@ -24,7 +24,7 @@ ROWS = [clip_row(i, f"{ANIMALS[i % 8]} take {i}", [ANIMALS[i % 8]], f"a {ANIMALS
 CHILD = """
 import sys, json
 from pathlib import Path
-from pipeline.extract import extract_stage
+from pipeline.stages.extract import extract_stage
 extract_stage(Path(sys.argv[1]), json.loads(sys.argv[2]), quiet=True)
 """
 

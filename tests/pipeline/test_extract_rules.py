@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import RejectBudgetError, UnknownNameError
-from pipeline.extract import extract_stage, write_stage
 from pipeline.extract.lexicon import load_lexicon
 from pipeline.extract.records import make_clip_text, make_pair_text
 from pipeline.extract.rules import RulesBackend, fill_template
+from pipeline.stages.extract import extract_stage
+from pipeline.stages.write import write_stage
 
 PITCH = {"choices": ["higher", "lower"], "dimension": "pitch",
          "templates": ["The sound of {a} is typically [MASK] than the sound of {b}.",
@@ -145,7 +146,7 @@ def test_write_stage_rules_sentences_and_guesses(tmp_path):
     manifest = write_stage(write_pairs(tmp_path, rows), {"backend": "rules"}, TASKS, quiet=True)
     s = pd.read_parquet(tmp_path / "write" / "sentences.parquet").set_index("pair_id")
     assert len(s) == 6 and manifest["counts"]["kept"] == 6
-    for pid, r in s.iterrows():
+    for _, r in s.iterrows():
         assert r["sentence"].count("[MASK]") == 1 and r["span1"] in r["sentence"] and r["span2"] in r["sentence"]
         at1, at2, mask = r["sentence"].index(r["span1"]), r["sentence"].rindex(r["span2"]), r["sentence"].index("[MASK]")
         assert at1 < mask < at2 or (r["sentence"].startswith("Compared with") and at2 < at1 < mask)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from benchmark.schema import Measurement
+from pipeline.demo.synth import accuracy_set, harmonic_tone, noise, tone
 from pipeline.measure import measure_audio
 from pipeline.measure.measurement import NOTE_FIELDS
 from pipeline.measure.pitch import cents_between
-from pipeline.demo.synth import accuracy_set, harmonic_tone, noise, tone
 from pipeline.params import stage_params
 
 SR = 16000

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from pipeline.demo.corpus import build_demo_corpus
-from pipeline.stages.measure import measure_stage
 from pipeline.params import stage_params
-from pipeline.reader import read_stage
+from pipeline.stages.measure import measure_stage
+from pipeline.stages.read import read_stage
 
 N_CLIPS = 100
 

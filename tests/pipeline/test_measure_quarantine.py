@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 
 from benchmark.errors import InputError
-from pipeline.measure import AudioRejected, load_audio_bytes, measure_audio_bytes
 from pipeline.demo.synth import tone
+from pipeline.measure import AudioRejected, load_audio_bytes, measure_audio_bytes
 from pipeline.params import stage_params
 
 

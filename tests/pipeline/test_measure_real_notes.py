@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from benchmark.errors import InputError
+from pipeline.demo.synth import harmonic_tone, tone
 from pipeline.measure.crepe import check_crepe_weights, estimate_pitch_crepe, load_crepe
 from pipeline.measure.measurement import measure_audio_bytes
 from pipeline.measure.pitch import cents_between, find_vibrato
-from pipeline.demo.synth import harmonic_tone, tone
 from pipeline.params import stage_params
 from tests.real_notes import BANKS, flac_bytes, real_note_set
 

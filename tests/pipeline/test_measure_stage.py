@@ -13,9 +13,9 @@ import soundfile as sf
 
 from benchmark.hashing import sha256_bytes
 from benchmark.schema import COLUMNS
-from pipeline.stages.measure import PITCH_NOTE_COLUMNS, measure_stage
 from pipeline.demo.synth import noise, tone
 from pipeline.params import stage_params
+from pipeline.stages.measure import PITCH_NOTE_COLUMNS, measure_stage
 
 SR = 48000
 

@@ -17,8 +17,18 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import InputError
-from pipeline.reader import read_clip_bytes, read_stage
-from tests.laion_format import LICENSES, PREFIX, caption_json, clip_members, sine_flac, write_meta, write_shard, write_sizes
+from pipeline.reader import read_clip_bytes
+from pipeline.stages.read import read_stage
+from tests.laion_format import (
+    LICENSES,
+    PREFIX,
+    caption_json,
+    clip_members,
+    sine_flac,
+    write_meta,
+    write_shard,
+    write_sizes,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,7 +120,7 @@ def test_killed_read_resumes_with_only_the_missing_shards(tmp_path: Path) -> Non
         for k in range(12):
             members += clip_members(300000 + 100 * s + k, 200.0 + 10 * k, f"tone {k}", "a tone")
         write_shard(root / "train_0" / f"{s:02d}.tar", members)
-    script = f"from pipeline.reader import read_stage; read_stage({str(root)!r}, {str(tmp_path / 'killed')!r}, {{}}, quiet=True)"
+    script = f"from pipeline.stages.read import read_stage; read_stage({str(root)!r}, {str(tmp_path / 'killed')!r}, {{}}, quiet=True)"
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     db = tmp_path / "killed" / "read" / "progress.sqlite"
     deadline = time.time() + 60

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import ConfigError, InputError
+from benchmark.hashing import unit_interval
 from benchmark.schema import item_id
 from benchmark.tasks import get_task
 from pipeline.filter import apply_review_decisions, balance_labels, comparison_items, drop_repeated_sentences
 from pipeline.pairs import make_pairs, side_table
-from benchmark.hashing import unit_interval
-from pipeline.split import assign_split, clip_names, held_out_names, split_clips
 from pipeline.params import default_params
+from pipeline.split import assign_split, clip_names, held_out_names, split_clips
 
 FRACTIONS = {"train": 0.7, "dev": 0.1, "test": 0.2}
 

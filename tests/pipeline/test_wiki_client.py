@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from benchmark.errors import InputError
+from pipeline.stages.wiki import wiki_refresh, wiki_stage
 from pipeline.wiki.client import WikiClient, refresh_animal_snapshot, refresh_snapshot
 from pipeline.wiki.snapshot import animal_entry, load_snapshot, range_entry, write_snapshot
-from pipeline.stages.wiki import wiki_refresh, wiki_stage
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wiki"
 

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from benchmark.schema import COLUMNS, MASK, Item, item_id
-from pipeline.params import stage_params
 from benchmark.text import with_article
+from pipeline.params import stage_params
+from pipeline.stages.wiki import wiki_stage
 from pipeline.wiki.items import (
     build_animal_items,
     build_pitch_items,
@@ -17,7 +18,6 @@ from pipeline.wiki.items import (
 )
 from pipeline.wiki.parser import extract_range, note_to_midi, parse_note
 from pipeline.wiki.snapshot import ANIMAL_SOUNDS_PATH, RANGES_PATH, load_snapshot
-from pipeline.stages.wiki import wiki_stage
 
 PITCH_TASK = "sound_pitch_comparison"
 ANIMAL_TASK = "animal_sound_recognition"
