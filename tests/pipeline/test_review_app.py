@@ -46,9 +46,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory) -> dict:
-    """A small demo build (60 clips; no index or wiki: the review needs neither) and its release before any review."""
+    """A small demo build (120 clips: loudness items with three clips and more; no index or wiki: the review needs neither) and its release before any review."""
     tmp = tmp_path_factory.mktemp("review")
-    env = {**os.environ, "AUDITORYBENCH_DEMO_CORPUS_N_CLIPS": "60", "AUDITORYBENCH_RELEASE_CARDS_DIR": str(tmp / "cards")}
+    env = {**os.environ, "AUDITORYBENCH_DEMO_CORPUS_N_CLIPS": "120", "AUDITORYBENCH_RELEASE_CARDS_DIR": str(tmp / "cards")}
     corpus = tmp / "demo_corpus" / "freesound"
     _cli(env, "corpus", "--out", str(tmp / "demo_corpus"), "--quiet")
     common = ["--corpus", str(corpus), "--corpus-id", "demo", "--build-root", str(tmp / "build"), "--quiet"]
@@ -385,6 +385,7 @@ def test_reviewers_in_a_browser_and_back_into_the_release(build, server) -> None
     for stage in ("filter",):
         _cli(build["env"], stage, *build["common"])
     _cli(build["env"], "release", *build["common"], "--releases", str(build["tmp"] / "after"))
+    _cli(build["env"], "card", *build["common"], "--releases", str(build["tmp"] / "after"))  # the card is its own step
     before, after = load_release(build["before"]), load_release(build["tmp"] / "after" / "demo-1.0.0")
 
     def ids(rel) -> dict[str, dict]:
