@@ -69,9 +69,21 @@ def comments_table(decisions: list[Decision]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COMMENT_COLUMNS)
 
 
+# a cell a spreadsheet would run as a formula (OWASP "CSV injection"): such a comment is written behind a quote mark
+FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """The text as a spreadsheet shows it but never runs it: a leading ' before =, +, -, @, tab or carriage return."""
+    return "'" + text if text.startswith(FORMULA_LEAD) else text
+
+
 def write_comments(decisions: list[Decision], path: Path) -> dict:
-    """Write the comments file atomically (same comments → same bytes); returns its path and row count."""
+    """Write the comments file atomically (same comments → same bytes); returns its path and row count. Comments
+    are free text that people open in spreadsheets: one that starts like a formula is written quoted
+    (`spreadsheet_safe`); the review page's stats show them as typed."""
     table = comments_table(decisions)
+    table["comment"] = table["comment"].map(spreadsheet_safe)
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, lineterminator="\n")
     return {"path": str(path), "comments": len(table)}

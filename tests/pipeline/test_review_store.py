@@ -58,3 +58,18 @@ def test_a_new_token_and_the_end_of_old_sessions_commit_together(tmp_path) -> No
         new = store.add_reviewer("ann")
         assert store.reviewer_for_token(old) is None and store.session(sid) is None  # both happened
         assert store.reviewer_for_token(new) == "ann"
+
+
+def test_a_comment_that_starts_like_a_formula_is_exported_quoted_and_shown_as_typed(tmp_path) -> None:
+    """comments.csv is opened in spreadsheets: '=HYPERLINK(...)' must arrive as text, not run (OWASP CSV injection)."""
+    import pandas as pd
+
+    from pipeline.review.export import comments_table, write_comments
+    from pipeline.review.store import Decision
+
+    typed = ['=HYPERLINK("http://x.example","click")', "+1 louder", "-2 dB", "@SUM(A1)", "\tindented", "fine as it is"]
+    decisions = [Decision(f"i{n}", "ann", "keep", comment=c) for n, c in enumerate(typed)]
+    write_comments(decisions, tmp_path / "comments.csv")
+    got = pd.read_csv(tmp_path / "comments.csv", dtype=str, keep_default_na=False)["comment"].tolist()
+    assert got == ["'" + c for c in typed[:5]] + ["fine as it is"]
+    assert comments_table(decisions)["comment"].tolist() == typed  # the stats page shows them as typed
