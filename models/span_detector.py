@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import InputError, ModelLoadError
+from benchmark.schema import MASK
 
 __all__ = [
     "SpanConfig",
@@ -188,7 +189,11 @@ def _decode(sentence: str, tags: list[int], offsets: list[list[int]], mask: list
         elif t == I and ranges:
             ranges[-1][1] = b
         prev = t
-    return [sentence[a:b].strip() for a, b in ranges if sentence[a:b].strip()]
+    # the answer's slot is never an auditory span: a range that reaches into a [MASK] ('a [MASK]' from an undertrained
+    # detector) is dropped, or it would be given audio and placed over the answer
+    slots = [(m.start(), m.end()) for m in re.finditer(re.escape(MASK), sentence)]
+    return [sentence[a:b].strip() for a, b in ranges
+            if sentence[a:b].strip() and not any(x < b and a < y for x, y in slots)]
 
 
 def train_span_detector(
