@@ -103,7 +103,9 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     from pipeline.engines import map_units
 
     build_dir, corpus_root = Path(build_dir), Path(corpus_root)
-    run = open_stage(build_dir, "index", params, key=key, quiet=quiet,
+    from models.clap_checkpoint import checkpoint_inputs
+
+    run = open_stage(build_dir, "index", params, key=key, quiet=quiet, external=checkpoint_inputs(params),
                      optional=("categories", "measure_rejects", "clip_splits"))
     clips_path, cats_path, rej_path = (run.inputs.get(r) for r in ("clips", "categories", "measure_rejects"))
     fit_ids = None
