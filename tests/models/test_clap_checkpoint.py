@@ -207,3 +207,9 @@ def test_an_index_builds_from_a_laion_checkpoint_and_its_file_is_an_index_input(
     assert checkpoint_inputs({"retrieval": f"clap:{pt}", "inject": "aisfx", "clap_tokenizer": str(tokenizer_dir)}) == {
         "clap_checkpoint_retrieval": pt, "clap_tokenizer": tokenizer_dir}
     assert checkpoint_inputs({"retrieval": "clap:laion/clap-htsat-unfused", "inject": "aisfx"}) == {}
+    from pipeline.contract import Context
+
+    ctx = Context(corpus=str(tmp_path), corpus_id="t", build_root=tmp_path / "build",
+                  overrides={"index": {"retrieval": f"clap:{pt}", "clap_tokenizer": str(tokenizer_dir)}})
+    paths = ctx.input_paths("index")
+    assert paths["clap_checkpoint_retrieval"] == pt and paths["clap_tokenizer"] == tokenizer_dir
