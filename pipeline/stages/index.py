@@ -3,7 +3,8 @@
 Inputs (declared in pipeline.contract): the clip table; the categories (optional: the clip's sound source becomes an
 extra caption, "<source> sound"); the measure stage's rejects (optional: clips rejected there are skipped); the read
 stage's manifest gives the corpus fingerprint the index records (provenance, not in the key); the split stage's
-clip_splits (optional: with it, the demo retrieval model is fitted on train clips only).
+clip_splits (optional: with it, the demo retrieval model is fitted on train clips only); and, for
+`clap:<file.pt>` (a laion-clap checkpoint, models.clap_checkpoint), that file and a local clap_tokenizer folder.
 Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/: index.json,
 retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
 Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
