@@ -66,15 +66,15 @@ def is_laion_checkpoint(ref: str) -> bool:
 
 # ---------------------------------------------------------------- reading the file
 
-_NUMPY_SCALAR_GLOBALS = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype")
+_NUMPY_SCALAR = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar")  # numpy 1's name, numpy 2's
 
 
 def _safe_numpy_globals() -> list:
-    """numpy scalars and dtypes (training checkpoints keep the epoch or optimizer figures as numpy scalars; the
-    released laion checkpoints were pickled under numpy 1's module names): allowed by name, nothing else."""
+    """numpy scalars and dtypes (training checkpoints may keep the epoch or optimizer figures as numpy scalars, and
+    a file pickled under numpy 1 names them numpy.core.*): allowed by name, nothing else."""
     import numpy as np
 
-    out: list = [(np._core.multiarray.scalar, name) for name in _NUMPY_SCALAR_GLOBALS[:2]] + [np.dtype]
+    out: list = [(np._core.multiarray.scalar, name) for name in _NUMPY_SCALAR] + [np.dtype]
     out += [t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)]
     return out
 

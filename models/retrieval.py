@@ -142,7 +142,7 @@ class _ClapTextSide:
     def __init__(self, name: str, device: str = "cpu", model=None, tokenizer=None, tokenizer_name: str | None = None):
         from transformers import ClapModel
 
-        from models.clap_checkpoint import DEFAULT_TOKENIZER, is_laion_checkpoint, load_laion_clap
+        from models.clap_checkpoint import DEFAULT_TOKENIZER, load_laion_clap
         from models.loading import _load, load_tokenizer
 
         if model is None and is_laion_checkpoint(name):

@@ -213,3 +213,19 @@ def test_an_index_builds_from_a_laion_checkpoint_and_its_file_is_an_index_input(
                   overrides={"index": {"retrieval": f"clap:{pt}", "clap_tokenizer": str(tokenizer_dir)}})
     paths = ctx.input_paths("index")
     assert paths["clap_checkpoint_retrieval"] == pt and paths["clap_tokenizer"] == tokenizer_dir
+
+
+def test_a_legacy_format_file_with_numpy_1_scalars_reads(tmp_path):
+    """A checkpoint in torch's legacy (non-zip) format, its epoch a numpy scalar pickled under numpy 1's module
+    name (numpy.core.multiarray): read weights-only, without the memory map a legacy file cannot have."""
+    import io
+
+    from models.clap_checkpoint import read_state_dict
+
+    buf = io.BytesIO()
+    torch.save({"epoch": np.int64(45), "state_dict": {"module.logit_scale_a": torch.tensor(2.5)}}, buf,
+               _use_new_zipfile_serialization=False)  # protocol 2: GLOBAL names are plain text lines
+    data = buf.getvalue()
+    assert data.count(b"numpy._core.multiarray") == 1
+    (tmp_path / "old.pt").write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    assert read_state_dict(tmp_path / "old.pt") == {"logit_scale_a": torch.tensor(2.5)}
