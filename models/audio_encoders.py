@@ -292,8 +292,12 @@ class ClapAudioEncoder:
     def from_pretrained(cls, name: str, device: str = "cpu", local_only: bool | None = None) -> "ClapAudioEncoder":
         from transformers import ClapFeatureExtractor, ClapModel
 
+        from models.clap_checkpoint import is_laion_checkpoint, laion_feature_extractor, load_laion_clap
         from models.loading import _load  # same loud failure as the other loaders
 
+        if is_laion_checkpoint(name):  # a laion-clap .pt: no feature extractor beside it, laion_clap's front end
+            model, _ = load_laion_clap(name, tokenizer=None)
+            return cls(model=model.to(device), feature_extractor=laion_feature_extractor(model), name=name, device=device)
         model, _ = _load(ClapModel, name, local_only=local_only)
         try:
             fe = ClapFeatureExtractor.from_pretrained(name, local_files_only=bool(local_only))
@@ -353,7 +357,7 @@ class ASTEncoder:
 
 
 def load_audio_encoder(name: str, device: str = "cpu", local_only: bool | None = None, precision: str = "fp32") -> AudioEncoder:
-    """'aisfx' -> AisfxEncoder; 'clap:<hub id or path>' -> ClapAudioEncoder; 'ast:<hub id or path>' -> ASTEncoder.
+    """'aisfx' -> AisfxEncoder; 'clap:<hub id, folder or laion-clap .pt>' -> ClapAudioEncoder; 'ast:<hub id or path>' -> ASTEncoder.
     `local_only` loads from a local path or the hub cache only (no network wait). `precision` (fp32 | bf16): aisfx's."""
     kind, _, ref = str(name).partition(":")
     if kind == "aisfx":

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from benchmark.errors import InputError, ModelLoadError, UnknownNameError
 from benchmark.hashing import unit_interval
+from models.clap_checkpoint import is_laion_checkpoint
 
 __all__ = [
     "IndexConfig",
@@ -63,10 +64,11 @@ class IndexConfig:
     """How the audio index is built. Defaults are the published models; 'auto' uses them when the hub cache holds
     them (no network wait) and otherwise the demo retrieval model / the aisfx encoder (`resolve_auto`)."""
 
-    retrieval: str = f"clap:{PUBLISHED_CLAP}"  # clap:<id or path> | demo | auto
+    retrieval: str = f"clap:{PUBLISHED_CLAP}"  # clap:<id or path> | clap:<laion-clap file.pt> | demo | auto
     inject: str = f"ast:{PUBLISHED_AST}"  # ast:<id> | clap:<id> | aisfx | melstats | auto | retrieval (reuse the retrieval audio embedding)
     demo_audio: str = "aisfx"  # the demo retrieval model's frozen audio side: aisfx | melstats
     text_encoder: str = "minilm"  # demo model's frozen text side (hub id, path or 'minilm')
+    clap_tokenizer: str = "roberta-base"  # text tokenizer of a clap:<file.pt> (laion-clap checkpoint): hub id or path
     proj_dim: int = 256
     epochs: int = 200  # steps of the projection training (each a minibatch of batch_clips clips)
     batch_clips: int = 1024  # clips per training step: the step's memory is O(batch_clips²), whatever the corpus size
@@ -134,11 +136,17 @@ class _DemoTextSide:
 
 
 class _ClapTextSide:
-    def __init__(self, name: str, device: str = "cpu", model=None, tokenizer=None):
+    """CLAP's text tower + projection (L2-normalised). name: hub id or folder (tokenizer from there too), or a
+    laion-clap checkpoint file (models.clap_checkpoint) whose tokenizer is `tokenizer_name` (hub id or folder)."""
+
+    def __init__(self, name: str, device: str = "cpu", model=None, tokenizer=None, tokenizer_name: str | None = None):
         from transformers import ClapModel
 
+        from models.clap_checkpoint import DEFAULT_TOKENIZER, load_laion_clap
         from models.loading import _load, load_tokenizer
 
+        if model is None and is_laion_checkpoint(name):
+            model, tokenizer = load_laion_clap(name, tokenizer_name or DEFAULT_TOKENIZER)
         self.model = (model if model is not None else _load(ClapModel, name)[0]).to(device).eval()
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
         self.device = device
@@ -195,7 +203,7 @@ class AudioIndex:
                     raise ModelLoadError("audio index: demo retrieval model has no text_head.npy")
                 self._query_encoder = _DemoTextSide(side["encoder"], self.text_head, device=device)
             elif kind == "clap":
-                self._query_encoder = _ClapTextSide(side["name"], device=device)
+                self._query_encoder = _ClapTextSide(side["name"], device=device, tokenizer_name=side.get("tokenizer"))
             else:
                 raise ModelLoadError(f"audio index: unknown text side {side!r}")
         return np.asarray(self._query_encoder(list(texts)), dtype=np.float32)
@@ -479,6 +487,8 @@ def finish_index(ids: list[str], captions: list[str], raw: dict, plan: IndexPlan
     if plan.retrieval == "clap":
         name = plan.retrieval_spec.split(":", 1)[1]
         text_side = {"kind": "clap", "name": name}
+        if is_laion_checkpoint(name):  # the file holds no tokenizer: the index names the one it was built with
+            text_side["tokenizer"] = config.clap_tokenizer
         metrics = _clap_recall(name, ids, captions, raw[plan.retrieval_spec], config)
     else:
         if text_raw is None:
@@ -574,7 +584,7 @@ def _recall_sample(ids, rows: np.ndarray, config: IndexConfig) -> np.ndarray:
 def _clap_recall(name: str, ids, captions, r_emb: np.ndarray, config: IndexConfig) -> dict:
     """CLAP is not trained here, so every clip counts as held out: recall@k of first captions over a fixed-size
     sample of the index (config.recall_sample clips)."""
-    side = _ClapTextSide(name, device=config.device)
+    side = _ClapTextSide(name, device=config.device, tokenizer_name=config.clap_tokenizer)
     sample = _recall_sample(ids, np.arange(len(ids)), config)
     t = side([caption_texts(captions[j])[0] for j in sample])
     out = {"n_heldout": len(ids), "n_recall_sample": int(len(sample)), "model": f"clap:{name}"}

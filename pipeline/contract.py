@@ -149,6 +149,12 @@ def _measure_identity(ctx: Context) -> dict:
     return out
 
 
+def _index_inputs(ctx: Context) -> dict[str, Path]:
+    from models.clap_checkpoint import checkpoint_inputs  # a clap:<file.pt> and its tokenizer folder
+
+    return checkpoint_inputs(ctx.section("index"))
+
+
 def _index_identity(ctx: Context) -> dict:
     """What `auto` resolves to (models.retrieval.resolve_auto, the resolver the build uses too): the published CLAP /
     AST when the hub cache (or HF_HOME) holds them, else the demo retrieval model and aisfx. Explicit model names
@@ -231,7 +237,7 @@ STAGES: tuple[Stage, ...] = _ITEM_STAGES + (
     Stage("index", "build the audio index (retrieval + injection embeddings) over the corpus clips",
           inputs={"clips": "read/clips.parquet", "categories": "extract/categories.parquet",
                   "measure_rejects": "measure/rejects.parquet", "clip_splits": "split/clip_splits.parquet"},
-          outputs=("audio_index", "rejects.parquet"), sections=("index",), identity=_index_identity,
+          outputs=("audio_index", "rejects.parquet"), sections=("index",), identity=_index_identity, external=_index_inputs,
           flags=(flag("--device", key="device", section="index", choices=["cpu", "cuda"]),
                  flag("--workers", type=int, help="processes or Ray actors embedding clips (default: all cores)"),
                  flag("source", nargs="?", default=None, help="with --out: the corpus (folder or glob of tar shards) to index"),

@@ -212,6 +212,7 @@ class IndexParams(_Section):
     inject: str = "auto"
     demo_audio: str = "aisfx"
     text_encoder: str = "minilm"
+    clap_tokenizer: str = "roberta-base"
     proj_dim: int = 256
     epochs: int = 200
     batch_clips: int = Field(1024, ge=2)

@@ -3,7 +3,8 @@
 Inputs (declared in pipeline.contract): the clip table; the categories (optional: the clip's sound source becomes an
 extra caption, "<source> sound"); the measure stage's rejects (optional: clips rejected there are skipped); the read
 stage's manifest gives the corpus fingerprint the index records (provenance, not in the key); the split stage's
-clip_splits (optional: with it, the demo retrieval model is fitted on train clips only).
+clip_splits (optional: with it, the demo retrieval model is fitted on train clips only); and, for
+`clap:<file.pt>` (a laion-clap checkpoint, models.clap_checkpoint), that file and a local clap_tokenizer folder.
 Output: build_dir/index/audio_index/ (the folder a release ships as audio_index/: index.json,
 retrieval_embeddings.npy, inject_embeddings.npy, text_head.npy for the demo model) + manifest.json.
 Clips whose audio cannot be read or decoded become reject rows (index/rejects.parquet), never a crash.
@@ -103,7 +104,9 @@ def index_stage(build_dir: Path, corpus_root: Path, params: dict, quiet: bool = 
     from pipeline.engines import map_units
 
     build_dir, corpus_root = Path(build_dir), Path(corpus_root)
-    run = open_stage(build_dir, "index", params, key=key, quiet=quiet,
+    from models.clap_checkpoint import checkpoint_inputs
+
+    run = open_stage(build_dir, "index", params, key=key, quiet=quiet, external=checkpoint_inputs(params),
                      optional=("categories", "measure_rejects", "clip_splits"))
     clips_path, cats_path, rej_path = (run.inputs.get(r) for r in ("clips", "categories", "measure_rejects"))
     fit_ids = None
