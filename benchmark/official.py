@@ -295,12 +295,16 @@ def write_resplit(items: pd.DataFrame, provenance: dict, releases_dir: Path, ver
     return path
 
 
+def _ci_text(ci) -> str:
+    return "(too few units for an interval)" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _leak_text(scores: dict) -> str:
     """One line per model and task: accuracy on the original test and on the resplit test, with intervals."""
     parts = []
     for model, tasks in sorted(scores.items()):
         for task, by in sorted(tasks.items()):
-            cells = [f"{where} {by[where]['accuracy']:.3f} [{by[where]['ci'][0]:.3f}, {by[where]['ci'][1]:.3f}] (n {by[where]['n']})"
+            cells = [f"{where} {by[where]['accuracy']:.3f} {_ci_text(by[where]['ci'])} (n {by[where]['n']})"
                      for where in ("original test", "resplit test") if where in by]
             parts.append(f"{model} on {task}: " + " → ".join(cells))
     return "; ".join(parts)

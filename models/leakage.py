@@ -39,6 +39,8 @@ def score_resplit(src_dir: str | Path, version: str, config: TrainConfig, work_d
         res = evaluate(release, ckpts, work / name / "eval", splits=("test",), seed=config.seed, quiet=quiet)
         for r in res["rows"]:
             model = "AudioBERT" if r["model"].startswith("AudioBERT") else "text-only"
+            few = bool(r.get("too_few_units"))  # no interval below MIN_UNITS of a kind (benchmark.metrics)
             scores.setdefault(model, {}).setdefault(r["task"], {})[where] = {
-                "accuracy": round(r["accuracy"], 4), "ci": [round(x, 4) for x in r["accuracy_ci"]], "n": r["n"]}
+                "accuracy": round(r["accuracy"], 4), "ci": None if few else [round(x, 4) for x in r["accuracy_ci"]],
+                "n": r["n"], "units": r.get("units", {}), "too_few_units": few}
     return scores

@@ -152,7 +152,11 @@ def test_resplit_card_shows_scores_on_the_original_and_the_resplit_test(tmp_path
         for task, by in model.items():
             assert set(by) == {"original test", "resplit test"}
             assert by["resplit test"]["n"] == len(rel.items(task, "test"))
-            lo, hi = by["original test"]["ci"]
-            assert lo <= by["original test"]["accuracy"] <= hi
+            for where in ("original test", "resplit test"):
+                if by[where]["too_few_units"]:  # the tiny fixture's few sources: no interval, said so
+                    assert by[where]["ci"] is None and by[where]["units"]
+                else:
+                    lo, hi = by[where]["ci"]
+                    assert lo <= by[where]["accuracy"] <= hi
     card = (path / "README.md").read_text()
-    assert "leak_effect" in card and "original test" in card and "resplit test" in card
+    assert "leak_effect" in card and "original test" in card and "resplit test" in card and "nan" not in card
