@@ -2,7 +2,7 @@
 # subcommand. The stages are declared in pipeline/contract.py (a test checks this file against the declarations).
 #
 #   corpus → read → extract ───────────────────┐
-#               └→ measure → split → pairs → write → filter → release → audiobert → text_twin, caption_twin → results
+#               └→ measure → split → pairs → write → filter → release → span_detector → audiobert, text_twin, caption_twin → results
 #                            wiki ─────────────────────────┘      ↑  └→ card
 #               read + measure + extract + split → index ─────────┘
 #
@@ -141,16 +141,20 @@ $(B)/release/manifest.json: $(call force,release) | $(B)/filter/manifest.json $(
 $(B)/card/manifest.json: $(call force,card) | $(B)/release/manifest.json ## card: the release's data card, rendered into it and copied to data_cards/ (beside RELEASES)
 	$(call STAGE,card)
 
-$(B)/audiobert/manifest.json: $(call force,audiobert) | $(B)/release/manifest.json ## audiobert: span detector + AudioBERT trained on the release (the demo recipe for the demo corpus)
+$(B)/span_detector/manifest.json: $(call force,span_detector) | $(B)/release/manifest.json ## span_detector: the span detector, trained once on the release; the three models below read it and train side by side
+	$(call STAGE,span_detector)
+
+$(B)/audiobert/manifest.json: $(call force,audiobert) | $(B)/release/manifest.json $(B)/span_detector/manifest.json ## audiobert: AudioBERT trained on the release (the demo recipe for the demo corpus)
 	$(call STAGE,audiobert)
 
-$(B)/text_twin/manifest.json: $(call force,text_twin) | $(B)/release/manifest.json $(B)/audiobert/manifest.json ## text_twin: the text-only twin (same LM and gate, no audio)
+$(B)/text_twin/manifest.json: $(call force,text_twin) | $(B)/release/manifest.json $(B)/span_detector/manifest.json ## text_twin: the text-only twin (same LM and gate, no audio)
 	$(call STAGE,text_twin)
 
-$(B)/caption_twin/manifest.json: $(call force,caption_twin) | $(B)/release/manifest.json $(B)/audiobert/manifest.json ## caption_twin: the text twin given the retrieved clips' captions (no audio)
+$(B)/caption_twin/manifest.json: $(call force,caption_twin) | $(B)/release/manifest.json $(B)/span_detector/manifest.json ## caption_twin: the text twin given the retrieved clips' captions (no audio)
 	$(call STAGE,caption_twin)
 
-$(B)/results/manifest.json: $(call force,results) | $(B)/release/manifest.json $(B)/audiobert/manifest.json $(B)/text_twin/manifest.json $(B)/caption_twin/manifest.json ## results: AudioBERT against its controls, every task and split
+# the caption twin is listed first: the longest of the three, it starts first under make -j
+$(B)/results/manifest.json: $(call force,results) | $(B)/release/manifest.json $(B)/caption_twin/manifest.json $(B)/audiobert/manifest.json $(B)/text_twin/manifest.json ## results: AudioBERT against its controls, every task and split
 	$(call STAGE,results)
 
 ifneq ($(ID),)

@@ -45,7 +45,7 @@ def evaluate(
     release_path: str | Path, models: Sequence[str | Path], out_dir: str | Path, *, tasks: Sequence[str] = (),
     splits: Sequence[str] = ("train", "dev", "test", "wiki"), metrics: Sequence[str] | None = None,
     device: str = "cpu", seed: int = 0, batch_size: int = 32, max_items: int = 0, n_boot: int = N_BOOT,
-    index_dir: str | Path | None = None, ablation: Sequence[str] = (), quiet: bool = True,
+    index_dir: str | Path | None = None, ablation: Sequence[str] = (), quiet: bool = True, workers: int = 1,
 ) -> dict:
     """Score every model on every task and split; write out_dir/results.json and results.md; return the results.
 
@@ -62,36 +62,34 @@ def evaluate(
     text twin · retrieved · excluded · oracle · shuffled audio.
 
     Whole splits by default. max_items > 0 scores a fixed subset of each larger split (the items with the smallest
-    hash of their id, so every model and every run sees the same ones); the table then says so and shows n of n_total."""
-    import torch
+    hash of their id, so every model and every run sees the same ones); the table then says so and shows n of n_total.
 
+    workers > 1 scores the models in that many processes at once (each as in one process: the same results)."""
     from benchmark.release_io import load_release
     from models._io import atomic_write_text
     from models.data import task_items
 
-    torch.manual_seed(seed)
     release = load_release(release_path)
     tasks = list(tasks) or release.tasks
-    group_clips = groups_clips(release)[0] if ablation else {}
     # answers a model could have learned: those of the task's train items (an unseen answer is learnable only from
     # what the model is given: audio, captions)
     train_answers = {t: {it["answer"] for it in task_items(release, [t], "train")} for t in tasks}
-    rows, extras, span_cache, preds, modes = [], {}, {}, {}, {}
-    cells = {}  # (task, split) -> (items, units, n_total)
-    for task in tasks:
-        for split in splits:
-            items = task_items(release, [task], split)
-            if not items:
-                continue
-            n_total = len(items)
-            if max_items and n_total > max_items:
-                items = sorted(items, key=lambda it: stable_hash([seed, it["id"]]))[:max_items]
-            kind = release.kind(task)
-            cells[(task, split)] = (items, [item_units(it, kind) for it in items], n_total)
-    for spec in models:
-        model = load_model(spec, device=device, release=release, index_dir=index_dir)
-        meta = getattr(model, "meta", {})
-        name = model.name if model.name not in modes else f"{model.name} ({spec})"  # two checkpoints of one kind
+    cells = _cells(release, tasks, splits, max_items, seed)
+    jobs = [(str(spec), str(release_path), tuple(tasks), tuple(splits), tuple(ablation), device, batch_size,
+             None if index_dir is None else str(index_dir), max_items, seed, quiet) for spec in models]
+    if workers > 1 and len(models) > 1:  # a process per model, each single-threaded: the same predictions as one process
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(models)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {i: pool.submit(_score_model, jobs[i]) for i in sorted(range(len(jobs)), key=lambda i: -_cost(models[i]))}
+            scored = [futures[i].result() for i in range(len(jobs))]
+    else:
+        span_cache: dict = {}  # models sharing a detector detect each item's spans once
+        scored = [_score_model(job, span_cache) for job in jobs]
+    rows, extras, preds, modes = [], {}, {}, {}
+    for spec, (model_name, meta, sources, model_preds) in zip(models, scored):
+        name = model_name if model_name not in modes else f"{model_name} ({spec})"  # two checkpoints of one kind
         cfg = meta.get("config", {}) if meta else {}
         modes[name] = {"mode": cfg.get("mode", "text"), "lm": cfg.get("lm"), "checkpoint": bool(meta)}
         if meta:
@@ -102,39 +100,22 @@ def evaluate(
                 "trained_on": meta.get("release", {}),
                 "seed": meta.get("config", {}).get("seed"),
             }
-        variants = [("retrieved", name)]
-        if ablation and modes[name]["checkpoint"]:
-            for src in model.variants()[1:]:
-                variants.append((src, variant_name(name, src)))
-                modes[variant_name(name, src)] = dict(modes[name], variant_of=name, audio=src)
-        for task in tasks:
-            choices = release.choices(task)
-            for split in splits:
-                if (task, split) not in cells:
-                    continue
-                items, units, n_total = cells[(task, split)]
-                gold = [it["answer"] for it in items]
-                task_metrics = list(metrics or release.metrics(task))
-                for src, vname in variants:
-                    if src != "retrieved" and split not in ablation:
-                        continue
-                    if hasattr(model, "span_cache"):
-                        model.span_cache = span_cache  # models sharing a detector detect each item's spans once
-                    kw = {"audio_source": src} if src != "retrieved" else {}
-                    if src == "excluded":
-                        kw["exclude"] = [set(it["clip_ids"]) | group_clips.get(it["group_id"], set()) for it in items]
-                    scores = model.score(items, choices, batch_size=batch_size, **kw)
-                    pred = [choices[j] for j in scores.argmax(1)]
-                    preds[(vname, task, split)] = pred
-                    m = compute_metrics(gold, pred, task_metrics)
-                    ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, units, n_boot=n_boot, seed=seed)) for k in task_metrics}
-                    counts = count_units(units)
-                    rows.append({"model": vname, "spec": str(spec), "task": task, "split": split, "n": len(items),
-                                 "n_total": n_total, "units": counts, "too_few_units": min(counts.values()) < MIN_UNITS,
-                                 **m, **ci, **seen_unseen(gold, pred, train_answers.get(task, set()))})
-                    if not quiet:
-                        print(f"[eval] {vname} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
-        del model
+        for src in sources[1:]:
+            modes[variant_name(name, src)] = dict(modes[name], variant_of=name, audio=src)
+        for (src, task, split), pred in model_preds.items():
+            vname = name if src == "retrieved" else variant_name(name, src)
+            items, units, n_total = cells[(task, split)]
+            gold = [it["answer"] for it in items]
+            task_metrics = list(metrics or release.metrics(task))
+            preds[(vname, task, split)] = pred
+            m = compute_metrics(gold, pred, task_metrics)
+            ci = {f"{k}_ci": list(bootstrap_ci(gold, pred, k, units, n_boot=n_boot, seed=seed)) for k in task_metrics}
+            counts = count_units(units)
+            rows.append({"model": vname, "spec": str(spec), "task": task, "split": split, "n": len(items),
+                         "n_total": n_total, "units": counts, "too_few_units": min(counts.values()) < MIN_UNITS,
+                         **m, **ci, **seen_unseen(gold, pred, train_answers.get(task, set()))})
+            if not quiet:
+                print(f"[eval] {vname} {task}/{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     comparisons = []
     for name, baseline in compared_pairs(modes):
         for (task, split), (items, units, _) in cells.items():
@@ -164,6 +145,69 @@ def evaluate(
         json.dumps({"model": m, "task": t, "split": s, "ids": [it["id"] for it in cells[(t, s)][0]], "pred": p}) + "\n"
         for (m, t, s), p in preds.items()))
     return results
+
+
+def _cells(release, tasks: Sequence[str], splits: Sequence[str], max_items: int, seed: int) -> dict:
+    """(task, split) -> (items, their units, n_total): whole splits, or with max_items the fixed hash-chosen subset."""
+    from models.data import task_items
+
+    cells = {}
+    for task in tasks:
+        for split in splits:
+            items = task_items(release, [task], split)
+            if not items:
+                continue
+            n_total = len(items)
+            if max_items and n_total > max_items:
+                items = sorted(items, key=lambda it: stable_hash([seed, it["id"]]))[:max_items]
+            cells[(task, split)] = (items, [item_units(it, release.kind(task)) for it in items], n_total)
+    return cells
+
+
+def _cost(spec) -> int:
+    """How many passes a model's scoring takes, roughly (the heaviest are started first): AudioBERT is scored with
+    four audio sources, the caption twin with two and reads longer inputs, a text model once."""
+    try:
+        mode = json.loads((Path(spec) / "config.json").read_text(encoding="utf-8"))["config"]["mode"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
+    return {"audiobert": 3, "captions": 2}.get(mode, 1)
+
+
+def _score_model(job: tuple, span_cache: dict | None = None) -> tuple[str, dict, tuple[str, ...], dict]:
+    """One model's answers to every cell: (its name, its checkpoint meta, the audio sources it was scored with,
+    {(source, task, split): predicted answers}). A worker process's job in `evaluate` (args are plain values)."""
+    import torch
+
+    from benchmark.release_io import load_release
+
+    spec, release_path, tasks, splits, ablation, device, batch_size, index_dir, max_items, seed, quiet = job
+    torch.manual_seed(seed)
+    release = load_release(release_path)
+    cells = _cells(release, tasks, splits, max_items, seed)
+    model = load_model(spec, device=device, release=release, index_dir=index_dir)
+    meta = dict(getattr(model, "meta", {}) or {})
+    meta.pop("_dir", None)
+    sources = model.variants() if ablation and meta else ("retrieved",)
+    group_clips = groups_clips(release)[0] if len(sources) > 1 else {}
+    if hasattr(model, "span_cache") and span_cache is not None:
+        model.span_cache = span_cache
+    preds = {}
+    for task in tasks:
+        choices = release.choices(task)
+        for split in splits:
+            if (task, split) not in cells:
+                continue
+            items = cells[(task, split)][0]
+            for src in sources:
+                if src != "retrieved" and split not in ablation:
+                    continue
+                kw = {"audio_source": src} if src != "retrieved" else {}
+                if src == "excluded":
+                    kw["exclude"] = [set(it["clip_ids"]) | group_clips.get(it["group_id"], set()) for it in items]
+                scores = model.score(items, choices, batch_size=batch_size, **kw)
+                preds[(src, task, split)] = [choices[j] for j in scores.argmax(1)]
+    return model.name, meta, tuple(sources), preds
 
 
 def variant_name(name: str, src: str) -> str:

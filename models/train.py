@@ -37,7 +37,7 @@ from models.data import SpanHits, fit_rows, oracle_span_audio, own_captions, pad
 from models.infer import autocast
 from models.placement import left_out_summary, placeable_items
 
-__all__ = ["TrainConfig", "RunOptions", "train", "drop_names", "swap_spans", "augment", "Example", "MADE_UP_WORDS"]
+__all__ = ["TrainConfig", "RunOptions", "train", "train_detector", "drop_names", "swap_spans", "augment", "Example", "MADE_UP_WORDS"]
 
 # words no tokenizer knows as a name of anything (and no sentence of a task contains)
 MADE_UP_WORDS = ("blicket", "wugsy", "daxen", "zorbo", "fepple", "tomble", "kikiri", "boubon", "gorpin", "snibbet",
@@ -136,7 +136,9 @@ def augment(examples: list[Example], epoch: int, config: TrainConfig) -> list[Ex
     return out
 
 
-def _train_detector(release, tasks, config: TrainConfig, options: RunOptions, out_dir: Path, quiet: bool):
+def train_detector(release, tasks, config: TrainConfig, options: RunOptions, out_dir: Path, quiet: bool = True):
+    """(the span detector, its report) in out_dir/detector/: trained on the train split of `tasks` with span P/R/F1
+    on dev and test, or, with options.detector_dir, that folder's detector copied, its report (its scores) with it."""
     from models._io import atomic_write_text
     from models.span_detector import SpanConfig, SpanDetector, span_scores, train_span_detector
 
@@ -151,7 +153,9 @@ def _train_detector(release, tasks, config: TrainConfig, options: RunOptions, ou
     if options.detector_dir:
         det = SpanDetector.load(options.detector_dir, device=options.device)
         det.save(out_dir / "detector")
-        return det, {"reused": options.detector_dir}
+        given = Path(options.detector_dir) / "report.json"
+        scores = json.loads(given.read_text(encoding="utf-8"))["report"].get("scores", {}) if given.exists() else {}
+        return det, {"reused": options.detector_dir, "scores": scores}
     scfg = SpanConfig(encoder=config.lm, epochs=config.detector_epochs, batch_size=config.detector_batch_size,
                       lr=config.detector_lr, max_length=config.max_length, seed=config.seed, device=options.device)
     det = SpanDetector.from_pretrained_encoder(scfg)
@@ -256,7 +260,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     inject_dim = index.inject_dim if index is not None and config.mode == "audiobert" else 1
 
     # 2. span detector; 3. the model and the examples (retrieval once)
-    detector, det_report = _train_detector(release, tasks, config, options, out, quiet)
+    detector, det_report = train_detector(release, tasks, config, options, out, quiet)
     model, tok, head_is_new = build_model(config, inject_dim, config.seed)
     examples, left_out = _examples(release, tasks, config, options, tok, detector, index)
 

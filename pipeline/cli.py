@@ -245,7 +245,7 @@ def cmd_eval(args) -> None:
     p = _params(args, "eval", device=args.device, max_items=args.max_items)
     evaluate(args.release, args.models, Path(args.out), splits=tuple(p["splits"]),
              device=p["device"], seed=int(p["seed"]), max_items=int(p["max_items"]), index_dir=args.index,
-             ablation=tuple(args.ablation or ()), quiet=args.quiet)
+             ablation=tuple(args.ablation or ()), quiet=args.quiet, workers=args.workers)
     if not args.quiet:
         print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
 
@@ -351,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None, help="audio index AudioBERT checkpoints retrieve from (default: the release's, else their own)")
     p.add_argument("--ablation", nargs="+", default=None, metavar="SPLIT",
                    help="also score the controls on these splits: item clips excluded, oracle (own clips) and shuffled audio")
+    p.add_argument("--workers", type=int, default=1, help="processes scoring the models at once (the same results)")
     p = add("sweep", cmd_sweep, "train a recipe and its variants on a release, score them on dev only, choose by dev accuracy")
     p.add_argument("release")
     p.add_argument("--out", required=True)

@@ -160,7 +160,7 @@ def test_card_wording_reaches_only_the_card_and_ui_code_reaches_no_stage(build_c
     with open(copy / "benchmark" / "card_template.md", "a", encoding="utf-8") as f:
         f.write("\nReworded.\n")
     assert _planned_in(copy, env, common) == ["card"]
-    for stage in ("release", "audiobert", "text_twin", "results"):
+    for stage in ("release", "span_detector", "audiobert", "text_twin", "results"):
         assert "benchmark/card_template.md" not in code_hash(f"pipeline.stages.{stage}"), stage
     (copy / "benchmark" / "card_template.md").write_bytes((REPO / "benchmark" / "card_template.md").read_bytes())
     with open(copy / "pipeline" / "review" / "app.py", "a", encoding="utf-8") as f:

@@ -1,4 +1,4 @@
-"""The audiobert stage: the span detector and AudioBERT, trained on the corpus's release (models.train).
+"""The audiobert stage: AudioBERT, trained on the corpus's release with the span_detector stage's detector (models.train).
 
 Training resumes from its last state in the checkpoint folder when it was killed; the manifest is written last."""
 
@@ -7,12 +7,14 @@ from __future__ import annotations
 __all__ = ["run", "train_stage"]
 
 
-def train_stage(ctx, name: str, mode: str, detector_dir: str | None = None) -> dict:
-    """Train `mode` (audiobert | text | captions) on ctx's release into build/<corpus id>/<name>/; return the manifest."""
+def train_stage(ctx, name: str, mode: str) -> dict:
+    """Train `mode` (audiobert | text | captions) on ctx's release into build/<corpus id>/<name>/, reusing the detector
+    stage's span detector; return the manifest."""
     from models.config import RunOptions, TrainConfig
     from models.train import train
 
-    params = {**ctx.section("train"), "mode": mode, **({"detector_dir": detector_dir} if detector_dir else {})}
+    detector = ctx.input_paths(name)["detector"].parent / "detector"  # the span_detector stage's folder
+    params = {**ctx.section("train"), "mode": mode, "detector_dir": str(detector)}
     run = ctx.open_stage(name, params)
     if run.fresh():
         return run.previous() or {}

@@ -1,5 +1,5 @@
 """The caption_twin stage: AudioBERT's caption twin — the text twin given the captions of the clips retrieved for its
-spans as text after the sentence (same retrieval and re-ranking, no audio) — reusing AudioBERT's span detector. Beside
+spans as text after the sentence (same retrieval and re-ranking, no audio) — reading the span_detector stage's detector. Beside
 AudioBERT it tells what the audio carries from what the captions that found it say."""
 
 from __future__ import annotations
@@ -10,5 +10,4 @@ __all__ = ["run"]
 
 
 def run(ctx) -> dict:
-    detector = ctx.input_paths("caption_twin")["detector"].parent / "detector"  # in AudioBERT's checkpoint folder
-    return train_stage(ctx, "caption_twin", "captions", detector_dir=str(detector))
+    return train_stage(ctx, "caption_twin", "captions")

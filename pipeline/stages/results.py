@@ -3,6 +3,8 @@ every task and split of the release (models.eval)."""
 
 from __future__ import annotations
 
+import os
+
 __all__ = ["run"]
 
 
@@ -16,7 +18,8 @@ def run(ctx) -> dict:
         evaluate(ctx.release_dir(), [str(checkpoints[k].parent) for k in ("text", "captions", "audiobert")], run.out_dir,
                  tasks=tuple(p["tasks"]),
                  splits=tuple(p["splits"]), device=p["device"], seed=int(p["seed"]),
-                 max_items=int(p["max_items"]), ablation=tuple(p["ablation"]), quiet=ctx.quiet)
+                 max_items=int(p["max_items"]), ablation=tuple(p["ablation"]), quiet=ctx.quiet,
+                 workers=ctx.options.get("workers") or os.cpu_count() or 1)
         run.record_output("results.json")
         run.record_output("results.md")
         run.record_output("predictions.jsonl")

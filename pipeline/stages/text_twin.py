@@ -1,4 +1,4 @@
-"""The text_twin stage: AudioBERT's text-only twin (same LM and LoRA gate, no audio), reusing train's span detector."""
+"""The text_twin stage: AudioBERT's text-only twin (same LM and LoRA gate, no audio), reading the span_detector stage's detector."""
 
 from __future__ import annotations
 
@@ -8,5 +8,4 @@ __all__ = ["run"]
 
 
 def run(ctx) -> dict:
-    detector = ctx.input_paths("text_twin")["detector"].parent / "detector"  # in AudioBERT's checkpoint folder
-    return train_stage(ctx, "text_twin", "text", detector_dir=str(detector))
+    return train_stage(ctx, "text_twin", "text")

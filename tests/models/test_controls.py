@@ -139,7 +139,14 @@ def test_caption_twin_trains_and_the_control_table_and_report_say_what_the_contr
     text = train(official_release, TrainConfig.demo(**base, mode="text"), tmp_path / "text", det)
     captions = train(official_release, TrainConfig.demo(**base, mode="captions", context_tokens=32), tmp_path / "captions", det)
     assert json.loads((captions / "config.json").read_text())["name"].startswith("caption twin")
+    # a reused detector brings its span scores along (every model's results name the spans it read)
+    scores = lambda ckpt: json.loads((ckpt / "config.json").read_text())["span_detector"]["scores"]  # noqa: E731
+    assert scores(text) == scores(captions) == scores(audio) and scores(audio)
     res = evaluate(official_release, [text, captions, audio], tmp_path / "eval", splits=("test",), ablation=("test",))
+    # the models scored in two processes at once: the same bytes
+    evaluate(official_release, [text, captions, audio], tmp_path / "eval2", splits=("test",), ablation=("test",), workers=2)
+    for name in ("results.json", "predictions.jsonl"):
+        assert (tmp_path / "eval2" / name).read_bytes() == (tmp_path / "eval" / name).read_bytes(), name
     names = {r["model"] for r in res["rows"]}
     assert any(n.startswith("caption twin") and n.endswith("excluded captions") for n in names)
     for a in res["ablation"]:
