@@ -182,7 +182,7 @@ endif
 FORCE:
 
 sweep: $(INSTALLED) ## choose on dev: the demo recipe and each of its additions taken away, trained on the demo release, scored on dev only
-	$(AB) sweep releases/demo-1.0.0 --out bench_out/sweep $(Q)
+	$(AB) sweep releases/demo-1.0.0 --out bench_out/sweep --workers $(JOBS) $(Q)
 
 # -rs: every skipped test is named with its reason in the summary; pytest's exit 5 ("no tests collected") is a failure
 test: $(INSTALLED) ## run the test suite

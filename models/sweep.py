@@ -33,9 +33,10 @@ VARIANTS: dict[str, dict] = {
 
 
 def sweep(release: str | Path, base: TrainConfig, variants: dict[str, dict], out_dir: str | Path,
-          options: RunOptions | None = None, quiet: bool = True) -> dict:
+          options: RunOptions | None = None, quiet: bool = True, workers: int = 1) -> dict:
     """Train every variant (and the text twin once) on the release, score them on its dev split; write sweep.json and
-    sweep.md under out_dir; return {"rows", "chosen"} (chosen: the best mean dev accuracy over tasks)."""
+    sweep.md under out_dir; return {"rows", "chosen"} (chosen: the best mean dev accuracy over tasks). workers > 1
+    trains that many variants at once, each in its own process (the same rows as one process)."""
     from models.eval import evaluate
     from models.train import train
 
@@ -44,18 +45,34 @@ def sweep(release: str | Path, base: TrainConfig, variants: dict[str, dict], out
     twin = train(release, replace(base, mode="text"), out / "text_twin", options, quiet=quiet)
     twin_res = evaluate(release, [twin], out / "eval_text_twin", splits=("dev",), seed=base.seed, quiet=quiet)
     twin_acc = {r["task"]: r["accuracy"] for r in twin_res["rows"]}
-    rows = []
-    for name, change in variants.items():
-        folder = out / name.replace(" ", "_")
-        ckpt = train(release, replace(base, **change), folder, replace(options, detector_dir=str(twin / "detector")), quiet=quiet)
-        res = evaluate(release, [ckpt], folder / "eval", splits=("dev",), seed=base.seed, quiet=quiet)
-        acc = {r["task"]: r["accuracy"] for r in res["rows"]}
-        rows.append({"variant": name, "change": change, "dev": acc, "mean": sum(acc.values()) / max(1, len(acc))})
+    detector = replace(options, detector_dir=str(twin / "detector"))
+    jobs = [(str(release), replace(base, **change), out / name.replace(" ", "_"), detector, quiet) for name, change in variants.items()]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            accs = list(pool.map(_dev_accuracy, jobs))
+    else:
+        accs = [_dev_accuracy(job) for job in jobs]
+    rows = [{"variant": name, "change": change, "dev": acc, "mean": sum(acc.values()) / max(1, len(acc))}
+            for (name, change), acc in zip(variants.items(), accs)]
     chosen = max(rows, key=lambda r: (r["mean"], -list(variants).index(r["variant"])))["variant"]
     result = {"release": str(release), "seed": base.seed, "text_twin_dev": twin_acc, "rows": rows, "chosen": chosen}
     (out / "sweep.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (out / "sweep.md").write_text(render_sweep(result), encoding="utf-8")
     return result
+
+
+def _dev_accuracy(job: tuple) -> dict[str, float]:
+    """Train one variant into its folder and score it on dev: task -> accuracy (a worker process's job in `sweep`)."""
+    from models.eval import evaluate
+    from models.train import train
+
+    release, config, folder, options, quiet = job
+    ckpt = train(release, config, folder, options, quiet=quiet)
+    res = evaluate(release, [ckpt], folder / "eval", splits=("dev",), seed=config.seed, quiet=quiet)
+    return {r["task"]: r["accuracy"] for r in res["rows"]}
 
 
 def render_sweep(result: dict) -> str:

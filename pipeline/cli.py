@@ -220,7 +220,8 @@ def cmd_sweep(args) -> None:
 
     p = _params(args, "train", preset=args.preset, **{f.key: getattr(args, _dest(f)) for f in TRAIN_FLAGS})
     chosen = {k: v for k, v in VARIANTS.items() if not args.variants or k in args.variants}
-    res = sweep(args.release, TrainConfig.from_params(p), chosen, Path(args.out), RunOptions.from_params(p), quiet=args.quiet)
+    res = sweep(args.release, TrainConfig.from_params(p), chosen, Path(args.out), RunOptions.from_params(p), quiet=args.quiet,
+                workers=args.workers or os.cpu_count() or 1)
     print((Path(args.out) / "sweep.md").read_text(encoding="utf-8"), end="")
     print(f"chosen on dev: {res['chosen']}")
 
@@ -357,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="demo", choices=["published", "demo"])
     p.add_argument("--variants", nargs="+", default=None, help="names from models.sweep.VARIANTS (default: all)")
+    p.add_argument("--workers", type=int, default=None, help="variants trained at once, a process each (default: all cores; the same rows)")
     _add_flags(p, TRAIN_FLAGS)
     p = add("report", cmd_report, "the README's demo results block (control table, what the controls support) from a results.json")
     p.add_argument("results", help="results.json of `eval` or the results stage")

@@ -174,3 +174,7 @@ def test_sweep_chooses_on_dev_and_never_reads_test(tiny_lm_dir, demo_index_dir, 
         rows = json.loads((tmp_path / "sweep" / folder / "eval" / "results.json").read_text())["rows"]
         assert {r["split"] for r in rows} == {"dev"}
     assert "(**chosen**)" in (tmp_path / "sweep" / "sweep.md").read_text()
+    # the variants trained two at once, each in its own process: the same rows
+    again = sweep(official_release, base, {"the recipe": {}, "no copy": {"audio_copy": False}}, tmp_path / "sweep2",
+                  RunOptions(index_dir=str(demo_index_dir)), workers=2)
+    assert again["rows"] == res["rows"] and again["chosen"] == res["chosen"]
