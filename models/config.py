@@ -110,6 +110,7 @@ class RunOptions:
     index_dir: str = ""  # '' = the release's audio_index/
     detector_dir: str = ""  # reuse a trained span detector (a detector/ folder) instead of training one
     stop_after_epoch: int = 0  # > 0: stop (resumably) after this epoch; for tests and time-boxed runs
+    resume_key: str = ""  # the caller's code version: a saved state made by other code is never resumed
 
     def __post_init__(self) -> None:
         check_choices(self)

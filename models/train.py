@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import ConfigError, InputError
+from benchmark.hashing import stable_hash
 from models.audiobert import audio_token, build_model
 from models.config import CHECKPOINT_FORMAT, RunOptions, TrainConfig
 from models.data import SpanHits, fit_rows, oracle_span_audio, own_captions, pad_audio, task_items
@@ -136,6 +137,17 @@ def augment(examples: list[Example], epoch: int, config: TrainConfig) -> list[Ex
     return out
 
 
+def resume_key(config: TrainConfig, options: RunOptions, release, *files) -> str:
+    """What a saved state (an epoch's, a trained detector's) must match to be resumed: the config, the caller's code
+    version (options.resume_key), the release's item tables and the given files (the index's, the detector's
+    weights). A rerun after any of them changed starts over instead of returning what the old inputs made."""
+    from benchmark.hashing import sha256_file
+
+    tables = sorted(Path(release.path).glob("*/*.parquet"))
+    return stable_hash([config.key(), options.resume_key, *[[p.parent.name, p.name, sha256_file(p)] for p in tables],
+                        *[sha256_file(f) if Path(f).is_file() else "" for f in files]])
+
+
 def train_detector(release, tasks, config: TrainConfig, options: RunOptions, out_dir: Path, quiet: bool = True):
     """(the span detector, its report) in out_dir/detector/: trained on the train split of `tasks` with span P/R/F1
     on dev and test, or, with options.detector_dir, that folder's detector copied, its report (its scores) with it."""
@@ -146,9 +158,10 @@ def train_detector(release, tasks, config: TrainConfig, options: RunOptions, out
     # LM that has none) must not depend on whether this process trained a detector (the text twin reuses AudioBERT's)
     torch.manual_seed(config.seed)
     report_path = out_dir / "detector" / "report.json"
+    state_key = resume_key(config, options, release)
     if report_path.exists():  # a resumed run keeps the detector it trained before
         report = json.loads(report_path.read_text(encoding="utf-8"))
-        if report.get("config_key") == config.key():
+        if report.get("state_key") == state_key:
             return SpanDetector.load(out_dir / "detector", device=options.device), report["report"]
     if options.detector_dir:
         det = SpanDetector.load(options.detector_dir, device=options.device)
@@ -168,7 +181,7 @@ def train_detector(release, tasks, config: TrainConfig, options: RunOptions, out
             scores[split] = span_scores(det.predict([it["sentence"] for it in items]), [it["spans"] for it in items])
     det.save(out_dir / "detector")
     report = {"losses": losses, "scores": scores}
-    atomic_write_text(report_path, json.dumps({"config_key": config.key(), "report": report}, indent=2) + "\n")
+    atomic_write_text(report_path, json.dumps({"state_key": state_key, "report": report}, indent=2) + "\n")
     return det, report
 
 
@@ -278,9 +291,11 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
     opt, sched = _optimiser(model, config, steps_per_epoch * config.epochs)
     start_epoch, history = 0, []
     last = out / "last" / "state.pt"
+    state_key = resume_key(config, options, release, *([Path(idx_dir) / "index.json"] if index is not None else []),
+                           out / "detector" / "span_detector.pt")
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
-        if state.get("config_key") == config.key():
+        if state.get("state_key") == state_key:
             model.load_trainable_state(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -310,7 +325,7 @@ def train(release_path: str | Path, config: TrainConfig | None = None, out_dir: 
         share = model.audio_share()
         history.append({"epoch": epoch + 1, "loss": total / max(1, n), **({"audio_share": round(share, 4)} if share is not None else {})})
         save_torch(last, {
-            "config_key": config.key(), "epoch": epoch + 1, "history": history, "model": model.trainable_state(),
+            "state_key": state_key, "epoch": epoch + 1, "history": history, "model": model.trainable_state(),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
         })
         if options.stop_after_epoch and epoch + 1 >= options.stop_after_epoch and epoch + 1 < config.epochs:

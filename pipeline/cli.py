@@ -209,7 +209,11 @@ def cmd_train(args) -> None:
 
     p = _params(args, "train", preset=args.preset, mode=args.mode, detector_dir=args.detector_dir, index_dir=args.index,
                 **{f.key: getattr(args, _dest(f)) for f in TRAIN_FLAGS})
-    print(train(args.release, TrainConfig.from_params(p), Path(args.out), RunOptions.from_params(p), quiet=args.quiet))
+    from benchmark.hashing import stable_hash
+    from pipeline.code_hash import code_hash
+
+    options = RunOptions.from_params({**p, "resume_key": stable_hash(code_hash("models.train"))})  # no state of other code
+    print(train(args.release, TrainConfig.from_params(p), Path(args.out), options, quiet=args.quiet))
 
 
 def cmd_sweep(args) -> None:

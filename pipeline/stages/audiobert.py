@@ -19,7 +19,8 @@ def train_stage(ctx, name: str, mode: str) -> dict:
     if run.fresh():
         return run.previous() or {}
     config = TrainConfig.from_params(params)
-    train(ctx.release_dir(), config, run.out_dir, RunOptions.from_params(params), quiet=ctx.quiet)
+    options = RunOptions.from_params({**params, "resume_key": run.code_version()})  # a state of other code is not resumed
+    train(ctx.release_dir(), config, run.out_dir, options, quiet=ctx.quiet)
     run.record_output("config.json")
     return run.finish({"kept": 1}, extra={"release": ctx.release_dir().name, "config_key": config.key()})
 

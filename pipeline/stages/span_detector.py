@@ -17,8 +17,8 @@ def run(ctx) -> dict:
         return run.previous() or {}
     config = TrainConfig.from_params(params)
     release = load_release(ctx.release_dir())
-    train_detector(release, list(config.tasks) or release.tasks, config, RunOptions.from_params(params), run.out_dir,
-                   quiet=ctx.quiet)
+    options = RunOptions.from_params({**params, "resume_key": run.code_version()})  # a detector of other code is not kept
+    train_detector(release, list(config.tasks) or release.tasks, config, options, run.out_dir, quiet=ctx.quiet)
     run.record_output("detector/span_detector.pt")
     run.record_output("detector/report.json")
     return run.finish({"kept": 1})

@@ -408,3 +408,38 @@ def test_a_text_twin_reusing_a_detector_trains_the_same_whatever_came_before(tin
     assert (tmp_path / "text_a" / "model.pt").read_bytes() == (tmp_path / "text_b" / "model.pt").read_bytes()
     meta = json.loads((tmp_path / "text_b" / "config.json").read_text())
     assert meta["history"][-1]["audio_share"] == 0.0  # the twin injects nothing
+
+
+def test_a_saved_state_of_other_inputs_or_code_is_never_resumed(tiny_lm_dir, demo_index_dir, official_release, tmp_path):
+    """A finished run's saved state is resumed only by a rerun on the same config, inputs and code: in the same folder,
+    a release whose items changed trains from the start and gives what a fresh run on it gives (before, a matching
+    config alone resumed the old run's finished state and returned its weights); another code version starts over."""
+    import shutil
+
+    import pandas as pd
+
+    from benchmark.release_io import file_digests, load_release
+    from models.train import resume_key
+
+    cfg = _cfg(tiny_lm_dir, epochs=1)
+    changed = tmp_path / "changed_release"
+    shutil.copytree(official_release, changed)
+    table = sorted(changed.glob("*/train.parquet"))[0]
+    df = pd.read_parquet(table)
+    df.iloc[: len(df) // 2].to_parquet(table, index=False)  # half its train items gone (the manifest's checksums follow)
+    manifest = json.loads((changed / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in file_digests(changed).items() if k in manifest["files"]}
+    (changed / "manifest.json").write_text(json.dumps(manifest))
+    run = train(official_release, cfg, tmp_path / "run", _opts(demo_index_dir))
+    old = torch.load(run / "model.pt", weights_only=True)
+    train(changed, cfg, run, _opts(demo_index_dir))  # the same folder: the old state must not be resumed
+    fresh = train(changed, cfg, tmp_path / "fresh", _opts(demo_index_dir))
+    a, b = torch.load(run / "model.pt", weights_only=True), torch.load(fresh / "model.pt", weights_only=True)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not all(torch.allclose(a[k], old[k], atol=1e-6) for k in a)
+    # another code version: the state is made anew (its key is the new one)
+    other = _opts(demo_index_dir, resume_key="other code")
+    train(changed, cfg, run, other)
+    state = torch.load(run / "last" / "state.pt", weights_only=True)
+    assert state["state_key"] == resume_key(cfg, other, load_release(changed), demo_index_dir / "index.json",
+                                            run / "detector" / "span_detector.pt")
