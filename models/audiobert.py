@@ -362,7 +362,7 @@ def build_model(settings: ModelSettings, inject_dim: int, seed: int = 0):
     from models.loading import load_masked_lm, load_tokenizer
 
     tok = load_tokenizer(settings.lm, need_mask=True)
+    torch.manual_seed(seed)  # before the LM: a fresh MLM head is drawn while it loads
     mlm, head_is_new = load_masked_lm(settings.lm, allow_new_head=True)
-    torch.manual_seed(seed)
     model = AudioBERT(mlm, AudioBertConfig.derive(settings, inject_dim), train_head=head_is_new)
     return model, tok, head_is_new

@@ -443,3 +443,18 @@ def test_a_saved_state_of_other_inputs_or_code_is_never_resumed(tiny_lm_dir, dem
     state = torch.load(run / "last" / "state.pt", weights_only=True)
     assert state["state_key"] == resume_key(cfg, other, load_release(changed), demo_index_dir / "index.json",
                                             run / "detector" / "span_detector.pt")
+
+
+def test_a_fresh_head_and_projection_start_the_same_whatever_drew_from_torch_before(tiny_lm_dir):
+    """build_model seeds torch before the LM loads: a fresh MLM head (an LM without one, like MiniLM) is drawn then.
+    Before, it was drawn before the seed, so AudioBERT trained beside its own span detector started from another
+    head than the same model given a trained detector."""
+    from models.audiobert import build_model
+
+    torch.manual_seed(123)
+    torch.rand(1000)  # e.g. a span detector trained first in the same process
+    a, _, head_is_new = build_model(_cfg(tiny_lm_dir), 8, 0)
+    torch.rand(77)
+    b, _, _ = build_model(_cfg(tiny_lm_dir), 8, 0)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert head_is_new and sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
