@@ -154,8 +154,7 @@ def train_detector(release, tasks, config: TrainConfig, options: RunOptions, out
     from models._io import atomic_write_text
     from models.span_detector import SpanConfig, SpanDetector, span_scores, train_span_detector
 
-    # seeded first, whichever way the detector comes: what draws from torch's generator next (the fresh MLM head of an
-    # LM that has none) must not depend on whether this process trained a detector (the text twin reuses AudioBERT's)
+    # seeded first, whichever way the detector comes (build_model seeds again before the LM and its fresh head load)
     torch.manual_seed(config.seed)
     report_path = out_dir / "detector" / "report.json"
     state_key = resume_key(config, options, release)
